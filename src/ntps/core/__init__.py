@@ -1,0 +1,1 @@
+"""The NTPS mathematics: statistics, eigen subspaces and scores. Plain numpy/scipy/torch."""

@@ -1,0 +1,178 @@
+"""Streaming per-layer second-moment statistics of Algorithm 1 (paper, Appendix A.4).
+
+For one text with real-token states h_1..h_l of a layer and prefix sums S_i = h_1 + ... + h_i,
+the paper's selection matrices L1, L2 give
+
+    X^T L1 L1^T X = sum_{i<l} S_i S_i^T          (cov0)
+    X^T L1 L2^T X = sum_{i<l} S_i h_{i+1}^T      (cov1)
+
+and with the mean state m = S_l / l and the one-hot label y:  m m^T (meanXX) and m y^T (meanXY).
+Here they are computed for a whole padded batch with masked cumulative sums and one matrix
+product per layer. Sums are kept (not averages) so that shards of a dataset add up exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from ntps.core.errors import NtpsInputError
+
+STATISTIC_NAMES = ("mean_xx", "mean_xy", "cov0", "cov1")
+
+
+@dataclass
+class LayerStatistics:
+    """Sums over texts of the four statistics of Algorithm 1, for every layer, in float64.
+
+    Attributes:
+        mean_xx: (L, d, d) sum over texts of m m^T.
+        mean_xy: (L, d, c) sum over texts of m y^T.
+        cov0: (L, d, d) sum over texts of sum_{i<l} S_i S_i^T.
+        cov1: (L, d, d) sum over texts of sum_{i<l} S_i h_{i+1}^T.
+        n_texts: number of texts summed (the paper's n).
+        n_transitions: number of (prefix, next token) pairs summed into cov0 and cov1.
+        class_counts: (c,) texts per label id.
+    """
+
+    mean_xx: np.ndarray
+    mean_xy: np.ndarray
+    cov0: np.ndarray
+    cov1: np.ndarray
+    n_texts: int
+    n_transitions: int
+    class_counts: np.ndarray
+
+    @property
+    def n_layers(self) -> int:
+        return self.mean_xx.shape[0]
+
+    @property
+    def hidden_size(self) -> int:
+        return self.mean_xx.shape[1]
+
+    @property
+    def n_classes(self) -> int:
+        return self.mean_xy.shape[2]
+
+    def averaged(self, layer: int) -> dict[str, np.ndarray]:
+        """The paper's expectations for one layer: each sum divided by the number of texts.
+
+        Returns:
+            {"mean_xx": (d, d), "mean_xy": (d, c), "cov0": (d, d), "cov1": (d, d)}.
+        """
+        if self.n_texts == 0:
+            raise NtpsInputError("no texts were accumulated: the dataset is empty")
+        return {name: getattr(self, name)[layer] / self.n_texts for name in STATISTIC_NAMES}
+
+    def __add__(self, other: LayerStatistics) -> LayerStatistics:
+        if self.mean_xy.shape != other.mean_xy.shape:
+            raise NtpsInputError(
+                f"cannot add statistics of shapes {self.mean_xy.shape} and {other.mean_xy.shape}"
+            )
+        return LayerStatistics(
+            **{name: getattr(self, name) + getattr(other, name) for name in STATISTIC_NAMES},
+            n_texts=self.n_texts + other.n_texts,
+            n_transitions=self.n_transitions + other.n_transitions,
+            class_counts=self.class_counts + other.class_counts,
+        )
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """Flat name -> array mapping, for storage as one archive."""
+        arrays = {name: getattr(self, name) for name in STATISTIC_NAMES}
+        arrays["n_texts"] = np.asarray(self.n_texts)
+        arrays["n_transitions"] = np.asarray(self.n_transitions)
+        arrays["class_counts"] = self.class_counts
+        return arrays
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> LayerStatistics:
+        return cls(
+            **{name: np.asarray(arrays[name], dtype=np.float64) for name in STATISTIC_NAMES},
+            n_texts=int(arrays["n_texts"]),
+            n_transitions=int(arrays["n_transitions"]),
+            class_counts=np.asarray(arrays["class_counts"], dtype=np.int64),
+        )
+
+
+class StatisticsAccumulator:
+    """Adds batches of hidden states into float64 sums; memory is O(L d^2), not O(texts)."""
+
+    def __init__(self, n_layers: int, hidden_size: int, n_classes: int):
+        if n_classes < 1:
+            raise NtpsInputError(f"n_classes must be at least 1, got {n_classes}")
+        shape = (n_layers, hidden_size, hidden_size)
+        self._sums = {
+            "mean_xx": torch.zeros(shape, dtype=torch.float64),
+            "mean_xy": torch.zeros((n_layers, hidden_size, n_classes), dtype=torch.float64),
+            "cov0": torch.zeros(shape, dtype=torch.float64),
+            "cov1": torch.zeros(shape, dtype=torch.float64),
+        }
+        self._n_layers = n_layers
+        self._n_classes = n_classes
+        self._n_texts = 0
+        self._n_transitions = 0
+        self._class_counts = torch.zeros(n_classes, dtype=torch.int64)
+
+    def update(
+        self,
+        hidden_states: Sequence[torch.Tensor],
+        attention_mask: torch.Tensor,
+        label_ids: torch.Tensor,
+    ) -> None:
+        """Add one padded batch.
+
+        Args:
+            hidden_states: L tensors of shape (B, T, d), one per layer (any float dtype, any
+                device); padded positions may hold anything, they are masked out.
+            attention_mask: (B, T) with 1 for real tokens, 0 for padding (left or right).
+            label_ids: (B,) integer labels in [0, c).
+        """
+        if len(hidden_states) != self._n_layers:
+            raise NtpsInputError(
+                f"expected hidden states for {self._n_layers} layers, got {len(hidden_states)}"
+            )
+        mask = attention_mask.to(device="cpu", dtype=torch.bool)
+        lengths = mask.sum(dim=1)
+        if bool((lengths == 0).any()):
+            raise NtpsInputError("a text in the batch has no real tokens (empty after tokenization)")
+        label_ids = label_ids.to(device="cpu", dtype=torch.int64)
+        if bool((label_ids < 0).any()) or bool((label_ids >= self._n_classes).any()):
+            raise NtpsInputError(f"label ids must lie in [0, {self._n_classes}), got {label_ids.tolist()}")
+        one_hot = torch.nn.functional.one_hot(label_ids, self._n_classes).to(torch.float64)
+        # A pair (S_i, h_{i+1}) needs both tokens real, whichever side the padding is on.
+        has_next = mask[:, :-1] & mask[:, 1:]
+        last_index = torch.arange(mask.shape[1]) * mask
+        last_index = last_index.argmax(dim=1)
+        batch_index = torch.arange(mask.shape[0])
+        for layer, states in enumerate(hidden_states):
+            states = states.detach().to(device="cpu", dtype=torch.float64)
+            real_states = states[mask]
+            if not bool(torch.isfinite(real_states).all()):
+                raise NtpsInputError(
+                    f"hidden states of layer {layer} contain NaN or infinite values; "
+                    "the forward pass is numerically broken (try float32 instead of float16)"
+                )
+            states = states * mask.unsqueeze(-1)
+            prefix_sums = states.cumsum(dim=1)
+            mean_states = prefix_sums[batch_index, last_index] / lengths.unsqueeze(-1)
+            self._sums["mean_xx"][layer] += mean_states.T @ mean_states
+            self._sums["mean_xy"][layer] += mean_states.T @ one_hot
+            prefixes = prefix_sums[:, :-1][has_next]
+            next_states = states[:, 1:][has_next]
+            self._sums["cov0"][layer] += prefixes.T @ prefixes
+            self._sums["cov1"][layer] += prefixes.T @ next_states
+        self._n_texts += int(mask.shape[0])
+        self._n_transitions += int(has_next.sum())
+        self._class_counts += torch.bincount(label_ids, minlength=self._n_classes)
+
+    def result(self) -> LayerStatistics:
+        return LayerStatistics(
+            **{name: value.numpy().copy() for name, value in self._sums.items()},
+            n_texts=self._n_texts,
+            n_transitions=self._n_transitions,
+            class_counts=self._class_counts.numpy().copy(),
+        )

@@ -1,0 +1,130 @@
+"""Perception (U) and autoregressive (V) subspaces of Theorem 1: generalized eigenvectors.
+
+U solves meanXY meanXY^T u = lambda meanXX u (eq. 9) and V solves
+cov1 cov1^T v = lambda cov0 v (eq. 8). Eigenvectors are B-orthonormal (U^T B U = I), as the proof
+of Theorem 2 assumes, and ordered by descending eigenvalue.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.linalg
+from tqdm.auto import tqdm
+
+from ntps.core.errors import NtpsInputError
+from ntps.core.statistics import LayerStatistics
+
+
+@dataclass
+class EigenSubspace:
+    """Solution of A w = lambda (B + shift I) w.
+
+    Attributes:
+        eigenvalues: (d,) descending.
+        eigenvectors: (d, d), column i belongs to eigenvalues[i]; W^T (B + shift I) W = I.
+        ridge_shift: the absolute shift added to B's diagonal (ridge * trace(B) / d).
+    """
+
+    eigenvalues: np.ndarray
+    eigenvectors: np.ndarray
+    ridge_shift: float
+
+
+def generalized_eigenspace(a: np.ndarray, b: np.ndarray, ridge: float) -> EigenSubspace:
+    """Top-first generalized eigenvectors of the symmetric pencil (A, B).
+
+    Args:
+        a: (d, d) symmetric positive semi-definite.
+        b: (d, d) symmetric positive semi-definite, possibly singular.
+        ridge: relative regularization; B + ridge * trace(B)/d * I is used, which keeps the
+            problem solvable when B is singular (fewer texts than dimensions) and is invariant
+            to a rescaling or rotation of the hidden states.
+    """
+    if a.shape != b.shape or a.ndim != 2 or a.shape[0] != a.shape[1]:
+        raise NtpsInputError(f"A and B must be square of the same shape, got {a.shape} and {b.shape}")
+    if ridge < 0:
+        raise NtpsInputError(f"ridge must be non-negative, got {ridge}")
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        raise NtpsInputError("statistics contain NaN or infinite values")
+    d = a.shape[0]
+    scale = np.trace(b) / d
+    if not scale > 0:
+        raise NtpsInputError("the covariance B is zero: every hidden state is zero")
+    shift = ridge * scale
+    a_sym = (a + a.T) / 2
+    b_reg = (b + b.T) / 2 + shift * np.eye(d)
+    try:
+        eigenvalues, eigenvectors = scipy.linalg.eigh(a_sym, b_reg)
+    except np.linalg.LinAlgError as error:
+        raise NtpsInputError(
+            f"the covariance B is numerically singular (ridge={ridge}); raise the ridge"
+        ) from error
+    return EigenSubspace(
+        eigenvalues=eigenvalues[::-1].copy(),
+        eigenvectors=eigenvectors[:, ::-1].copy(),
+        ridge_shift=float(shift),
+    )
+
+
+def perception_subspace(mean_xx: np.ndarray, mean_xy: np.ndarray, ridge: float) -> EigenSubspace:
+    """U of eq. (9) from meanXX (d, d) and meanXY (d, c)."""
+    return generalized_eigenspace(mean_xy @ mean_xy.T, mean_xx, ridge)
+
+
+def autoregressive_subspace(cov0: np.ndarray, cov1: np.ndarray, ridge: float) -> EigenSubspace:
+    """V of eq. (8) from cov0 (d, d) and cov1 (d, d)."""
+    return generalized_eigenspace(cov1 @ cov1.T, cov0, ridge)
+
+
+def signal_rank(mean_xy: np.ndarray) -> int:
+    """r = rank(meanXY meanXY^T) = rank(meanXY), (d, c) -> int <= min(d, c).
+
+    Exactly r generalized eigenvalues of the perception problem are nonzero; the remaining
+    d - r eigenvectors span an eigenspace of eigenvalue 0 whose basis is arbitrary.
+    """
+    return int(np.linalg.matrix_rank(mean_xy))
+
+
+@dataclass
+class LayerSubspaces:
+    """U and V for every layer.
+
+    Attributes:
+        perception_vectors: (L, d, d) U per layer, columns by descending eigenvalue.
+        perception_values: (L, d).
+        autoregressive_vectors: (L, d, d) V per layer.
+        autoregressive_values: (L, d).
+        signal_ranks: (L,) r per layer.
+    """
+
+    perception_vectors: np.ndarray
+    perception_values: np.ndarray
+    autoregressive_vectors: np.ndarray
+    autoregressive_values: np.ndarray
+    signal_ranks: np.ndarray
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        return dict(vars(self))
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> LayerSubspaces:
+        return cls(**{name: np.asarray(arrays[name]) for name in cls.__dataclass_fields__})
+
+
+def layer_subspaces(statistics: LayerStatistics, ridge: float) -> LayerSubspaces:
+    """Solve both eigenproblems of Theorem 1 on every layer's averaged statistics."""
+    perception, autoregressive, ranks = [], [], []
+    for layer in tqdm(range(statistics.n_layers), desc="eigen subspaces", unit="layer"):
+        moments = statistics.averaged(layer)
+        perception.append(perception_subspace(moments["mean_xx"], moments["mean_xy"], ridge))
+        autoregressive.append(autoregressive_subspace(moments["cov0"], moments["cov1"], ridge))
+        ranks.append(signal_rank(moments["mean_xy"]))
+    return LayerSubspaces(
+        perception_vectors=np.stack([s.eigenvectors for s in perception]),
+        perception_values=np.stack([s.eigenvalues for s in perception]),
+        autoregressive_vectors=np.stack([s.eigenvectors for s in autoregressive]),
+        autoregressive_values=np.stack([s.eigenvalues for s in autoregressive]),
+        signal_ranks=np.asarray(ranks, dtype=np.int64),
+    )
