@@ -101,15 +101,17 @@ class LayerStatistics:
 class StatisticsAccumulator:
     """Adds batches of hidden states into float64 sums; memory is O(L d^2), not O(texts)."""
 
-    def __init__(self, n_layers: int, hidden_size: int, n_classes: int):
+    def __init__(self, n_layers: int, hidden_size: int, n_classes: int, device: str | torch.device = "cpu"):
+        """Sums live on `device`, so a GPU forward pass is not slowed by copies to the host."""
         if n_classes < 1:
             raise NtpsInputError(f"n_classes must be at least 1, got {n_classes}")
         shape = (n_layers, hidden_size, hidden_size)
+        self._device = torch.device(device)
         self._sums = {
-            "mean_xx": torch.zeros(shape, dtype=torch.float64),
-            "mean_xy": torch.zeros((n_layers, hidden_size, n_classes), dtype=torch.float64),
-            "cov0": torch.zeros(shape, dtype=torch.float64),
-            "cov1": torch.zeros(shape, dtype=torch.float64),
+            "mean_xx": torch.zeros(shape, dtype=torch.float64, device=self._device),
+            "mean_xy": torch.zeros((n_layers, hidden_size, n_classes), dtype=torch.float64, device=self._device),
+            "cov0": torch.zeros(shape, dtype=torch.float64, device=self._device),
+            "cov1": torch.zeros(shape, dtype=torch.float64, device=self._device),
         }
         self._n_layers = n_layers
         self._n_classes = n_classes
@@ -135,21 +137,20 @@ class StatisticsAccumulator:
             raise NtpsInputError(
                 f"expected hidden states for {self._n_layers} layers, got {len(hidden_states)}"
             )
-        mask = attention_mask.to(device="cpu", dtype=torch.bool)
+        mask = attention_mask.to(device=self._device, dtype=torch.bool)
         lengths = mask.sum(dim=1)
         if bool((lengths == 0).any()):
             raise NtpsInputError("a text in the batch has no real tokens (empty after tokenization)")
-        label_ids = label_ids.to(device="cpu", dtype=torch.int64)
+        label_ids = label_ids.to(device=self._device, dtype=torch.int64)
         if bool((label_ids < 0).any()) or bool((label_ids >= self._n_classes).any()):
             raise NtpsInputError(f"label ids must lie in [0, {self._n_classes}), got {label_ids.tolist()}")
         one_hot = torch.nn.functional.one_hot(label_ids, self._n_classes).to(torch.float64)
         # A pair (S_i, h_{i+1}) needs both tokens real, whichever side the padding is on.
         has_next = mask[:, :-1] & mask[:, 1:]
-        last_index = torch.arange(mask.shape[1]) * mask
-        last_index = last_index.argmax(dim=1)
-        batch_index = torch.arange(mask.shape[0])
+        last_index = (torch.arange(mask.shape[1], device=self._device) * mask).argmax(dim=1)
+        batch_index = torch.arange(mask.shape[0], device=self._device)
         for layer, states in enumerate(hidden_states):
-            states = states.detach().to(device="cpu", dtype=torch.float64)
+            states = states.detach().to(device=self._device, dtype=torch.float64)
             real_states = states[mask]
             if not bool(torch.isfinite(real_states).all()):
                 raise NtpsInputError(
@@ -167,11 +168,11 @@ class StatisticsAccumulator:
             self._sums["cov1"][layer] += prefixes.T @ next_states
         self._n_texts += int(mask.shape[0])
         self._n_transitions += int(has_next.sum())
-        self._class_counts += torch.bincount(label_ids, minlength=self._n_classes)
+        self._class_counts += torch.bincount(label_ids, minlength=self._n_classes).cpu()
 
     def result(self) -> LayerStatistics:
         return LayerStatistics(
-            **{name: value.numpy().copy() for name, value in self._sums.items()},
+            **{name: value.cpu().numpy().copy() for name, value in self._sums.items()},
             n_texts=self._n_texts,
             n_transitions=self._n_transitions,
             class_counts=self._class_counts.numpy().copy(),

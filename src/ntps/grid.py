@@ -1,0 +1,90 @@
+"""Which models and datasets a run covers, read from the parameters when pipelines are built.
+
+Kedro builds pipelines before a session loads its configuration, so the shape of the DAG (one
+namespaced sub-pipeline per model x dataset) is read here from conf/base plus the run
+environment ($KEDRO_ENV, default local), the same files `kedro run` reads.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from kedro.framework.project import settings
+
+from ntps.core.errors import NtpsInputError
+
+
+@dataclass(frozen=True)
+class RunGrid:
+    models: tuple[str, ...]
+    datasets: tuple[str, ...]
+
+    def pairs(self) -> list[tuple[str, str]]:
+        return [(model, dataset) for model in self.models for dataset in self.datasets]
+
+
+def load_parameters(project_path: Path | None = None, env: str | None = None) -> dict[str, Any]:
+    loader = settings.CONFIG_LOADER_CLASS(
+        conf_source=str((project_path or Path.cwd()) / settings.CONF_SOURCE),
+        env=env or os.environ.get("KEDRO_ENV"),
+        **settings.CONFIG_LOADER_ARGS,
+    )
+    return loader["parameters"]
+
+
+def grid_from_parameters(parameters: dict[str, Any]) -> RunGrid:
+    """The `run:` selection, checked against the `models:` and `datasets:` registries."""
+    run = parameters.get("run") or {}
+    grid = RunGrid(models=tuple(run.get("models") or ()), datasets=tuple(run.get("datasets") or ()))
+    if not grid.models or not grid.datasets:
+        raise NtpsInputError("parameters `run.models` and `run.datasets` must each list at least one name")
+    for kind, names in (("models", grid.models), ("datasets", grid.datasets)):
+        registry = parameters.get(kind) or {}
+        unknown = [name for name in names if name not in registry]
+        if unknown:
+            raise NtpsInputError(f"run.{kind} names {unknown}, which are not in the `{kind}:` registry {sorted(registry)}")
+        bad = [name for name in names if not name.isidentifier()]
+        if bad:
+            raise NtpsInputError(f"{kind} names must be identifiers (they become namespaces), got {bad}")
+    return grid
+
+
+def configured_grid() -> RunGrid:
+    return grid_from_parameters(load_parameters())
+
+
+def bind(func: Callable, **bound: Any) -> Callable:
+    """func with some keyword arguments fixed, keeping func's name for Kedro and kedro-viz."""
+    return functools.update_wrapper(functools.partial(func, **bound), func)
+
+
+def pipeline_per_pair(
+    make_template: Callable[[str, str], Any],
+    shared_inputs: dict[str, str] | None = None,
+    parameters: tuple[str, ...] = (),
+) -> Any:
+    """One copy of a stage per model x dataset, in namespace "<model>.<dataset>".
+
+    Args:
+        make_template: (model, dataset) -> the stage's Pipeline, with un-namespaced names.
+        shared_inputs: template input -> catalog name pattern with {model} and {dataset}, for
+            inputs produced outside the pair's namespace (the dataset's texts, the model's card).
+        parameters: parameter names used as they are, not namespaced.
+    """
+    from kedro.pipeline import Pipeline
+
+    return Pipeline(
+        [
+            Pipeline(
+                make_template(model, dataset),
+                namespace=f"{model}.{dataset}",
+                inputs={name: pattern.format(model=model, dataset=dataset) for name, pattern in (shared_inputs or {}).items()},
+                parameters={f"params:{name}": f"params:{name}" for name in parameters},
+            )
+            for model, dataset in configured_grid().pairs()
+        ]
+    )

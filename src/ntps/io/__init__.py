@@ -1,0 +1,6 @@
+"""Kedro datasets of this project."""
+
+from ntps.io.mlflow_artifact import VersionedMlflowArtifactDataset
+from ntps.io.npz_dataset import NpzDataset
+
+__all__ = ["NpzDataset", "VersionedMlflowArtifactDataset"]

