@@ -79,7 +79,7 @@ def resolve_model_location(spec: dict[str, Any], cache_dir: str) -> str:
             transformers.AutoConfig.from_pretrained(hf_id, trust_remote_code=spec.get("trust_remote_code", False))
         except (OSError, ValueError) as error:
             raise ModelNotAvailableError(
-                f"model '{hf_id}' could not be found{offline_note()}: {error}. "
+                f"model '{hf_id}' could not be found{offline_note()}: {str(error).rstrip('.')}. "
                 f"Fetch it once where the hub is reachable with `hf download {hf_id}` and copy the "
                 "Hugging Face cache (HF_HOME, default ~/.cache/huggingface) here, or point a "
                 "'local' model entry at a folder saved with save_pretrained."

@@ -90,7 +90,7 @@ def _read_huggingface(spec: dict[str, Any]) -> pd.DataFrame:
         except Exception as error:  # the datasets library raises many types for "not here"
             raise DatasetNotAvailableError(
                 f"Hugging Face dataset '{hf_id}' (split '{hf_split}') could not be loaded"
-                f"{offline_note()}: {error}. "
+                f"{offline_note()}: {str(error).rstrip('.')}. "
                 f"Fetch it once on a machine with network access: "
                 f"python -c \"import datasets; datasets.load_dataset('{hf_id}')\" and copy the "
                 "Hugging Face cache (HF_HOME, default ~/.cache/huggingface) to this machine."

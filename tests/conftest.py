@@ -1,0 +1,86 @@
+"""Shared fixtures: an isolated copy of the Kedro project, and a way to `kedro run` it offline."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+# Tests never reach a hub: set before anything imports huggingface_hub, datasets or transformers.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ["DO_NOT_TRACK"] = "true"
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+DATA_LAYERS = (
+    "01_raw",
+    "02_intermediate",
+    "03_primary",
+    "04_feature",
+    "05_model_input",
+    "06_models",
+    "07_model_output",
+    "08_reporting",
+)
+
+# Small enough for two CPU cores; everything else is the embedded default configuration.
+SMALL_RUN_PARAMS = {
+    "sampling.max_texts.train": 24,
+    "sampling.max_texts.test": 8,
+    "tokenization.max_tokens": 16,
+    "forward_pass.batch_size": 8,
+}
+
+
+def offline_environment() -> dict[str, str]:
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "DO_NOT_TRACK": "true"}
+
+
+@pytest.fixture(scope="session")
+def model_cache(tmp_path_factory) -> Path:
+    """One GGUF -> safetensors conversion per test session, shared by every run."""
+    return tmp_path_factory.mktemp("converted_models")
+
+
+@pytest.fixture(scope="session")
+def embedded_model(model_cache) -> tuple[str, dict]:
+    """(location, spec) of the embedded default model, converted into the session's cache."""
+    from ntps.grid import load_parameters
+    from ntps.sources.language_models import resolve_model_location
+
+    spec = load_parameters(REPOSITORY)["models"]["smollm2_135m"]
+    return resolve_model_location(spec, str(model_cache)), spec
+
+
+def make_project_copy(root: Path) -> Path:
+    shutil.copytree(REPOSITORY / "conf", root / "conf", ignore=shutil.ignore_patterns("local"))
+    (root / "conf" / "local").mkdir()
+    for name in ("pyproject.toml", ".telemetry"):
+        shutil.copy(REPOSITORY / name, root / name)
+    for layer in DATA_LAYERS:
+        (root / "data" / layer).mkdir(parents=True)
+    return root
+
+
+@pytest.fixture
+def project(tmp_path) -> Path:
+    """A fresh copy of the project's configuration with empty data folders."""
+    return make_project_copy(tmp_path / "project")
+
+
+def kedro_run(project_path: Path, model_cache: Path, extra_params: dict | None = None, pipeline: str = "ntps"):
+    params = {**SMALL_RUN_PARAMS, "model_cache_dir": str(model_cache), **(extra_params or {})}
+    command = [
+        sys.executable,
+        "-m",
+        "kedro",
+        "run",
+        f"--pipeline={pipeline}",
+        "--params",
+        ",".join(f"{key}={value}" for key, value in params.items()),
+    ]
+    return subprocess.run(command, cwd=project_path, env=offline_environment(), capture_output=True, text=True)

@@ -1,0 +1,82 @@
+"""`kedro run --pipeline=ntps` on the embedded default model and datasets, offline."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import mlflow
+import pandas as pd
+import pytest
+
+from tests.conftest import kedro_run
+
+pytestmark = pytest.mark.end_to_end
+
+DEFAULT_DATASETS = {"rotten_tomatoes", "election_tweets", "newsgroups20", "clothing_ratings"}
+
+
+def snapshot(root):
+    """path -> (size, mtime, sha256 of the first MiB) for every file under data/."""
+    state = {}
+    for path in sorted((root / "data").rglob("*")):
+        if path.is_file():
+            with open(path, "rb") as stream:
+                head = hashlib.sha256(stream.read(1 << 20)).hexdigest()
+            state[path.relative_to(root)] = (path.stat().st_size, path.stat().st_mtime_ns, head)
+    return state
+
+
+def versions(root, relative):
+    return sorted(path.name for path in (root / relative).iterdir())
+
+
+def test_ntps_run_covers_every_layer_and_k_and_reruns_as_new_versions(project, model_cache, embedded_model):
+    first = kedro_run(project, model_cache)
+    assert first.returncode == 0, first.stderr[-4000:]
+
+    (card_path,) = (project / "data/06_models/smollm2_135m/language_model_card.json").glob("*/*.json")
+    card = json.loads(card_path.read_text())
+    n_layers, hidden = card["n_hidden_states"], card["hidden_size"]
+    assert (n_layers, hidden) == (31, 576)
+
+    (table_path,) = (project / "data/08_reporting/ntps_table.parquet").glob("*/ntps_table.parquet")
+    table = pd.read_parquet(table_path)
+    assert set(table["dataset"]) == DEFAULT_DATASETS and set(table["model"]) == {"smollm2_135m"}
+    for (dataset, variant), rows in table.groupby(["dataset", "variant"]):
+        assert len(rows) == n_layers * hidden
+        assert set(zip(rows["layer"], rows["k"])) == {(layer, k) for layer in range(n_layers) for k in range(1, hidden + 1)}
+        assert rows["ntps"].between(-1e-9, 1 + 1e-9).all()
+        assert rows.groupby("layer")["on_paper_grid"].sum().eq(19).all()
+    paper_at_d = table[(table["variant"] == "paper") & (table["k"] == hidden)]["ntps"]
+    assert paper_at_d.sub(1).abs().max() < 1e-8
+    assert (project / "data/08_reporting/ntps_heatmaps.png").is_dir()
+
+    before = snapshot(project)
+    second = kedro_run(project, model_cache)
+    assert second.returncode == 0, second.stderr[-4000:]
+    after = snapshot(project)
+    assert {path: after.get(path) for path in before} == before, "a rerun changed an earlier run's file"
+    for relative in (
+        "data/01_raw/rotten_tomatoes/labeled_texts.parquet",
+        "data/02_intermediate/smollm2_135m/newsgroups20/tokenized_texts.parquet",
+        "data/04_feature/smollm2_135m/election_tweets/layer_statistics.npz",
+        "data/05_model_input/smollm2_135m/clothing_ratings/eigen_subspaces.npz",
+        "data/07_model_output/smollm2_135m/rotten_tomatoes/ntps_table.parquet",
+        "data/08_reporting/ntps_table.parquet",
+    ):
+        assert len(versions(project, relative)) == 2, relative
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("ntps")
+    runs = client.search_runs([experiment.experiment_id])
+    assert len(runs) == 2
+    for run in runs:
+        assert run.info.status == "FINISHED"
+        artifacts = {item.path for item in client.list_artifacts(run.info.run_id, "reports")}
+        assert {"reports/ntps_table.parquet", "reports/ntps_heatmaps.png"} <= artifacts
+        signal_metrics = [name for name in run.data.metrics if name.startswith("ntps_summary_metrics.ntps_signal_")]
+        assert len(signal_metrics) == len(DEFAULT_DATASETS)
+        history = client.get_metric_history(run.info.run_id, signal_metrics[0])
+        assert sorted(metric.step for metric in history) == list(range(n_layers))
+        assert run.data.params["tokenization.max_tokens"] == "16"
