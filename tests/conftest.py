@@ -61,6 +61,7 @@ def make_project_copy(root: Path) -> Path:
     (root / "conf" / "local").mkdir()
     for name in ("pyproject.toml", ".telemetry"):
         shutil.copy(REPOSITORY / name, root / name)
+    (root / "src").mkdir()  # Kedro insists on the folder; the package comes from the install
     for layer in DATA_LAYERS:
         (root / "data" / layer).mkdir(parents=True)
     return root
