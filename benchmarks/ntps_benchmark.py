@@ -109,7 +109,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     arguments = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    # Importing Kedro installs its own logging configuration; the results get a handler of their own.
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
     logger.info("torch %s, %d threads", torch.__version__, torch.get_num_threads())
 
     overhead = statistics_overhead(arguments.texts, arguments.max_tokens, arguments.batch_size, arguments.repeats)

@@ -64,7 +64,7 @@ def padded_batches(
         for row, ids in enumerate(rows["input_ids"]):
             input_ids[row, : len(ids)] = torch.as_tensor(ids, dtype=torch.long)
             attention_mask[row, : len(ids)] = 1
-        yield input_ids, attention_mask, torch.as_tensor(rows["label_id"].to_numpy(), dtype=torch.long)
+        yield input_ids, attention_mask, torch.tensor(rows["label_id"].to_numpy(), dtype=torch.long)
 
 
 def hidden_state_statistics(

@@ -62,6 +62,30 @@ def bind(func: Callable, **bound: Any) -> Callable:
     return functools.update_wrapper(functools.partial(func, **bound), func)
 
 
+def pipeline_per_entry(template: Any, registry: str, names: tuple[str, ...], shared_parameters: tuple[str, ...] = ()) -> Any:
+    """One copy of a stage per registry entry (a model or a dataset), in namespace "<name>".
+
+    The template reads its entry as `params:<singular of registry>`, e.g. `params:dataset` is
+    `params:datasets.<name>`; shared_parameters are used as they are, not namespaced.
+    """
+    from kedro.pipeline import Pipeline
+
+    entry = registry.removesuffix("s")
+    return Pipeline(
+        [
+            Pipeline(
+                template,
+                namespace=name,
+                parameters={
+                    f"params:{entry}": f"params:{registry}.{name}",
+                    **{f"params:{shared}": f"params:{shared}" for shared in shared_parameters},
+                },
+            )
+            for name in names
+        ]
+    )
+
+
 def pipeline_per_pair(
     make_template: Callable[[str, str], Any],
     shared_inputs: dict[str, str] | None = None,

@@ -2,6 +2,9 @@
 from the Kedro defaults. For further information, including these default values, see
 https://docs.kedro.org/en/stable/configure/configuration_basics/#configuration"""
 
+import warnings
+
+
 # Instantiated project hooks.
 # For example, after creating a hooks.py and defining a ProjectHooks class there, do
 # from ntps.hooks import ProjectHooks
@@ -48,3 +51,7 @@ CONFIG_LOADER_ARGS = {
 # Class that manages the Data Catalog.
 # from kedro.io import DataCatalog
 # DATA_CATALOG_CLASS = DataCatalog
+
+# Namespaced pipelines exchange "<model>.<dataset>.<name>" datasets by design (see ntps.grid);
+# Kedro's generic advice against dots in dataset names does not apply to them.
+warnings.filterwarnings("ignore", message="One or more dataset names contain '.'")

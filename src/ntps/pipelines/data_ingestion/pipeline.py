@@ -2,7 +2,7 @@
 
 from kedro.pipeline import Pipeline, node
 
-from ntps.grid import configured_grid
+from ntps.grid import configured_grid, pipeline_per_entry
 
 from .nodes import load_labeled_texts
 
@@ -11,13 +11,4 @@ def create_pipeline(**kwargs) -> Pipeline:
     template = Pipeline(
         [node(load_labeled_texts, ["params:dataset", "params:sampling"], "labeled_texts", name="load_labeled_texts")]
     )
-    return Pipeline(
-        [
-            Pipeline(
-                template,
-                namespace=dataset,
-                parameters={"params:dataset": f"params:datasets.{dataset}", "params:sampling": "params:sampling"},
-            )
-            for dataset in configured_grid().datasets
-        ]
-    )
+    return pipeline_per_entry(template, "datasets", configured_grid().datasets, shared_parameters=("sampling",))

@@ -2,7 +2,7 @@
 
 from kedro.pipeline import Pipeline, node
 
-from ntps.grid import configured_grid
+from ntps.grid import configured_grid, pipeline_per_entry
 
 from .nodes import prepare_language_model
 
@@ -18,13 +18,4 @@ def create_pipeline(**kwargs) -> Pipeline:
             )
         ]
     )
-    return Pipeline(
-        [
-            Pipeline(
-                template,
-                namespace=model,
-                parameters={"params:model": f"params:models.{model}", "params:model_cache_dir": "params:model_cache_dir"},
-            )
-            for model in configured_grid().models
-        ]
-    )
+    return pipeline_per_entry(template, "models", configured_grid().models, shared_parameters=("model_cache_dir",))
