@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from kedro.framework.project import settings
+from kedro.pipeline import Pipeline
 
 from ntps.core.errors import NtpsInputError
 
@@ -62,14 +64,14 @@ def bind(func: Callable, **bound: Any) -> Callable:
     return functools.update_wrapper(functools.partial(func, **bound), func)
 
 
-def pipeline_per_entry(template: Any, registry: str, names: tuple[str, ...], shared_parameters: tuple[str, ...] = ()) -> Any:
+def pipeline_per_entry(
+    template: Pipeline, registry: str, names: tuple[str, ...], shared_parameters: tuple[str, ...] = ()
+) -> Pipeline:
     """One copy of a stage per registry entry (a model or a dataset), in namespace "<name>".
 
     The template reads its entry as `params:<singular of registry>`, e.g. `params:dataset` is
     `params:datasets.<name>`; shared_parameters are used as they are, not namespaced.
     """
-    from kedro.pipeline import Pipeline
-
     entry = registry.removesuffix("s")
     return Pipeline(
         [
@@ -87,10 +89,10 @@ def pipeline_per_entry(template: Any, registry: str, names: tuple[str, ...], sha
 
 
 def pipeline_per_pair(
-    make_template: Callable[[str, str], Any],
+    make_template: Callable[[str, str], Pipeline],
     shared_inputs: dict[str, str] | None = None,
     parameters: tuple[str, ...] = (),
-) -> Any:
+) -> Pipeline:
     """One copy of a stage per model x dataset, in namespace "<model>.<dataset>".
 
     Args:
@@ -99,8 +101,6 @@ def pipeline_per_pair(
             inputs produced outside the pair's namespace (the dataset's texts, the model's card).
         parameters: parameter names used as they are, not namespaced.
     """
-    from kedro.pipeline import Pipeline
-
     return Pipeline(
         [
             Pipeline(

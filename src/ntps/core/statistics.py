@@ -13,8 +13,8 @@ product per layer. Sums are kept (not averages) so that shards of a dataset add 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch
