@@ -159,7 +159,9 @@ def test_signal_variant_is_invariant_to_rotating_hidden_states():
     tables = []
     for states in (texts, rotated(texts, rotation)):
         subspaces = layer_subspaces(accumulate(states, labels), ridge=1e-6)
-        tables.append(score_table(subspaces.perception_vectors, subspaces.autoregressive_vectors, subspaces.signal_ranks, [0.5]))
+        tables.append(
+            score_table(subspaces.perception_vectors, subspaces.autoregressive_vectors, subspaces.signal_ranks, [0.5])
+        )
     original, turned = tables
     signal = original.variant == "signal"
     np.testing.assert_allclose(turned.ntps[signal], original.ntps[signal], atol=1e-8)

@@ -52,7 +52,9 @@ def test_sampling_is_seeded_and_label_ids_follow_sorted_names():
 
 def test_bad_datasets_are_named():
     raw = pd.DataFrame({"sentence": ["good", "bad"], "label": [1, 0]})
-    with pytest.raises(NtpsInputError, match=r"column\(s\) \['text'\] not found; the dataset has columns \['sentence', 'label'\]"):
+    with pytest.raises(
+        NtpsInputError, match=r"column\(s\) \['text'\] not found; the dataset has columns \['sentence', 'label'\]"
+    ):
         select_labeled_texts(raw, {"text_column": "text", "label_column": "label"}, SAMPLING)
     with pytest.raises(NtpsInputError, match="the dataset is empty"):
         select_labeled_texts(raw.iloc[:0], {"text_column": "sentence", "label_column": "label"}, SAMPLING)
@@ -73,7 +75,9 @@ def test_hub_dataset_missing_offline_names_the_id_and_the_fix():
 
 
 def test_unknown_model_offline_names_the_id_and_the_fix(tmp_path):
-    with pytest.raises(ModelNotAvailableError, match="(?s)'no-such-org/no-such-model' could not be found offline.*hf download"):
+    with pytest.raises(
+        ModelNotAvailableError, match="(?s)'no-such-org/no-such-model' could not be found offline.*hf download"
+    ):
         resolve_model_location({"source": "huggingface", "hf_id": "no-such-org/no-such-model"}, str(tmp_path))
     with pytest.raises(ModelNotAvailableError, match="has no config.json"):
         resolve_model_location({"source": "local", "path": str(tmp_path)}, str(tmp_path))
@@ -96,7 +100,9 @@ def test_summary_k_out_of_range_is_named():
 def test_tokenization_records_truncation_with_the_embedded_tokenizer(embedded_model):
     location, spec = embedded_model
     tokenizer = load_tokenizer(location, spec)
-    texts = pd.DataFrame({"text": ["short", "a much longer text " * 10], "label": ["a", "b"], "label_id": [0, 1], "split": "train"})
+    texts = pd.DataFrame(
+        {"text": ["short", "a much longer text " * 10], "label": ["a", "b"], "label_id": [0, 1], "split": "train"}
+    )
     tokenized = tokenize_labeled_texts(tokenizer, texts, max_tokens=8)
     assert tokenized["truncated"].tolist() == [False, True]
     assert tokenized["n_tokens"].iloc[1] == 8 and tokenized["n_tokens_untruncated"].iloc[1] > 8
@@ -108,7 +114,12 @@ def test_tokenization_records_truncation_with_the_embedded_tokenizer(embedded_mo
 def tiny_llama():
     torch.manual_seed(0)
     config = transformers.LlamaConfig(
-        vocab_size=50, hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2
+        vocab_size=50,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
     )
     return transformers.AutoModel.from_config(config, dtype=torch.float32).eval()
 

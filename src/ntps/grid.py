@@ -106,7 +106,9 @@ def pipeline_per_pair(
             Pipeline(
                 make_template(model, dataset),
                 namespace=f"{model}.{dataset}",
-                inputs={name: pattern.format(model=model, dataset=dataset) for name, pattern in (shared_inputs or {}).items()},
+                inputs={
+                    name: pattern.format(model=model, dataset=dataset) for name, pattern in (shared_inputs or {}).items()
+                },
                 parameters={f"params:{name}": f"params:{name}" for name in parameters},
             )
             for model, dataset in configured_grid().pairs()
