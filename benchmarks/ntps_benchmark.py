@@ -21,7 +21,7 @@ import torch
 
 from ntps.core.scores import ntps_paper_all_k, ntps_score
 from ntps.core.subspaces import autoregressive_subspace, perception_subspace
-from ntps.extraction import hidden_state_statistics, padded_batches, tokenize_labeled_texts
+from ntps.extraction import extract_hidden_states, padded_batches, tokenize_labeled_texts
 from ntps.grid import load_parameters
 from ntps.sources.language_models import load_backbone, load_tokenizer, resolve_model_location
 from ntps.sources.text_datasets import read_raw_dataset, select_labeled_texts
@@ -50,11 +50,13 @@ def statistics_overhead(n_texts: int, max_tokens: int, batch_size: int, repeats:
 
     def bare_forward():
         with torch.inference_mode():
-            for input_ids, attention_mask, _ in padded_batches(tokenized, batch_size, tokenizer.pad_token_id):
+            for _, input_ids, attention_mask, _ in padded_batches(tokenized, batch_size, tokenizer.pad_token_id):
                 model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True, use_cache=False)
 
     def forward_with_statistics():
-        hidden_state_statistics(model, tokenized, n_classes=2, batch_size=batch_size, pad_token_id=tokenizer.pad_token_id)
+        extract_hidden_states(
+            model, tokenized, n_classes=2, batch_size=batch_size, pad_token_id=tokenizer.pad_token_id, statistics_split=None
+        )
 
     bare_forward()  # warm-up: first calls allocate and pick kernels
     bare, with_statistics = float("inf"), float("inf")

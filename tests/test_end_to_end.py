@@ -13,7 +13,24 @@ from tests.conftest import kedro_run
 
 pytestmark = pytest.mark.end_to_end
 
-DEFAULT_DATASETS = {"rotten_tomatoes", "election_tweets", "newsgroups20", "clothing_ratings"}
+DEFAULT_DATASETS = {
+    "rotten_tomatoes",
+    "election_tweets",
+    "newsgroups20",
+    "clothing_ratings",
+    "clothing_departments",
+    "reuters_r8",
+}
+REPORTS = {
+    "ntps_table.parquet",
+    "ntps_heatmaps.png",
+    "probe_metrics.parquet",
+    "ntps_probe_correlations.parquet",
+    "correlation_summary.parquet",
+    "correlation_report.md",
+    "ntps_vs_probes.png",
+    "correlation_heatmaps.png",
+}
 
 
 def snapshot(root):
@@ -52,6 +69,21 @@ def test_ntps_run_covers_every_layer_and_k_and_reruns_as_new_versions(project, m
     assert paper_at_d.sub(1).abs().max() < 1e-8
     assert (project / "data/08_reporting/ntps_heatmaps.png").is_dir()
 
+    (probes_path,) = (project / "data/08_reporting/probe_metrics.parquet").glob("*/probe_metrics.parquet")
+    probes = pd.read_parquet(probes_path)
+    assert set(probes["dataset"]) == DEFAULT_DATASETS and (probes["hidden_state"] == n_layers - 1).all()
+    assert probes[["logistic_train_accuracy", "logistic_test_accuracy"]].stack().between(0, 1).all()
+    assert probes[["ols_training_mse", "logme", "h_score"]].notna().all().all()
+    (summary_path,) = (project / "data/08_reporting/correlation_summary.parquet").glob("*/correlation_summary.parquet")
+    summary = pd.read_parquet(summary_path)
+    assert set(summary["score"]) == {"ntps_paper", "ntps_signal", "logme", "h_score"}
+    assert set(summary["selection"]) == {"best_in_sample", "leave_one_dataset_out", "none"}
+    assert (summary["n_datasets"] == len(DEFAULT_DATASETS)).all() and (summary["permutation"] == "exact 720").all()
+    searched = summary.dropna(subset=["layer"])
+    assert searched["layer"].between(0, n_layers - 2).all()  # embeddings through the penultimate layer
+    (report_path,) = (project / "data/08_reporting/correlation_report.md").glob("*/correlation_report.md")
+    assert "## smollm2_135m (6 datasets" in report_path.read_text()
+
     before = snapshot(project)
     second = kedro_run(project, model_cache)
     assert second.returncode == 0, second.stderr[-4000:]
@@ -63,7 +95,9 @@ def test_ntps_run_covers_every_layer_and_k_and_reruns_as_new_versions(project, m
         "data/04_feature/smollm2_135m/election_tweets/layer_statistics.npz",
         "data/05_model_input/smollm2_135m/clothing_ratings/eigen_subspaces.npz",
         "data/07_model_output/smollm2_135m/rotten_tomatoes/ntps_table.parquet",
-        "data/08_reporting/ntps_table.parquet",
+        "data/04_feature/smollm2_135m/reuters_r8/pooled_features.npz",
+        "data/07_model_output/smollm2_135m/clothing_departments/probe_metrics.parquet",
+        *(f"data/08_reporting/{name}" for name in REPORTS),
     ):
         assert len(versions(project, relative)) == 2, relative
 
@@ -74,7 +108,8 @@ def test_ntps_run_covers_every_layer_and_k_and_reruns_as_new_versions(project, m
     for run in runs:
         assert run.info.status == "FINISHED"
         artifacts = {item.path for item in client.list_artifacts(run.info.run_id, "reports")}
-        assert {"reports/ntps_table.parquet", "reports/ntps_heatmaps.png"} <= artifacts
+        assert {f"reports/{name}" for name in REPORTS} <= artifacts
+        assert any(name.startswith("correlation_metrics.spearman.smollm2_135m.") for name in run.data.metrics)
         signal_metrics = [name for name in run.data.metrics if name.startswith("ntps_summary_metrics.ntps_signal_")]
         assert len(signal_metrics) == len(DEFAULT_DATASETS)
         history = client.get_metric_history(run.info.run_id, signal_metrics[0])

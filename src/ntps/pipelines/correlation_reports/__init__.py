@@ -1,0 +1,5 @@
+"""The correlation reports stage."""
+
+from .pipeline import create_pipeline
+
+__all__ = ["create_pipeline"]

@@ -1,0 +1,140 @@
+"""NTPS against probe performance across datasets: tables, a markdown report, MLflow metrics and
+the paper's Figure 2."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from ntps.correlation_reports import (  # noqa: E402
+    TARGET_DIRECTIONS,
+    VARIANTS,
+    configuration_correlations,
+    correlation_summary,
+    markdown_report,
+    ntps_matrix,
+    probe_targets,
+)
+
+
+def correlate_configurations(
+    ntps_table: pd.DataFrame, probe_metrics: pd.DataFrame, correlation: dict[str, Any]
+) -> pd.DataFrame:
+    return configuration_correlations(ntps_table, probe_metrics, correlation)
+
+
+def summarize_correlations(
+    ntps_table: pd.DataFrame, probe_metrics: pd.DataFrame, correlation: dict[str, Any]
+) -> pd.DataFrame:
+    return correlation_summary(ntps_table, probe_metrics, correlation)
+
+
+def write_correlation_report(summary: pd.DataFrame, probe_metrics: pd.DataFrame) -> str:
+    return markdown_report(summary, probe_metrics)
+
+
+def correlation_metrics(summary: pd.DataFrame) -> dict[str, list[dict[str, float]]]:
+    """spearman.<model>.<target>.<score>.<selection> and its p-value, one MLflow metric each."""
+    metrics = {}
+    for row in summary.itertuples():
+        name = f"{row.model}.{row.target}.{row.score}.{row.selection}"
+        for prefix, value in (("spearman", row.spearman_r), ("p_value", row.p_value)):
+            if np.isfinite(value):
+                metrics[f"{prefix}.{name}"] = [{"step": 0, "value": float(value)}]
+    return metrics
+
+
+def _empty_figure(message: str) -> plt.Figure:
+    figure, axis = plt.subplots(figsize=(6, 2))
+    axis.axis("off")
+    axis.text(0.5, 0.5, message, ha="center", va="center", wrap=True)
+    return figure
+
+
+def plot_ntps_vs_probes(
+    ntps_table: pd.DataFrame, probe_metrics: pd.DataFrame, summary: pd.DataFrame, correlation: dict[str, Any]
+) -> plt.Figure:
+    """The paper's Figure 2: per model (columns) and target (rows), each dataset's NTPS at the
+    model's best in-sample (layer, k) against the probe metric, with a dashed least-squares line;
+    titles give the in-sample r and the leave-one-dataset-out r with its interval."""
+    if summary.empty:
+        return _empty_figure("fewer than 3 datasets per model: no correlation to plot")
+    variant = correlation["figure_variant"]
+    targets = probe_targets(probe_metrics, correlation).set_index(["model", "dataset"])
+    models = sorted(summary["model"].unique())
+    figure, axes = plt.subplots(
+        len(TARGET_DIRECTIONS), len(models), figsize=(4.2 * len(models), 3.6 * len(TARGET_DIRECTIONS)), squeeze=False
+    )
+    for column, model in enumerate(models):
+        model_rows = summary[(summary["model"] == model) & (summary["score"] == f"ntps_{variant}")]
+        datasets = model_rows["datasets"].iloc[0].split(",")
+        model_ntps = ntps_table[(ntps_table["model"] == model) & (ntps_table["variant"] == variant)]
+        configurations, scores = ntps_matrix(model_ntps, datasets, correlation)
+        for row, target in enumerate(TARGET_DIRECTIONS):
+            axis = axes[row, column]
+            chosen = model_rows[(model_rows["target"] == target) & (model_rows["selection"] == "best_in_sample")].iloc[0]
+            honest = model_rows[(model_rows["target"] == target) & (model_rows["selection"] == "leave_one_dataset_out")].iloc[0]
+            if pd.isna(chosen["layer"]):
+                axis.text(0.5, 0.5, "r undefined (constant values)", ha="center", va="center", transform=axis.transAxes)
+                continue
+            index = int(np.flatnonzero((configurations["layer"] == chosen["layer"]) & (configurations["k"] == chosen["k"]))[0])
+            x = scores[index]
+            y = targets.loc[[(model, dataset) for dataset in datasets], target].to_numpy()
+            axis.scatter(x, y, color="tab:blue")
+            for dataset, x_value, y_value in zip(datasets, x, y):
+                axis.annotate(dataset, (x_value, y_value), fontsize=7, xytext=(3, 3), textcoords="offset points")
+            if np.ptp(x) > 0:
+                slope, intercept = np.polyfit(x, y, 1)
+                line = np.linspace(x.min(), x.max(), 2)
+                axis.plot(line, slope * line + intercept, "k--", linewidth=1)
+            axis.set_title(
+                f"{model}: layer {int(chosen['layer'])}, k={int(chosen['k'])}\n"
+                f"in-sample r={chosen['spearman_r']:.2f} (p={chosen['p_value']:.2f}); "
+                f"LOO r={honest['spearman_r']:.2f} [{honest['ci_low']:.2f}, {honest['ci_high']:.2f}]",
+                fontsize=8,
+            )
+            axis.set_xlabel(f"NTPS ({variant} variant)")
+            axis.set_ylabel(target)
+    figure.tight_layout()
+    return figure
+
+
+def plot_correlation_heatmaps(correlations: pd.DataFrame, summary: pd.DataFrame) -> plt.Figure:
+    """Spearman r over layer x k/d, one row per model x target, one column per NTPS variant; the
+    best in-sample configuration is starred."""
+    if correlations.empty:
+        return _empty_figure("fewer than 3 datasets per model: no correlation to plot")
+    panels = list(correlations.groupby(["model", "target"], sort=True))
+    figure, axes = plt.subplots(len(panels), len(VARIANTS), figsize=(10, 3 * len(panels)), squeeze=False, constrained_layout=True)
+    for row, ((model, target), rows) in enumerate(panels):
+        for column, variant in enumerate(VARIANTS):
+            axis = axes[row, column]
+            grid = rows[rows["variant"] == variant].pivot(index="layer", columns="k_fraction", values="spearman_r")
+            image = axis.imshow(
+                grid.to_numpy(),
+                aspect="auto",
+                origin="lower",
+                cmap="RdBu_r",
+                vmin=-1,
+                vmax=1,
+                extent=(grid.columns.min(), grid.columns.max(), grid.index.min() - 0.5, grid.index.max() + 0.5),
+            )
+            best = summary[
+                (summary["model"] == model)
+                & (summary["target"] == target)
+                & (summary["score"] == f"ntps_{variant}")
+                & (summary["selection"] == "best_in_sample")
+            ]
+            if len(best) and not pd.isna(best["layer"].iloc[0]):
+                axis.plot(best["k_fraction"].iloc[0], best["layer"].iloc[0], marker="*", color="gold", markersize=12)
+            axis.set_title(f"{model}: NTPS ({variant}) vs {target}", fontsize=9)
+            axis.set_xlabel("k / d")
+            axis.set_ylabel("layer (0 = embeddings)")
+            figure.colorbar(image, ax=axis, label="Spearman r")
+    return figure

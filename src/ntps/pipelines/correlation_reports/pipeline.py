@@ -1,0 +1,41 @@
+"""Probe metrics of every pair, their correlation with NTPS, and the reports, logged to MLflow."""
+
+from kedro.pipeline import Pipeline, node
+
+from ntps.grid import configured_grid
+from ntps.pipelines.reporting.nodes import concatenate_tables
+
+from .nodes import (
+    correlate_configurations,
+    correlation_metrics,
+    plot_correlation_heatmaps,
+    plot_ntps_vs_probes,
+    summarize_correlations,
+    write_correlation_report,
+)
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    tables = [f"{model}.{dataset}.probe_metrics" for model, dataset in configured_grid().pairs()]
+    inputs = ["ntps_table", "probe_metrics", "params:correlation"]
+    return Pipeline(
+        [
+            node(concatenate_tables, tables, "probe_metrics", name="combine_probe_metrics"),
+            node(correlate_configurations, inputs, "ntps_probe_correlations", name="correlate_configurations"),
+            node(summarize_correlations, inputs, "correlation_summary", name="summarize_correlations"),
+            node(write_correlation_report, ["correlation_summary", "probe_metrics"], "correlation_report", name="write_correlation_report"),
+            node(correlation_metrics, "correlation_summary", "correlation_metrics", name="log_correlation_metrics"),
+            node(
+                plot_ntps_vs_probes,
+                ["ntps_table", "probe_metrics", "correlation_summary", "params:correlation"],
+                "ntps_vs_probes_figure",
+                name="plot_ntps_vs_probes",
+            ),
+            node(
+                plot_correlation_heatmaps,
+                ["ntps_probe_correlations", "correlation_summary"],
+                "correlation_heatmaps",
+                name="plot_correlation_heatmaps",
+            ),
+        ]
+    )

@@ -1,0 +1,18 @@
+"""Linear probes, LogME and H-score on the pooled features of one model x dataset."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ntps.extraction import PooledFeatures
+from ntps.probing import probe_metrics_table
+
+
+def fit_probes(pooled_features: dict[str, np.ndarray], probes: dict[str, Any], model: str, dataset: str) -> pd.DataFrame:
+    table = probe_metrics_table(PooledFeatures.from_arrays(pooled_features), probes)
+    table.insert(0, "dataset", dataset)
+    table.insert(0, "model", model)
+    return table
