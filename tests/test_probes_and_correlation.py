@@ -99,7 +99,8 @@ def literal_h_score(features, labels):
     covariance = np.cov(features.T, bias=True)
     mean = features.mean(axis=0)
     between = sum(
-        (labels == label).mean() * np.outer(features[labels == label].mean(axis=0) - mean, features[labels == label].mean(axis=0) - mean)
+        (labels == label).mean()
+        * np.outer(features[labels == label].mean(axis=0) - mean, features[labels == label].mean(axis=0) - mean)
         for label in np.unique(labels)
     )
     return np.trace(np.linalg.inv(covariance) @ between)
@@ -122,7 +123,9 @@ def test_spearman_equals_scipy_with_ties_and_is_nan_for_constants():
     expected = [spearmanr(row, targets).statistic for row in scores]
     np.testing.assert_allclose(spearman(scores, targets), expected, atol=1e-12)
     paired = rng.normal(size=(20, 7))
-    np.testing.assert_allclose(spearman(scores[:20], paired), [spearmanr(a, b).statistic for a, b in zip(scores, paired)], atol=1e-12)
+    np.testing.assert_allclose(
+        spearman(scores[:20], paired), [spearmanr(a, b).statistic for a, b in zip(scores, paired)], atol=1e-12
+    )
     assert np.isnan(spearman(np.ones(7), targets))
 
 
@@ -152,7 +155,10 @@ def test_leave_one_out_never_selects_with_the_held_out_dataset():
         changed[:, held] = rng.normal(size=40) * 100
         assert leave_one_dataset_out(changed, many_targets, -1).configurations[held] == reference.configurations[held]
         others = np.arange(6) != held
-        assert reference.configurations[held] == select_best_configuration(many[:, others], many_targets[others], -1).configuration
+        assert (
+            reference.configurations[held]
+            == select_best_configuration(many[:, others], many_targets[others], -1).configuration
+        )
     with pytest.raises(NtpsInputError, match="at least 3 datasets"):
         leave_one_dataset_out(scores[:, :2], targets[:2], 1)
 

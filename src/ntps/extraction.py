@@ -106,7 +106,7 @@ class PooledFeatures:
 
 
 def resolve_hidden_states(selection: str | Sequence[int], n_hidden_states: int) -> np.ndarray:
-    """"all", or hidden-state indices where -1 is the last (the final block's output)."""
+    """ "all", or hidden-state indices where -1 is the last (the final block's output)."""
     if selection == "all":
         return np.arange(n_hidden_states)
     if isinstance(selection, str) or not all(isinstance(index, int) for index in selection) or not selection:
@@ -157,7 +157,9 @@ def extract_hidden_states(
                 features = np.zeros((len(tokenized), len(pooled), hidden_size), dtype=np.float32)
             rows = torch.as_tensor(in_statistics[positions])
             if rows.any():
-                accumulator.update([states[rows.to(device)] for states in hidden_states], attention_mask[rows], label_ids[rows])
+                accumulator.update(
+                    [states[rows.to(device)] for states in hidden_states], attention_mask[rows], label_ids[rows]
+                )
             mask = attention_mask.to(device).unsqueeze(-1)
             for column, index in enumerate(pooled):
                 mean_state = (hidden_states[index].double() * mask).sum(dim=1) / mask.sum(dim=1)

@@ -79,11 +79,15 @@ def plot_ntps_vs_probes(
         for row, target in enumerate(TARGET_DIRECTIONS):
             axis = axes[row, column]
             chosen = model_rows[(model_rows["target"] == target) & (model_rows["selection"] == "best_in_sample")].iloc[0]
-            honest = model_rows[(model_rows["target"] == target) & (model_rows["selection"] == "leave_one_dataset_out")].iloc[0]
+            honest = model_rows[
+                (model_rows["target"] == target) & (model_rows["selection"] == "leave_one_dataset_out")
+            ].iloc[0]
             if pd.isna(chosen["layer"]):
                 axis.text(0.5, 0.5, "r undefined (constant values)", ha="center", va="center", transform=axis.transAxes)
                 continue
-            index = int(np.flatnonzero((configurations["layer"] == chosen["layer"]) & (configurations["k"] == chosen["k"]))[0])
+            index = int(
+                np.flatnonzero((configurations["layer"] == chosen["layer"]) & (configurations["k"] == chosen["k"]))[0]
+            )
             x = scores[index]
             y = targets.loc[[(model, dataset) for dataset in datasets], target].to_numpy()
             axis.scatter(x, y, color="tab:blue")
@@ -111,7 +115,9 @@ def plot_correlation_heatmaps(correlations: pd.DataFrame, summary: pd.DataFrame)
     if correlations.empty:
         return _empty_figure("fewer than 3 datasets per model: no correlation to plot")
     panels = list(correlations.groupby(["model", "target"], sort=True))
-    figure, axes = plt.subplots(len(panels), len(VARIANTS), figsize=(10, 3 * len(panels)), squeeze=False, constrained_layout=True)
+    figure, axes = plt.subplots(
+        len(panels), len(VARIANTS), figsize=(10, 3 * len(panels)), squeeze=False, constrained_layout=True
+    )
     for row, ((model, target), rows) in enumerate(panels):
         for column, variant in enumerate(VARIANTS):
             axis = axes[row, column]

@@ -23,7 +23,12 @@ def create_pipeline(**kwargs) -> Pipeline:
             node(concatenate_tables, tables, "probe_metrics", name="combine_probe_metrics"),
             node(correlate_configurations, inputs, "ntps_probe_correlations", name="correlate_configurations"),
             node(summarize_correlations, inputs, "correlation_summary", name="summarize_correlations"),
-            node(write_correlation_report, ["correlation_summary", "probe_metrics"], "correlation_report", name="write_correlation_report"),
+            node(
+                write_correlation_report,
+                ["correlation_summary", "probe_metrics"],
+                "correlation_report",
+                name="write_correlation_report",
+            ),
             node(correlation_metrics, "correlation_summary", "correlation_metrics", name="log_correlation_metrics"),
             node(
                 plot_ntps_vs_probes,
