@@ -37,7 +37,8 @@ SMALL_RUN_PARAMS = {
 
 
 def offline_environment() -> dict[str, str]:
-    return {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "DO_NOT_TRACK": "true"}
+    # COLUMNS keeps rich's log lines whole, so tests can read node names from them.
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "DO_NOT_TRACK": "true", "COLUMNS": "400"}
 
 
 @pytest.fixture(scope="session")
@@ -73,7 +74,13 @@ def project(tmp_path) -> Path:
     return make_project_copy(tmp_path / "project")
 
 
-def kedro_run(project_path: Path, model_cache: Path, extra_params: dict | None = None, pipeline: str = "ntps"):
+def kedro_run(
+    project_path: Path,
+    model_cache: Path,
+    extra_params: dict | None = None,
+    pipeline: str = "ntps",
+    extra_args: list[str] | None = None,
+):
     params = {**SMALL_RUN_PARAMS, "model_cache_dir": str(model_cache), **(extra_params or {})}
     command = [
         sys.executable,
@@ -83,5 +90,6 @@ def kedro_run(project_path: Path, model_cache: Path, extra_params: dict | None =
         f"--pipeline={pipeline}",
         "--params",
         ",".join(f"{key}={value}" for key, value in params.items()),
+        *(extra_args or []),
     ]
     return subprocess.run(command, cwd=project_path, env=offline_environment(), capture_output=True, text=True)

@@ -18,9 +18,7 @@ def selection_matrices(length: int) -> tuple[np.ndarray, np.ndarray]:
     return l1, l2
 
 
-def algorithm1_statistics(
-    texts: list[np.ndarray], labels: list[int], n_classes: int
-) -> dict[str, np.ndarray]:
+def algorithm1_statistics(texts: list[np.ndarray], labels: list[int], n_classes: int) -> dict[str, np.ndarray]:
     """Lines 1-12 of Algorithm 1.
 
     Args:

@@ -232,6 +232,10 @@ def markdown_report(summary: pd.DataFrame, probe_metrics: pd.DataFrame) -> str:
         lines.append("")
         for target, ranked in ranking[ranking["model"] == model].groupby("target", sort=True):
             best = ranked.iloc[0]
+            constant = probe_metrics[probe_metrics["model"] == model].groupby("hidden_state")[target].nunique().min() == 1
+            if constant:
+                lines.append(f"- {target}: the same on every dataset (nothing to rank), so r is undefined.")
+                continue
             if not best["aligned_r"] > 0:
                 lines.append(f"- {target}: no score ranks the datasets in the expected direction.")
                 continue

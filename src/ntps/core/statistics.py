@@ -70,9 +70,7 @@ class LayerStatistics:
 
     def __add__(self, other: LayerStatistics) -> LayerStatistics:
         if self.mean_xy.shape != other.mean_xy.shape:
-            raise NtpsInputError(
-                f"cannot add statistics of shapes {self.mean_xy.shape} and {other.mean_xy.shape}"
-            )
+            raise NtpsInputError(f"cannot add statistics of shapes {self.mean_xy.shape} and {other.mean_xy.shape}")
         return LayerStatistics(
             **{name: getattr(self, name) + getattr(other, name) for name in STATISTIC_NAMES},
             n_texts=self.n_texts + other.n_texts,
@@ -134,9 +132,7 @@ class StatisticsAccumulator:
             label_ids: (B,) integer labels in [0, c).
         """
         if len(hidden_states) != self._n_layers:
-            raise NtpsInputError(
-                f"expected hidden states for {self._n_layers} layers, got {len(hidden_states)}"
-            )
+            raise NtpsInputError(f"expected hidden states for {self._n_layers} layers, got {len(hidden_states)}")
         mask = attention_mask.to(device=self._device, dtype=torch.bool)
         lengths = mask.sum(dim=1)
         if bool((lengths == 0).any()):

@@ -58,9 +58,7 @@ def generalized_eigenspace(a: np.ndarray, b: np.ndarray, ridge: float) -> EigenS
     try:
         eigenvalues, eigenvectors = scipy.linalg.eigh(a_sym, b_reg)
     except np.linalg.LinAlgError as error:
-        raise NtpsInputError(
-            f"the covariance B is numerically singular (ridge={ridge}); raise the ridge"
-        ) from error
+        raise NtpsInputError(f"the covariance B is numerically singular (ridge={ridge}); raise the ridge") from error
     return EigenSubspace(
         eigenvalues=eigenvalues[::-1].copy(),
         eigenvectors=eigenvectors[:, ::-1].copy(),

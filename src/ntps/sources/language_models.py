@@ -41,9 +41,7 @@ def _convert_gguf(package: str, gguf_file: str, destination: Path) -> None:
     quantized = transformers.AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf_file, dtype=torch.float32)
     config = quantized.config.to_dict()
     config.pop("quantization_config", None)
-    plain = transformers.AutoModelForCausalLM.from_config(
-        type(quantized.config).from_dict(config), dtype=torch.float32
-    )
+    plain = transformers.AutoModelForCausalLM.from_config(type(quantized.config).from_dict(config), dtype=torch.float32)
     plain.load_state_dict(quantized.state_dict())
     destination.parent.mkdir(parents=True, exist_ok=True)
     # Written beside the destination and renamed, so a killed conversion leaves no half folder.
@@ -106,14 +104,42 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+class _LoadedBackbone:
+    """The most recently loaded backbone, kept so that every dataset of a model reuses it: Kedro
+    runs one model's pairs one after another (nodes of a level sort by namespace, model first), so
+    each model is loaded once per run; a different model replaces it and frees its memory."""
+
+    key: tuple | None = None
+    model: torch.nn.Module | None = None
+    loads: int = 0
+
+
 def load_backbone(location: str, spec: dict[str, Any], dtype: str, device: str) -> torch.nn.Module:
-    """The transformer without its LM head (hidden states are all NTPS needs), in eval mode."""
+    """The transformer without its LM head (hidden states are all NTPS needs), in eval mode,
+    loaded once and reused while the same model, dtype and device are asked for."""
     if dtype not in DTYPES:
         raise NtpsInputError(f"forward dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
-    model = transformers.AutoModel.from_pretrained(
-        location, dtype=DTYPES[dtype], trust_remote_code=spec.get("trust_remote_code", False)
-    )
-    return model.to(resolve_device(device)).eval()
+    target = resolve_device(device)
+    key = (os.fspath(location), dtype, str(target), bool(spec.get("trust_remote_code", False)))
+    if _LoadedBackbone.key == key:
+        logger.info("reusing the loaded model %s (%s on %s)", location, dtype, target)
+        return _LoadedBackbone.model
+    _LoadedBackbone.key, _LoadedBackbone.model = None, None
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    logger.info("loading model %s (%s on %s)", location, dtype, target)
+    model = transformers.AutoModel.from_pretrained(location, dtype=DTYPES[dtype], trust_remote_code=key[3])
+    _LoadedBackbone.key, _LoadedBackbone.model = key, model.to(target).eval()
+    _LoadedBackbone.loads += 1
+    return _LoadedBackbone.model
+
+
+def _config_value(config: transformers.PretrainedConfig, *names: str) -> Any:
+    """The first of names the config has (OpenELM's remote config says model_dim, not hidden_size)."""
+    for name in names:
+        if getattr(config, name, None) is not None:
+            return getattr(config, name)
+    raise NtpsInputError(f"the model config ({type(config).__name__}) has none of {names}")
 
 
 def model_card(location: str, spec: dict[str, Any]) -> dict[str, Any]:
@@ -124,7 +150,7 @@ def model_card(location: str, spec: dict[str, Any]) -> dict[str, Any]:
         "location": os.fspath(location),
         "source": spec["source"],
         "architecture": (config.architectures or [config.model_type])[0],
-        "n_hidden_states": int(text_config.num_hidden_layers) + 1,
-        "hidden_size": int(text_config.hidden_size),
+        "n_hidden_states": int(_config_value(text_config, "num_hidden_layers", "num_transformer_layers")) + 1,
+        "hidden_size": int(_config_value(text_config, "hidden_size", "model_dim")),
         "spec": spec,
     }

@@ -135,6 +135,33 @@ def read_raw_dataset(spec: dict[str, Any]) -> pd.DataFrame:
     raise NtpsInputError(f"dataset source must be 'embedded', 'huggingface' or 'local', got {source!r}")
 
 
+def _render_field(value: Any) -> str:
+    """A cell as text: a multiple-choice mapping {label: [...], text: [...]} as "(A) ... (B) ...",
+    a list joined by spaces, a missing value as nothing."""
+    if isinstance(value, dict) and {"label", "text"} <= set(value):
+        return " ".join(f"({label}) {text}" for label, text in zip(value["label"], value["text"]))
+    if isinstance(value, list | tuple | np.ndarray):
+        return " ".join(_render_field(item) for item in value)
+    if pd.isna(value):
+        return ""
+    return str(value)
+
+
+def compose_texts(raw: pd.DataFrame, columns: list[str], template: str | None) -> pd.Series:
+    """One text per row: the single column as it is, or template.format(**columns) (default: the
+    columns joined by a space)."""
+    if len(columns) == 1 and template is None:
+        return raw[columns[0]].map(_render_field)
+    template = template or " ".join(f"{{{column}}}" for column in columns)
+    try:
+        return pd.Series(
+            [template.format(**{c: _render_field(row[c]) for c in columns}) for row in raw[columns].to_dict("records")],
+            index=raw.index,
+        )
+    except (KeyError, IndexError, ValueError) as error:
+        raise NtpsInputError(f"text_template {template!r} does not fit the columns {columns}: {error!r}") from error
+
+
 def select_labeled_texts(raw: pd.DataFrame, spec: dict[str, Any], sampling: dict[str, Any]) -> pd.DataFrame:
     """Columns text/label/label_id/split, empty texts dropped, a held-out split made if absent,
     and at most sampling["max_texts"][split] texts per split (seeded).
@@ -142,18 +169,19 @@ def select_labeled_texts(raw: pd.DataFrame, spec: dict[str, Any], sampling: dict
     Label ids follow the sorted label names of the whole dataset, so they do not depend on
     which texts were sampled.
     """
-    text_column, label_column = spec.get("text_column"), spec.get("label_column")
-    missing = [column for column in (text_column, label_column) if column not in raw.columns]
+    text_columns = spec.get("text_columns") or [spec.get("text_column")]
+    label_column = spec.get("label_column")
+    missing = [column for column in (*text_columns, label_column) if column not in raw.columns]
     if missing:
         raise NtpsInputError(
             f"dataset column(s) {missing} not found; the dataset has columns {list(raw.columns)} "
-            "(set text_column and label_column in the dataset's parameters)"
+            "(set text_column or text_columns, and label_column, in the dataset's parameters)"
         )
     if raw.empty:
         raise NtpsInputError("the dataset is empty")
     frame = pd.DataFrame(
         {
-            "text": raw[text_column].fillna("").astype(str).str.strip(),
+            "text": compose_texts(raw, text_columns, spec.get("text_template")).str.strip(),
             "label": raw[label_column].astype(str),
             "split": raw["split"] if "split" in raw.columns else "train",
         }

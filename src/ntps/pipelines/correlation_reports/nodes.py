@@ -83,7 +83,10 @@ def plot_ntps_vs_probes(
                 (model_rows["target"] == target) & (model_rows["selection"] == "leave_one_dataset_out")
             ].iloc[0]
             if pd.isna(chosen["layer"]):
-                axis.text(0.5, 0.5, "r undefined (constant values)", ha="center", va="center", transform=axis.transAxes)
+                axis.set_axis_off()
+                axis.text(
+                    0.5, 0.5, f"{target}:\nr undefined (the same on every dataset)", ha="center", va="center", fontsize=9
+                )
                 continue
             index = int(
                 np.flatnonzero((configurations["layer"] == chosen["layer"]) & (configurations["k"] == chosen["k"]))[0]

@@ -1,0 +1,88 @@
+"""Per-node and per-stage wall time and peak memory, logged to the run's MLflow run."""
+
+from __future__ import annotations
+
+import logging
+import resource
+import sys
+import time
+from typing import Any
+
+import mlflow
+import pandas as pd
+import torch
+from kedro.framework.hooks import hook_impl
+from kedro.pipeline.node import Node
+
+logger = logging.getLogger(__name__)
+
+
+def _peak_rss_mb() -> float:
+    """The process's peak resident memory so far (Linux reports KiB, macOS bytes)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 1024**2 if sys.platform == "darwin" else peak / 1024
+
+
+def stage_of(node: Node) -> str:
+    """The pipeline folder a node comes from (ntps.pipelines.<stage>.nodes), else its module."""
+    module = getattr(node.func, "__module__", "") or ""
+    parts = module.split(".")
+    return parts[2] if len(parts) > 3 and parts[:2] == ["ntps", "pipelines"] else module
+
+
+class ResourceUsageHook:
+    """Times every node and records the process's peak RSS and, on a GPU, the peak CUDA memory
+    allocated during the node; after the run, logs per-stage totals as MLflow metrics
+    (stage_seconds.<stage>, stage_peak_rss_mb.<stage>, stage_peak_cuda_mb.<stage>) and the per-node
+    table as the artifact reports/node_resources.csv."""
+
+    def __init__(self) -> None:
+        self._started: dict[str, float] = {}
+        self._rows: list[dict[str, Any]] = []
+
+    @hook_impl
+    def before_pipeline_run(self) -> None:
+        self._started, self._rows = {}, []
+
+    @hook_impl
+    def before_node_run(self, node: Node) -> None:
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
+        self._started[node.name] = time.perf_counter()
+
+    @hook_impl
+    def after_node_run(self, node: Node) -> None:
+        started = self._started.pop(node.name, None)
+        if started is None:
+            return
+        self._rows.append(
+            {
+                "node": node.name,
+                "stage": stage_of(node),
+                "seconds": time.perf_counter() - started,
+                "peak_rss_mb": _peak_rss_mb(),
+                "peak_cuda_mb": torch.cuda.max_memory_allocated() / 1024**2 if torch.cuda.is_available() else 0.0,
+            }
+        )
+
+    @hook_impl(tryfirst=True)  # before kedro-mlflow's own after_pipeline_run ends the MLflow run
+    def after_pipeline_run(self) -> None:
+        if not self._rows:
+            return
+        nodes = pd.DataFrame(self._rows)
+        stages = nodes.groupby("stage").agg(
+            seconds=("seconds", "sum"), peak_rss_mb=("peak_rss_mb", "max"), peak_cuda_mb=("peak_cuda_mb", "max")
+        )
+        for stage, row in stages.iterrows():
+            logger.info("stage %s: %.1f s, peak RSS %.0f MB, peak CUDA %.0f MB", stage, *row)
+        if mlflow.active_run() is None:
+            return
+        for stage, row in stages.iterrows():
+            mlflow.log_metrics(
+                {
+                    f"stage_seconds.{stage}": float(row["seconds"]),
+                    f"stage_peak_rss_mb.{stage}": float(row["peak_rss_mb"]),
+                    f"stage_peak_cuda_mb.{stage}": float(row["peak_cuda_mb"]),
+                }
+            )
+        mlflow.log_text(nodes.to_csv(index=False), "reports/node_resources.csv")
