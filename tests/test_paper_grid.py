@@ -93,6 +93,22 @@ def test_texts_compose_from_several_columns_and_multiple_choices(parameters):
     assert compose_texts(raw, pairs["text_columns"], pairs["text_template"]).tolist() == ["Is it flu?\nDo I have flu?"]
 
 
+def test_runtime_params_keep_sibling_keys_when_an_environment_has_parameters(project):
+    from kedro.config import OmegaConfigLoader
+
+    from ntps import settings as project_settings
+
+    (project / "conf/local/parameters.yml").write_text("run: {models: [smollm2_135m], datasets: [rotten_tomatoes]}\n")
+    loader = OmegaConfigLoader(
+        conf_source=str(project / "conf"),
+        runtime_params={"forward_pass": {"batch_size": 8}},
+        **project_settings.CONFIG_LOADER_ARGS,
+    )
+    parameters = loader["parameters"]
+    assert parameters["forward_pass"]["batch_size"] == 8 and parameters["forward_pass"]["dtype"] == "float32"
+    assert parameters["run"]["datasets"] == ["rotten_tomatoes"] and "sst2" in parameters["datasets"]
+
+
 @pytest.fixture(scope="module")
 def four_layer_model(embedded_model, tmp_path_factory):
     """A second real model: the embedded SmolLM2's first 4 blocks, saved as a local folder."""
@@ -121,8 +137,9 @@ def test_two_models_by_two_datasets_run_as_namespaces_loading_each_model_once(
     (project / "conf/local/parameters.yml").write_text(yaml.safe_dump(local))
     result = kedro_run(project, model_cache)
     assert result.returncode == 0, result.stderr[-4000:]
-    assert result.stderr.count("loading model") == 2, "each model is loaded once per run"
-    assert result.stderr.count("reusing the loaded model") == 2
+    log = result.stdout + result.stderr
+    assert log.count("loading model") == 2, "each model is loaded once per run"
+    assert log.count("reusing the loaded model") == 2
 
     (table_path,) = (project / "data/08_reporting/ntps_table.parquet").glob("*/ntps_table.parquet")
     table = pd.read_parquet(table_path)
@@ -141,10 +158,7 @@ def test_two_models_by_two_datasets_run_as_namespaces_loading_each_model_once(
 
     subset = kedro_run(project, model_cache, extra_args=["--namespaces=smollm2_4_layers.election_tweets"])
     assert subset.returncode == 0, subset.stderr[-4000:]
-    ran = {
-        line.split("Running node:")[1].split(":")[0].strip()
-        for line in subset.stderr.splitlines()
-        if "Running node:" in line
-    }
-    assert ran and all(name.startswith("smollm2_4_layers.election_tweets.") for name in ran)
-    assert "smollm2_4_layers.election_tweets.extract_hidden_features" in ran
+    ran = [line for line in (subset.stdout + subset.stderr).splitlines() if "Running node:" in line]
+    names = {line.split("Running node:")[1].split(":")[0].strip() for line in ran}
+    assert names == {"tokenize_texts", "extract_hidden_features", "solve_eigen_subspaces", "score_ntps", "fit_probes"}
+    assert len(ran) == 5 and all("smollm2_4_layers.election_tweets." in line for line in ran)

@@ -35,6 +35,10 @@ HOOKS = (ResourceUsageHook(),)
 CONFIG_LOADER_ARGS = {
     "base_env": "base",
     "default_run_env": "local",
+    # Kedro merges --params into each environment before the environment replaces base's top-level
+    # keys, so with the default destructive merge `--params forward_pass.batch_size=8` plus any
+    # conf/local parameters file would drop the rest of forward_pass. Soft merging is key by key.
+    "merge_strategy": {"parameters": "soft"},
     # "config_patterns": {
     #     "spark" : ["spark*/"],
     #     "parameters": ["parameters*", "parameters*/**", "**/parameters*"],
