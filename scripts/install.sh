@@ -8,3 +8,8 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[dev]"
 .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -r requirements-embedded.txt
+# Debian's Chromium renders the kedro-viz build in the tests (headless); installed once.
+if ! command -v chromium > /dev/null; then
+  { if [ "$(id -u)" -eq 0 ]; then apt-get install -y -q chromium; else sudo apt-get install -y -q chromium; fi; } > /dev/null \
+    || echo "warning: could not install chromium; the kedro-viz rendering test will say so" >&2
+fi

@@ -57,6 +57,19 @@ def embedded_model(model_cache) -> tuple[str, dict]:
     return resolve_model_location(spec, str(model_cache)), spec
 
 
+@pytest.fixture(scope="session")
+def four_layer_model(embedded_model, tmp_path_factory):
+    """A second real model: the embedded SmolLM2's first 4 blocks, saved as a local folder."""
+    import transformers
+
+    location, _ = embedded_model
+    folder = tmp_path_factory.mktemp("smollm2_4_layers")
+    model = transformers.AutoModelForCausalLM.from_pretrained(location, num_hidden_layers=4)
+    model.save_pretrained(folder)
+    transformers.AutoTokenizer.from_pretrained(location).save_pretrained(folder)
+    return folder
+
+
 def make_project_copy(root: Path) -> Path:
     shutil.copytree(REPOSITORY / "conf", root / "conf", ignore=shutil.ignore_patterns("local"))
     (root / "conf" / "local").mkdir()
@@ -72,6 +85,15 @@ def make_project_copy(root: Path) -> Path:
 def project(tmp_path) -> Path:
     """A fresh copy of the project's configuration with empty data folders."""
     return make_project_copy(tmp_path / "project")
+
+
+def four_layer_run(four_layer_model: Path, datasets: list[str]) -> dict:
+    """conf/local parameters that run the 4-block model on `datasets`: fast, for tests of the
+    machinery rather than of the model."""
+    return {
+        "run": {"models": ["smollm2_4_layers"], "datasets": datasets},
+        "models": {"smollm2_4_layers": {"source": "local", "path": str(four_layer_model)}},
+    }
 
 
 def kedro_run(

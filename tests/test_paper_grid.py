@@ -109,19 +109,6 @@ def test_runtime_params_keep_sibling_keys_when_an_environment_has_parameters(pro
     assert parameters["run"]["datasets"] == ["rotten_tomatoes"] and "sst2" in parameters["datasets"]
 
 
-@pytest.fixture(scope="module")
-def four_layer_model(embedded_model, tmp_path_factory):
-    """A second real model: the embedded SmolLM2's first 4 blocks, saved as a local folder."""
-    import transformers
-
-    location, _ = embedded_model
-    folder = tmp_path_factory.mktemp("smollm2_4_layers")
-    model = transformers.AutoModelForCausalLM.from_pretrained(location, num_hidden_layers=4)
-    model.save_pretrained(folder)
-    transformers.AutoTokenizer.from_pretrained(location).save_pretrained(folder)
-    return folder
-
-
 @pytest.mark.end_to_end
 def test_two_models_by_two_datasets_run_as_namespaces_loading_each_model_once(
     project, model_cache, embedded_model, four_layer_model

@@ -46,6 +46,26 @@ def tokenize_labeled_texts(tokenizer, labeled_texts: pd.DataFrame, max_tokens: i
     return tokenized.reset_index(drop=True)
 
 
+def batch_order(tokenized: pd.DataFrame) -> np.ndarray:
+    """Row positions longest first, ties in row order: the order texts are batched in."""
+    return np.argsort(-tokenized["n_tokens"].to_numpy(), kind="stable")
+
+
+def shard_positions(tokenized: pd.DataFrame, batch_size: int, n_shards: int, shard: int) -> np.ndarray:
+    """Row positions (ascending) of shard `shard` of `n_shards`: a contiguous run of whole batches.
+
+    Shards are cut between batches, so every text is padded and run in the same batch as in an
+    unsharded pass: per-shard statistics add up to the unsharded ones up to float64 summation order.
+    """
+    if not 0 <= shard < n_shards:
+        raise NtpsInputError(f"shard {shard} does not exist among {n_shards} shards")
+    n_batches = -(-len(tokenized) // batch_size)
+    batches = np.array_split(np.arange(n_batches), n_shards)[shard]
+    if not len(batches):
+        return np.zeros(0, dtype=int)
+    return np.sort(batch_order(tokenized)[batches[0] * batch_size : (batches[-1] + 1) * batch_size])
+
+
 def padded_batches(
     tokenized: pd.DataFrame, batch_size: int, pad_token_id: int
 ) -> Iterator[tuple[np.ndarray, torch.Tensor, torch.Tensor, torch.Tensor]]:
@@ -57,7 +77,7 @@ def padded_batches(
     """
     if batch_size < 1:
         raise NtpsInputError(f"batch_size must be positive, got {batch_size}")
-    order = np.argsort(-tokenized["n_tokens"].to_numpy(), kind="stable")
+    order = batch_order(tokenized)
     for start in range(0, len(order), batch_size):
         positions = order[start : start + batch_size]
         rows = tokenized.iloc[positions]
@@ -127,15 +147,14 @@ def extract_hidden_states(
     pooled_hidden_states: str | Sequence[int] = (-1,),
 ) -> tuple[LayerStatistics, PooledFeatures]:
     """One forward pass over every text: the statistics of all hidden states (embeddings through
-    the last block) over the texts of `statistics_split` (None: all texts), and the mean-pooled
-    `pooled_hidden_states` of all texts for the probes."""
+    the last block) over the texts of `statistics_split` (None: all texts; none of them in this
+    table gives zero sums, as a shard may), and the mean-pooled `pooled_hidden_states` of all texts
+    for the probes."""
     if tokenized.empty:
         raise NtpsInputError("no texts to run: the tokenized table is empty")
     in_statistics = np.ones(len(tokenized), dtype=bool)
     if statistics_split is not None:
         in_statistics = (tokenized["split"] == statistics_split).to_numpy()
-        if not in_statistics.any():
-            raise NtpsInputError(f"no texts in split '{statistics_split}' to compute statistics on")
     device = next(model.parameters()).device
     accumulator, features, pooled = None, None, None
     batches = padded_batches(tokenized, batch_size, pad_token_id)

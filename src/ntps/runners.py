@@ -1,0 +1,223 @@
+"""Runners: rerun only the nodes whose code, parameters or inputs changed; run on a Dask cluster.
+
+`kedro run --runner=ntps.runners.ChangedNodesRunner` fingerprints every node by the source of the
+project code it runs, its parameter values and the fingerprints (or contents) of its inputs, and
+skips a node whose fingerprint matches the one recorded when its outputs were written, as long as
+those outputs are still the latest versions. Fingerprints are recorded after each node, so a
+killed run, rerun, redoes only what did not finish. `--params rerun.force=true` runs everything.
+
+`kedro run --runner=ntps.runners.DaskRunner` submits every node to a dask.distributed cluster
+(the scheduler at $DASK_SCHEDULER_ADDRESS, else a LocalCluster), each node depending on the
+futures of the nodes that produce its inputs, as in Kedro's Dask deployment guide.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import inspect
+import json
+import os
+import sys
+import types
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from kedro.framework.hooks.manager import _create_hook_manager, _register_hooks
+from kedro.framework.project import settings
+from kedro.pipeline.node import Node
+from kedro.runner import SequentialRunner
+from kedro.runner.runner import AbstractRunner
+from kedro.runner.task import Task
+
+FINGERPRINTS_FILE = Path("data") / "node_fingerprints.json"
+
+
+def _sha256(*parts: str | bytes) -> str:
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part if isinstance(part, bytes) else part.encode())
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def _project_modules(function: Any) -> list[types.ModuleType]:
+    """The ntps modules a node function's code can reach: its own module and, transitively, every
+    ntps module whose objects those modules import. A change to any of them changes the node."""
+    root = getattr(function, "func", function)  # functools.partial from ntps.grid.bind
+    seen: dict[str, types.ModuleType] = {}
+    pending = [sys.modules[root.__module__]]
+    while pending:
+        module = pending.pop()
+        if module.__name__ in seen:
+            continue
+        seen[module.__name__] = module
+        for value in vars(module).values():
+            name = value.__name__ if isinstance(value, types.ModuleType) else getattr(value, "__module__", None)
+            if isinstance(name, str) and name.split(".")[0] == "ntps" and name in sys.modules and name not in seen:
+                pending.append(sys.modules[name])
+    return [seen[name] for name in sorted(seen)]
+
+
+def code_fingerprint(function: Any) -> str:
+    """Hash of the node function's bound arguments and the source of the project code it reaches."""
+    bound = getattr(function, "keywords", {}) or {}
+    sources = []
+    for module in _project_modules(function):
+        spec = importlib.util.find_spec(module.__name__)
+        origin = spec.origin if spec else None
+        sources.append(
+            Path(origin).read_bytes() if origin and origin.endswith(".py") else inspect.getsource(module).encode()
+        )
+    return _sha256(json.dumps(bound, sort_keys=True, default=str), *sources)
+
+
+def _latest_version(catalog: Any, name: str) -> str | None:
+    """The version a versioned entry loads (its latest), None for unversioned or missing ones."""
+    dataset = catalog.get(name)
+    resolve = getattr(dataset, "resolve_load_version", None)
+    if resolve is None:
+        return None
+    try:
+        return resolve()
+    except Exception:  # no version saved yet: Kedro raises its own VersionNotFoundError subclasses
+        return None
+
+
+class FingerprintStore:
+    """node name -> {fingerprint, outputs: {dataset name: {fingerprint, version}}}, kept in one JSON
+    file that is rewritten atomically after every node."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.nodes: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
+
+    def output_fingerprint(self, name: str, catalog: Any) -> str | None:
+        """The fingerprint recorded for a dataset, if the version recorded is still the latest."""
+        for record in self.nodes.values():
+            output = record["outputs"].get(name)
+            if output is not None and output["version"] == _latest_version(catalog, name):
+                return output["fingerprint"]
+        return None
+
+    def unchanged(self, node: Node, fingerprint: str, catalog: Any) -> bool:
+        record = self.nodes.get(node.name)
+        if record is None or record["fingerprint"] != fingerprint:
+            return False
+        return all(
+            name in record["outputs"] and record["outputs"][name]["version"] == _latest_version(catalog, name)
+            for name in node.outputs
+        )
+
+    def record(self, node: Node, fingerprint: str, catalog: Any) -> None:
+        self.nodes[node.name] = {
+            "fingerprint": fingerprint,
+            "outputs": {
+                name: {"fingerprint": _sha256(fingerprint, name), "version": _latest_version(catalog, name)}
+                for name in node.outputs
+            },
+        }
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = self.path.with_suffix(".tmp")
+        temporary.write_text(json.dumps(self.nodes, indent=1, sort_keys=True))
+        temporary.replace(self.path)
+
+
+class ChangedNodesRunner(SequentialRunner):
+    """A sequential runner that skips nodes whose fingerprint is unchanged and whose outputs exist."""
+
+    def __init__(self, is_async: bool = False, fingerprints_file: str | os.PathLike | None = None):
+        super().__init__(is_async=is_async)
+        self._fingerprints_file = Path(fingerprints_file or FINGERPRINTS_FILE)
+
+    def _input_fingerprint(self, name: str, catalog: Any, store: FingerprintStore, produced: dict[str, str]) -> str:
+        if name.startswith("params:") or name == "parameters":
+            return _sha256(json.dumps(catalog.load(name), sort_keys=True, default=str))
+        if name in produced:
+            return produced[name]
+        recorded = store.output_fingerprint(name, catalog)
+        if recorded is not None:
+            return recorded
+        # Made outside this runner's record: identify it by its latest version, or its content.
+        version = _latest_version(catalog, name)
+        return _sha256(name, version) if version else _sha256(name, repr(catalog.load(name)))
+
+    def _node_fingerprint(self, node: Node, catalog: Any, store: FingerprintStore, produced: dict[str, str]) -> str:
+        inputs = [f"{name}={self._input_fingerprint(name, catalog, store, produced)}" for name in sorted(node.inputs)]
+        return _sha256(code_fingerprint(node.func), *inputs, *sorted(node.outputs))
+
+    def _run(self, pipeline: Any, catalog: Any, hook_manager: Any = None, run_id: str | None = None) -> None:
+        nodes = pipeline.nodes
+        self._validate_catalog(catalog)
+        self._validate_nodes(nodes)
+        self._set_manager_datasets(catalog)
+        force = bool(catalog.load("params:rerun").get("force", False)) if "params:rerun" in catalog else False
+        store = FingerprintStore(self._fingerprints_file)
+        produced: dict[str, str] = {}
+        ran, skipped = [], []
+        for node in nodes:
+            fingerprint = self._node_fingerprint(node, catalog, store, produced)
+            if not force and store.unchanged(node, fingerprint, catalog):
+                skipped.append(node.name)
+                self._logger.info("Skipped node: %s (code, parameters and inputs unchanged; outputs exist)", node.name)
+            else:
+                reason = "forced" if force else ("new" if node.name not in store.nodes else "changed")
+                self._logger.info("Running node %s (%s)", node.name, reason)
+                try:
+                    Task(
+                        node=node, catalog=catalog, hook_manager=hook_manager, is_async=self._is_async, run_id=run_id
+                    ).execute()
+                except Exception:
+                    self._logger.warning(
+                        "%d nodes completed before the failure are recorded and will be skipped on rerun", len(ran)
+                    )
+                    raise
+                store.record(node, fingerprint, catalog)
+                ran.append(node.name)
+            produced.update({name: output["fingerprint"] for name, output in store.nodes[node.name]["outputs"].items()})
+        self._logger.info("ChangedNodesRunner: %d nodes ran, %d skipped as unchanged", len(ran), len(skipped))
+
+
+def _run_node_on_worker(node: Node, catalog: Any, is_async: bool, run_id: str | None, *dependencies: Any) -> Node:
+    """Runs one node on a Dask worker with the project's own hooks; plugin hooks (kedro-mlflow's)
+    stay on the driver, which holds the MLflow run."""
+    hook_manager = _create_hook_manager()
+    _register_hooks(hook_manager, settings.HOOKS)
+    Task(node=node, catalog=catalog, hook_manager=hook_manager, is_async=is_async, run_id=run_id).execute()
+    return node
+
+
+class DaskRunner(AbstractRunner):
+    """Runs each node as a dask.distributed task; every intermediate must be a file-backed entry
+    (workers share nothing but the file system), parameters travel with the catalog."""
+
+    def __init__(self, is_async: bool = False, address: str | None = None, n_workers: int = 2):
+        super().__init__(is_async=is_async)
+        self._address = address or os.environ.get("DASK_SCHEDULER_ADDRESS")
+        self._n_workers = int(os.environ.get("DASK_N_WORKERS", n_workers))
+
+    def _get_executor(self, max_workers: int) -> None:
+        return None
+
+    def _run(self, pipeline: Any, catalog: Any, hook_manager: Any = None, run_id: str | None = None) -> None:
+        from dask.distributed import Client, LocalCluster
+
+        nodes: Iterable[Node] = pipeline.nodes
+        self._validate_catalog(catalog)
+        self._validate_nodes(nodes)
+        cluster = None if self._address else LocalCluster(n_workers=self._n_workers, threads_per_worker=1, processes=True)
+        with Client(self._address or cluster) as client:
+            self._logger.info("Dask cluster: %s", client.dashboard_link)
+            futures: dict[Node, Any] = {}
+            dependencies = pipeline.node_dependencies
+            for node in nodes:
+                parents = [futures[parent] for parent in sorted(dependencies[node], key=lambda n: n.name)]
+                futures[node] = client.submit(
+                    _run_node_on_worker, node, catalog, self._is_async, run_id, *parents, pure=False, key=f"node-{node.name}"
+                )
+            for future in futures.values():
+                node = future.result()
+                self._logger.info("Completed node: %s", node.name)
+        if cluster is not None:
+            cluster.close()
