@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
+import sys
 
 import mlflow
 import pandas as pd
 import pytest
+import yaml
 
-from tests.conftest import kedro_run
+from tests.conftest import REPOSITORY, four_layer_run, kedro_run, offline_environment
 
 pytestmark = pytest.mark.end_to_end
 
@@ -115,3 +118,31 @@ def test_ntps_run_covers_every_layer_and_k_and_reruns_as_new_versions(project, m
         history = client.get_metric_history(run.info.run_id, signal_metrics[0])
         assert sorted(metric.step for metric in history) == list(range(n_layers))
         assert run.data.params["tokenization.max_tokens"] == "16"
+
+
+NOTEBOOK_RUNNER = """
+import json, sys
+namespace = {}
+for cell in json.load(open(sys.argv[1]))["cells"]:
+    if cell["cell_type"] == "code":
+        exec("".join(cell["source"]), namespace)
+figure = namespace["figure"]
+print("heatmaps", len(figure.axes), "summary rows", len(namespace["correlation_summary"]))
+"""
+
+
+def test_results_notebook_runs_on_the_latest_catalog_entries(project, model_cache, four_layer_model):
+    datasets = ["rotten_tomatoes", "election_tweets", "newsgroups20"]
+    (project / "conf/local/parameters.yml").write_text(yaml.safe_dump(four_layer_run(four_layer_model, datasets)))
+    assert kedro_run(project, model_cache).returncode == 0
+    notebook = REPOSITORY / "notebooks" / "ntps_results.ipynb"
+    result = subprocess.run(
+        [sys.executable, "-c", NOTEBOOK_RUNNER, str(notebook)],
+        cwd=project,
+        env={**offline_environment(), "MPLBACKEND": "Agg"},
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    # 3 heatmaps and their colour bar; 3 targets x 6 scores rows
+    assert "heatmaps 4 summary rows 18" in result.stdout
