@@ -65,6 +65,11 @@ def extract_shard_features(
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """The same sums and features over one shard of whole batches (its sums may be empty)."""
     positions = shard_positions(tokenized_texts, forward_pass["batch_size"], forward_pass["shards"], shard)
+    if not len(positions):
+        n_batches = -(-len(tokenized_texts) // forward_pass["batch_size"])
+        raise NtpsInputError(
+            f"forward_pass.shards is {forward_pass['shards']} but the texts make only {n_batches} batches: use fewer shards"
+        )
     logger.info("shard %d of %d: %d texts", shard, forward_pass["shards"], len(positions))
     n_classes = int(tokenized_texts["label_id"].max()) + 1
     statistics, pooled = _forward(tokenized_texts.iloc[positions], language_model_card, forward_pass, n_classes)
