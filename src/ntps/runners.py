@@ -24,6 +24,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import joblib
 from kedro.framework.hooks.manager import _create_hook_manager, _register_hooks
 from kedro.framework.project import settings
 from kedro.pipeline.node import Node
@@ -141,7 +142,7 @@ class ChangedNodesRunner(SequentialRunner):
             return recorded
         # Made outside this runner's record: identify it by its latest version, or its content.
         version = _latest_version(catalog, name)
-        return _sha256(name, version) if version else _sha256(name, repr(catalog.load(name)))
+        return _sha256(name, version) if version else _sha256(name, joblib.hash(catalog.load(name)))
 
     def _node_fingerprint(self, node: Node, catalog: Any, store: FingerprintStore, produced: dict[str, str]) -> str:
         inputs = [f"{name}={self._input_fingerprint(name, catalog, store, produced)}" for name in sorted(node.inputs)]
@@ -152,7 +153,7 @@ class ChangedNodesRunner(SequentialRunner):
         self._validate_catalog(catalog)
         self._validate_nodes(nodes)
         self._set_manager_datasets(catalog)
-        force = bool(catalog.load("params:rerun").get("force", False)) if "params:rerun" in catalog else False
+        force = "params:rerun" in catalog and str(catalog.load("params:rerun").get("force")).lower() in {"true", "1", "yes"}
         store = FingerprintStore(self._fingerprints_file)
         produced: dict[str, str] = {}
         ran, skipped = [], []
