@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from kedro.framework.project import settings
-from kedro.pipeline import Pipeline
+from kedro.pipeline import Pipeline, node
 
 from ntps.core.errors import NtpsInputError
 
@@ -114,3 +114,21 @@ def pipeline_per_pair(
             for model, dataset in configured_grid().pairs()
         ]
     )
+
+
+def node_per_pair(
+    func: Callable,
+    inputs: list[str],
+    outputs: str | list[str],
+    shared_inputs: dict[str, str] | None = None,
+    parameters: tuple[str, ...] = (),
+    pass_pair: bool = False,
+) -> Pipeline:
+    """One node per model x dataset, named after func, as pipeline_per_pair; pass_pair gives func
+    the pair as keyword arguments model= and dataset= (to label its output rows)."""
+
+    def template(model: str, dataset: str) -> Pipeline:
+        bound = bind(func, model=model, dataset=dataset) if pass_pair else func
+        return Pipeline([node(bound, inputs, outputs, name=func.__name__)])
+
+    return pipeline_per_pair(template, shared_inputs, parameters)

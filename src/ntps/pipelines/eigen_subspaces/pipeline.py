@@ -1,23 +1,16 @@
 """Eigen subspaces for each model x dataset."""
 
-from kedro.pipeline import Pipeline, node
+from kedro.pipeline import Pipeline
 
-from ntps.grid import pipeline_per_pair
+from ntps.grid import node_per_pair
 
 from .nodes import solve_eigen_subspaces
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    return pipeline_per_pair(
-        lambda model, dataset: Pipeline(
-            [
-                node(
-                    solve_eigen_subspaces,
-                    ["layer_statistics", "params:eigen_subspaces"],
-                    "eigen_subspaces",
-                    name="solve_eigen_subspaces",
-                )
-            ]
-        ),
+    return node_per_pair(
+        solve_eigen_subspaces,
+        ["layer_statistics", "params:eigen_subspaces"],
+        "eigen_subspaces",
         parameters=("eigen_subspaces",),
     )

@@ -8,22 +8,9 @@ reduce node adds their sums.
 
 from kedro.pipeline import Pipeline, node
 
-from ntps.grid import bind, load_parameters, pipeline_per_pair
+from ntps.grid import bind, load_parameters, node_per_pair, pipeline_per_pair
 
 from .nodes import combine_shards, extract_hidden_features, extract_shard_features
-
-
-def single_pass() -> Pipeline:
-    return Pipeline(
-        [
-            node(
-                extract_hidden_features,
-                ["tokenized_texts", "language_model_card", "params:forward_pass"],
-                ["layer_statistics", "pooled_features"],
-                name="extract_hidden_features",
-            )
-        ]
-    )
 
 
 def sharded_pass(n_shards: int) -> Pipeline:
@@ -51,8 +38,13 @@ def sharded_pass(n_shards: int) -> Pipeline:
 
 def create_pipeline(**kwargs) -> Pipeline:
     n_shards = int(load_parameters()["forward_pass"].get("shards", 1))
-    return pipeline_per_pair(
-        lambda model, dataset: single_pass() if n_shards == 1 else sharded_pass(n_shards),
-        shared_inputs={"language_model_card": "{model}.language_model_card"},
-        parameters=("forward_pass",),
-    )
+    shared = {"language_model_card": "{model}.language_model_card"}
+    if n_shards == 1:
+        return node_per_pair(
+            extract_hidden_features,
+            ["tokenized_texts", "language_model_card", "params:forward_pass"],
+            ["layer_statistics", "pooled_features"],
+            shared_inputs=shared,
+            parameters=("forward_pass",),
+        )
+    return pipeline_per_pair(lambda model, dataset: sharded_pass(n_shards), shared, ("forward_pass",))

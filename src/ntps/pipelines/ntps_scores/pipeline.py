@@ -1,23 +1,13 @@
 """NTPS tables for each model x dataset."""
 
-from kedro.pipeline import Pipeline, node
+from kedro.pipeline import Pipeline
 
-from ntps.grid import bind, pipeline_per_pair
+from ntps.grid import node_per_pair
 
 from .nodes import score_ntps
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    return pipeline_per_pair(
-        lambda model, dataset: Pipeline(
-            [
-                node(
-                    bind(score_ntps, model=model, dataset=dataset),
-                    ["eigen_subspaces", "params:ntps_scores"],
-                    "ntps_table",
-                    name="score_ntps",
-                )
-            ]
-        ),
-        parameters=("ntps_scores",),
+    return node_per_pair(
+        score_ntps, ["eigen_subspaces", "params:ntps_scores"], "ntps_table", parameters=("ntps_scores",), pass_pair=True
     )
