@@ -4,9 +4,15 @@
    over the same forward passes alone (same batches, same model). Target: <= 1.3x.
 2. All-k sweep: NTPS for every k from one QR and prefix sums, over Algorithm 1's pseudo-inverse
    per k, at d=1024 on synthetic statistics. Target: >= 50x faster, same numbers to 1e-10.
+3. NTPS vs LoRA: the NTPS stages (forward pass with statistics, eigen subspaces, all-k scores of
+   every layer) over the LoRA stage (adapters and head trained with the project's `lora:`
+   settings, then scored), on the same model and texts. Measured for the configured steps and
+   for one epoch over the texts; the paper's 5000 steps are projected from the measured time per
+   step. Target (the paper's claim that NTPS is much cheaper): <= 1/10.
 
 Run from the project root after the README's install command:
-    .venv/bin/python benchmarks/ntps_benchmark.py
+    .venv/bin/python benchmarks/ntps_benchmark.py                 # all three
+    .venv/bin/python benchmarks/ntps_benchmark.py --measure lora  # one of them
 """
 
 from __future__ import annotations
@@ -14,14 +20,17 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import tempfile
 import time
 
 import numpy as np
 import torch
+import transformers
 
-from ntps.core.scores import ntps_paper_all_k, ntps_score
-from ntps.core.subspaces import autoregressive_subspace, perception_subspace
+from ntps.core.scores import ntps_paper_all_k, ntps_score, score_table
+from ntps.core.subspaces import autoregressive_subspace, layer_subspaces, perception_subspace
 from ntps.extraction import extract_hidden_states, padded_batches, tokenize_labeled_texts
+from ntps.finetuning import accuracy, lora_classifier, train_classifier
 from ntps.grid import load_parameters
 from ntps.sources.language_models import load_backbone, load_tokenizer, resolve_model_location
 from ntps.sources.text_datasets import read_raw_dataset, select_labeled_texts
@@ -38,15 +47,20 @@ def best_of(repeats: int, run) -> float:
     return min(timings)
 
 
-def statistics_overhead(n_texts: int, max_tokens: int, batch_size: int, repeats: int) -> dict[str, float]:
+def embedded_texts(n_texts: int, max_tokens: int):
+    """(model location, spec, tokenizer, tokenized rotten_tomatoes training texts) of the embedded default."""
     parameters = load_parameters()
     spec = parameters["models"]["smollm2_135m"]
     location = resolve_model_location(spec, parameters["model_cache_dir"])
     tokenizer = load_tokenizer(location, spec)
-    model = load_backbone(location, spec, dtype="float32", device="cpu")
     dataset = parameters["datasets"]["rotten_tomatoes"]
     texts = select_labeled_texts(read_raw_dataset(dataset), dataset, {"seed": 0, "max_texts": {"train": n_texts}})
-    tokenized = tokenize_labeled_texts(tokenizer, texts, max_tokens)
+    return location, spec, tokenizer, tokenize_labeled_texts(tokenizer, texts[texts["split"] == "train"], max_tokens)
+
+
+def statistics_overhead(n_texts: int, max_tokens: int, batch_size: int, repeats: int) -> dict[str, float]:
+    location, spec, tokenizer, tokenized = embedded_texts(n_texts, max_tokens)
+    model = load_backbone(location, spec, dtype="float32", device="cpu")
 
     def bare_forward():
         with torch.inference_mode():
@@ -102,6 +116,57 @@ def sweep_speedup(hidden_size: int, repeats: int) -> dict[str, float]:
     }
 
 
+def ntps_vs_lora(n_texts: int, max_tokens: int, batch_size: int) -> dict[str, float]:
+    location, spec, tokenizer, tokenized = embedded_texts(n_texts, max_tokens)
+    parameters = load_parameters()
+    n_classes = int(tokenized["label_id"].max()) + 1
+    start = time.perf_counter()
+    model = load_backbone(location, spec, dtype="float32", device="cpu")
+    statistics, _ = extract_hidden_states(
+        model, tokenized, n_classes, batch_size=batch_size, pad_token_id=tokenizer.pad_token_id, statistics_split=None
+    )
+    subspaces = layer_subspaces(statistics, ridge=parameters["eigen_subspaces"]["ridge"])
+    score_table(
+        subspaces.perception_vectors,
+        subspaces.autoregressive_vectors,
+        subspaces.signal_ranks,
+        parameters["ntps_scores"]["paper_k_fractions"],
+    )
+    ntps_seconds = time.perf_counter() - start
+
+    def lora_seconds(steps: int, checkpoint: str) -> float:
+        settings = {**parameters["lora"], "steps": steps, "checkpoint_every": steps}
+        start = time.perf_counter()
+        backbone = transformers.AutoModel.from_pretrained(location, dtype=torch.float32)
+        classifier = lora_classifier(backbone, n_classes, settings, seed=settings["seed"])
+        train_classifier(classifier, tokenized, settings, tokenizer.pad_token_id, checkpoint)
+        accuracy(classifier, tokenized, settings["batch_size"], tokenizer.pad_token_id)
+        return time.perf_counter() - start
+
+    configured_steps = int(parameters["lora"]["steps"])
+    epoch_steps = -(-len(tokenized) // int(parameters["lora"]["batch_size"]))
+    with tempfile.TemporaryDirectory() as folder:
+        configured = lora_seconds(configured_steps, os.path.join(folder, "configured.pt"))
+        epoch = lora_seconds(epoch_steps, os.path.join(folder, "epoch.pt"))
+    # The two runs share loading and scoring; their difference is the training of the extra steps.
+    per_step = (
+        (epoch - configured) / (epoch_steps - configured_steps) if epoch_steps != configured_steps else epoch / epoch_steps
+    )
+    paper_steps = 5000
+    return {
+        "texts": len(tokenized),
+        "tokens": int(tokenized["n_tokens"].sum()),
+        "ntps_s": ntps_seconds,
+        "configured_steps": configured_steps,
+        "lora_configured_s": configured,
+        "epoch_steps": epoch_steps,
+        "lora_epoch_s": epoch,
+        "lora_per_step_s": per_step,
+        "paper_steps": paper_steps,
+        "lora_paper_projected_s": configured + per_step * (paper_steps - configured_steps),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--texts", type=int, default=96)
@@ -109,6 +174,10 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--hidden-size", type=int, default=1024)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--lora-texts", type=int, default=256, help="texts of the NTPS-vs-LoRA comparison")
+    parser.add_argument(
+        "--measure", choices=["statistics", "sweep", "lora"], nargs="+", default=["statistics", "sweep", "lora"]
+    )
     arguments = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     # Importing Kedro installs its own logging configuration; the results get a handler of their own.
@@ -119,6 +188,15 @@ def main() -> None:
     logger.propagate = False
     logger.info("torch %s, %d threads", torch.__version__, torch.get_num_threads())
 
+    if "statistics" in arguments.measure:
+        report_statistics_overhead(arguments)
+    if "sweep" in arguments.measure:
+        report_sweep_speedup(arguments)
+    if "lora" in arguments.measure:
+        report_ntps_vs_lora(arguments)
+
+
+def report_statistics_overhead(arguments: argparse.Namespace) -> None:
     overhead = statistics_overhead(arguments.texts, arguments.max_tokens, arguments.batch_size, arguments.repeats)
     logger.info(
         "statistics, SmolLM2-135M, all 31 hidden states, %d texts / %d tokens: forward %.2f s, "
@@ -129,6 +207,9 @@ def main() -> None:
         overhead["forward_with_statistics_s"],
         overhead["ratio"],
     )
+
+
+def report_sweep_speedup(arguments: argparse.Namespace) -> None:
     speedup = sweep_speedup(arguments.hidden_size, arguments.repeats)
     logger.info(
         "all-k sweep at d=%d: sweep %.3f s, pinv per k %.1f s -> %.0fx faster (target >= 50x), "
@@ -138,6 +219,28 @@ def main() -> None:
         speedup["pinv_per_k_s"],
         speedup["speedup"],
         speedup["max_abs_difference"],
+    )
+
+
+def report_ntps_vs_lora(arguments: argparse.Namespace) -> None:
+    costs = ntps_vs_lora(arguments.lora_texts, arguments.max_tokens, arguments.batch_size)
+    logger.info(
+        "NTPS vs LoRA, SmolLM2-135M, %d texts / %d tokens: NTPS stages %.1f s; LoRA %d steps (configured) %.1f s "
+        "-> NTPS/LoRA %.2f; LoRA one epoch (%d steps) %.1f s -> %.2f; LoRA %d steps (the paper's, projected from "
+        "%.2f s/step) %.0f s -> %.3f (target <= 0.1)",
+        costs["texts"],
+        costs["tokens"],
+        costs["ntps_s"],
+        costs["configured_steps"],
+        costs["lora_configured_s"],
+        costs["ntps_s"] / costs["lora_configured_s"],
+        costs["epoch_steps"],
+        costs["lora_epoch_s"],
+        costs["ntps_s"] / costs["lora_epoch_s"],
+        costs["paper_steps"],
+        costs["lora_per_step_s"],
+        costs["lora_paper_projected_s"],
+        costs["ntps_s"] / costs["lora_paper_projected_s"],
     )
 
 

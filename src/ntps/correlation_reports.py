@@ -62,10 +62,10 @@ def ntps_matrix(rows: pd.DataFrame, datasets: list[str], settings: dict[str, Any
     return wide.index.to_frame(index=False), wide[datasets].to_numpy()
 
 
-def _model_frames(ntps_table: pd.DataFrame, probe_metrics: pd.DataFrame, settings: dict[str, Any]):
-    """(model, datasets, probe targets indexed by dataset, that model's NTPS rows) per model with
-    enough datasets; models with fewer than 3 are reported in the log and skipped."""
-    targets = probe_targets(probe_metrics, settings)
+def model_frames(ntps_table: pd.DataFrame, targets: pd.DataFrame):
+    """(model, datasets, targets indexed by dataset, that model's NTPS rows) per model of targets
+    (one row per model x dataset) with enough datasets; models with fewer than 3 are reported in
+    the log and skipped."""
     for model, model_targets in targets.groupby("model", sort=True):
         model_ntps = ntps_table[ntps_table["model"] == model]
         datasets = sorted(set(model_targets["dataset"]) & set(model_ntps["dataset"]))
@@ -85,7 +85,7 @@ def configuration_correlations(
 ) -> pd.DataFrame:
     """Spearman r across datasets for every model, variant, searched (layer, k) and target."""
     frames = []
-    for model, datasets, targets, model_ntps in _model_frames(ntps_table, probe_metrics, settings):
+    for model, datasets, targets, model_ntps in model_frames(ntps_table, probe_targets(probe_metrics, settings)):
         for variant in VARIANTS:
             configurations, scores = ntps_matrix(model_ntps[model_ntps["variant"] == variant], datasets, settings)
             for target in TARGET_DIRECTIONS:
@@ -109,8 +109,37 @@ def _uncertainty(scores: np.ndarray, targets: np.ndarray, settings: dict[str, An
     return {"ci_low": low, "ci_high": high, "n_bootstrap_defined": n_defined}
 
 
-def correlation_summary(ntps_table: pd.DataFrame, probe_metrics: pd.DataFrame, settings: dict[str, Any]) -> pd.DataFrame:
-    """Per model and target, one row per way of scoring datasets:
+SUMMARY_COLUMNS = [
+    "model",
+    "target",
+    "expected_sign",
+    "score",
+    "selection",
+    "spearman_r",
+    "ci_low",
+    "ci_high",
+    "n_bootstrap_defined",
+    "p_value",
+    "permutation",
+    "layer",
+    "k",
+    "k_fraction",
+    "chosen_per_held_out_dataset",
+    "n_datasets",
+    "datasets",
+]
+
+
+def target_rows(
+    model_ntps: pd.DataFrame,
+    datasets: list[str],
+    y: np.ndarray,
+    direction: int,
+    fixed_scores: dict[str, np.ndarray],
+    settings: dict[str, Any],
+    common: dict[str, Any],
+) -> list[dict[str, Any]]:
+    """How well each score ranks one target across one model's datasets, one row per way of scoring:
 
     - ntps_<variant>, best_in_sample: the paper's number, the (layer, k) with the strongest r in
       the expected direction, chosen and reported on the same datasets; its p-value repeats the
@@ -119,81 +148,87 @@ def correlation_summary(ntps_table: pd.DataFrame, probe_metrics: pd.DataFrame, s
     - ntps_<variant>, leave_one_dataset_out: each dataset's NTPS at the configuration chosen
       without it; r, interval and p of those out-of-fold scores (the selection is repeated
       under each permutation).
-    - logme, h_score (selection none): the peer metrics on the same features, no search.
+    - each of fixed_scores (selection none): a score with no search, e.g. LogME.
 
-    p-values are one-sided in the expected direction (ols_training_mse: negative r).
+    p-values are one-sided in the expected direction.
+
+    Args:
+        model_ntps: the model's NTPS rows (both variants).
+        y: (n_datasets,) the target, in the order of datasets.
+        direction: +1 when a better-aligned representation should raise the target, -1 lower it.
+        fixed_scores: name -> (n_datasets,) scores.
+        common: columns every row carries (model, target, ...).
     """
+    orderings, exact = target_permutations(len(datasets), settings["permutations"], settings["seed"])
+    common = {
+        **common,
+        "expected_sign": direction,
+        "n_datasets": len(datasets),
+        "datasets": ",".join(datasets),
+        "permutation": f"{'exact' if exact else 'random'} {len(orderings)}",
+    }
+    permuted_targets = y[orderings]
     rows = []
-    for model, datasets, targets, model_ntps in _model_frames(ntps_table, probe_metrics, settings):
-        orderings, exact = target_permutations(len(datasets), settings["permutations"], settings["seed"])
-        base = {"model": model, "n_datasets": len(datasets), "datasets": ",".join(datasets)}
-        base["permutation"] = f"{'exact' if exact else 'random'} {len(orderings)}"
-        for target, direction in TARGET_DIRECTIONS.items():
-            y = targets[target].to_numpy(dtype=np.float64)
-            permuted_targets = y[orderings]
-            common = {**base, "target": target, "expected_sign": direction}
-            for variant in VARIANTS:
-                configurations, scores = ntps_matrix(model_ntps[model_ntps["variant"] == variant], datasets, settings)
-                best = select_best_configuration(scores, y, direction)
-                permuted_best = permuted_best_r(scores, permuted_targets, direction)
-                row = {**common, "score": f"ntps_{variant}", "selection": "best_in_sample", "spearman_r": best.r}
-                if best.configuration is not None:
-                    row.update(configurations.iloc[best.configuration].to_dict())
-                    row.update(_uncertainty(scores[best.configuration], y, settings))
-                row["p_value"] = permutation_p_value(direction * best.r, permuted_best, exact)
-                rows.append(row)
+    for variant in VARIANTS:
+        configurations, scores = ntps_matrix(model_ntps[model_ntps["variant"] == variant], datasets, settings)
+        best = select_best_configuration(scores, y, direction)
+        permuted_best = permuted_best_r(scores, permuted_targets, direction)
+        row = {**common, "score": f"ntps_{variant}", "selection": "best_in_sample", "spearman_r": best.r}
+        if best.configuration is not None:
+            row.update(configurations.iloc[best.configuration].to_dict())
+            row.update(_uncertainty(scores[best.configuration], y, settings))
+        row["p_value"] = permutation_p_value(direction * best.r, permuted_best, exact)
+        rows.append(row)
 
-                held_out = leave_one_dataset_out(scores, y, direction)
-                permuted_held_out = np.array([leave_one_dataset_out(scores, t, direction).r for t in permuted_targets])
-                chosen = [
-                    f"{dataset}:L{configurations['layer'].iloc[index]}/k{configurations['k'].iloc[index]}"
-                    for dataset, index in zip(datasets, held_out.configurations)
-                    if index >= 0
-                ]
-                rows.append(
-                    {
-                        **common,
-                        "score": f"ntps_{variant}",
-                        "selection": "leave_one_dataset_out",
-                        "spearman_r": held_out.r,
-                        "chosen_per_held_out_dataset": "; ".join(chosen),
-                        **_uncertainty(held_out.held_out_scores, y, settings),
-                        "p_value": permutation_p_value(direction * held_out.r, direction * permuted_held_out, exact),
-                    }
-                )
-            for peer in PEER_SCORES:
-                scores = targets[peer].to_numpy(dtype=np.float64)
-                r = float(spearman(scores, y))
-                rows.append(
-                    {
-                        **common,
-                        "score": peer,
-                        "selection": "none",
-                        "spearman_r": r,
-                        **_uncertainty(scores, y, settings),
-                        "p_value": permutation_p_value(direction * r, direction * spearman(scores, permuted_targets), exact),
-                    }
-                )
-    columns = [
-        "model",
-        "target",
-        "expected_sign",
-        "score",
-        "selection",
-        "spearman_r",
-        "ci_low",
-        "ci_high",
-        "n_bootstrap_defined",
-        "p_value",
-        "permutation",
-        "layer",
-        "k",
-        "k_fraction",
-        "chosen_per_held_out_dataset",
-        "n_datasets",
-        "datasets",
-    ]
-    return pd.DataFrame(rows, columns=columns)
+        held_out = leave_one_dataset_out(scores, y, direction)
+        permuted_held_out = np.array([leave_one_dataset_out(scores, t, direction).r for t in permuted_targets])
+        chosen = [
+            f"{dataset}:L{configurations['layer'].iloc[index]}/k{configurations['k'].iloc[index]}"
+            for dataset, index in zip(datasets, held_out.configurations)
+            if index >= 0
+        ]
+        rows.append(
+            {
+                **common,
+                "score": f"ntps_{variant}",
+                "selection": "leave_one_dataset_out",
+                "spearman_r": held_out.r,
+                "chosen_per_held_out_dataset": "; ".join(chosen),
+                **_uncertainty(held_out.held_out_scores, y, settings),
+                "p_value": permutation_p_value(direction * held_out.r, direction * permuted_held_out, exact),
+            }
+        )
+    for name, scores in fixed_scores.items():
+        r = float(spearman(scores, y))
+        rows.append(
+            {
+                **common,
+                "score": name,
+                "selection": "none",
+                "spearman_r": r,
+                **_uncertainty(scores, y, settings),
+                "p_value": permutation_p_value(direction * r, direction * spearman(scores, permuted_targets), exact),
+            }
+        )
+    return rows
+
+
+def correlation_summary(ntps_table: pd.DataFrame, probe_metrics: pd.DataFrame, settings: dict[str, Any]) -> pd.DataFrame:
+    """Per model and probe target (expected sign: MSE down, accuracy up), the rows of target_rows,
+    with LogME and H-score as the scores without search."""
+    rows = []
+    for model, datasets, targets, model_ntps in model_frames(ntps_table, probe_targets(probe_metrics, settings)):
+        for target, direction in TARGET_DIRECTIONS.items():
+            rows += target_rows(
+                model_ntps,
+                datasets,
+                targets[target].to_numpy(dtype=np.float64),
+                direction,
+                {peer: targets[peer].to_numpy(dtype=np.float64) for peer in PEER_SCORES},
+                settings,
+                {"model": model, "target": target},
+            )
+    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
 
 
 def honest_ranking(summary: pd.DataFrame) -> pd.DataFrame:

@@ -1,17 +1,23 @@
-"""LoRA fine-tuning of a causal LM backbone with a linear head on its mean-pooled final block
-(paper, Section 4.2): peft adapters on the attention query/key/value projections, Adafactor,
-cosine schedule with warm-up, periodic checkpoints that a killed run resumes from."""
+"""Fine-tuning of a causal LM backbone with a linear head on its mean-pooled final block: LoRA
+(paper, Section 4.2: peft adapters on the attention query/key/value projections) and training from
+scratch (paper, Table 1), both with Adafactor, a cosine schedule with warm-up, and periodic
+checkpoints that a killed run resumes from."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import peft
+import safetensors.numpy
 import torch
 import transformers
 from tqdm.auto import tqdm
@@ -47,18 +53,22 @@ def attention_projection_modules(model: torch.nn.Module) -> list[str]:
 
 
 class MeanPooledClassifier(torch.nn.Module):
-    """backbone -> mean of the final hidden state over real tokens -> linear head."""
+    """backbone -> mean of the final hidden state over real tokens -> linear head.
+
+    The head is float32 on the backbone's device whatever the backbone's precision, and the
+    pooled state is cast to it.
+    """
 
     def __init__(self, backbone: torch.nn.Module, hidden_size: int, n_classes: int):
         super().__init__()
         self.backbone = backbone
-        self.head = torch.nn.Linear(hidden_size, n_classes)
+        self.head = torch.nn.Linear(hidden_size, n_classes, device=next(backbone.parameters()).device)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """(B, T) ids and mask -> (B, n_classes) logits."""
+        """(B, T) ids and mask -> (B, n_classes) float32 logits."""
         states = self.backbone(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
-        mask = attention_mask.unsqueeze(-1).to(states.dtype)
-        return self.head((states * mask).sum(dim=1) / mask.sum(dim=1))
+        mask = attention_mask.unsqueeze(-1).to(torch.float32)
+        return self.head((states.float() * mask).sum(dim=1) / mask.sum(dim=1))
 
 
 def lora_classifier(backbone: torch.nn.Module, n_classes: int, settings: dict[str, Any], seed: int) -> MeanPooledClassifier:
@@ -72,7 +82,81 @@ def lora_classifier(backbone: torch.nn.Module, n_classes: int, settings: dict[st
         target_modules=attention_projection_modules(backbone),
     )
     adapted = peft.get_peft_model(backbone, config)
-    return MeanPooledClassifier(adapted, backbone.config.hidden_size, n_classes)
+    return MeanPooledClassifier(adapted, _config_hidden_size(backbone.config), n_classes)
+
+
+def scratch_classifier(
+    config: transformers.PretrainedConfig,
+    n_classes: int,
+    seed: int,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str = "cpu",
+    trust_remote_code: bool = False,
+) -> MeanPooledClassifier:
+    """The same architecture as a pretrained backbone, randomly initialized, every parameter and a
+    fresh head trainable (the paper's full training from scratch)."""
+    torch.manual_seed(seed)
+    backbone = transformers.AutoModel.from_config(config, dtype=dtype, trust_remote_code=trust_remote_code)
+    return MeanPooledClassifier(backbone.to(device), _config_hidden_size(config), n_classes)
+
+
+def _config_hidden_size(config: transformers.PretrainedConfig) -> int:
+    # OpenELM's remote config says model_dim.
+    return int(getattr(config, "hidden_size", None) or config.model_dim)
+
+
+ADAPTER_CONFIG_FILE = "adapter_config.json"  # the file names peft.PeftModel.from_pretrained reads
+ADAPTER_WEIGHTS_FILE = "adapter_model.safetensors"
+HEAD_WEIGHTS_FILE = "classification_head.safetensors"
+
+
+@dataclass
+class LoraAdapter:
+    """A trained LoRA adapter and its classification head, stored as peft stores adapters.
+
+    Attributes:
+        peft_config: the LoraConfig as a JSON-able dict (peft's adapter_config.json).
+        adapter_weights: peft's adapter state dict, e.g.
+            "base_model.model.layers.0.self_attn.q_proj.lora_A.weight" -> (rank, d_in) float32.
+        head_weights: "weight" (n_classes, d) and "bias" (n_classes,) float32.
+        location: the folder it was loaded from, which
+            peft.PeftModel.from_pretrained(backbone, location) applies; None before it is saved.
+    """
+
+    peft_config: dict[str, Any]
+    adapter_weights: dict[str, np.ndarray]
+    head_weights: dict[str, np.ndarray]
+    location: str | None = None
+
+    def save(self, folder: str | os.PathLike) -> None:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / ADAPTER_CONFIG_FILE).write_text(json.dumps(self.peft_config, indent=2, sort_keys=True))
+        safetensors.numpy.save_file(self.adapter_weights, folder / ADAPTER_WEIGHTS_FILE)
+        safetensors.numpy.save_file(self.head_weights, folder / HEAD_WEIGHTS_FILE)
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike) -> LoraAdapter:
+        folder = Path(folder)
+        return cls(
+            json.loads((folder / ADAPTER_CONFIG_FILE).read_text()),
+            safetensors.numpy.load_file(folder / ADAPTER_WEIGHTS_FILE),
+            safetensors.numpy.load_file(folder / HEAD_WEIGHTS_FILE),
+            location=os.fspath(folder),
+        )
+
+
+def lora_adapter(classifier: MeanPooledClassifier) -> LoraAdapter:
+    """The adapter and head of a classifier made by lora_classifier, as float32 arrays."""
+    config = classifier.backbone.peft_config["default"].to_dict()
+    # As peft's own save_pretrained: sets (target_modules) become lists for JSON.
+    config = {key: sorted(value) if isinstance(value, set) else value for key, value in config.items()}
+    weights = peft.get_peft_model_state_dict(classifier.backbone)
+    return LoraAdapter(
+        json.loads(json.dumps(config, default=str)),
+        {name: tensor.detach().float().cpu().numpy() for name, tensor in weights.items()},
+        {name: tensor.detach().float().cpu().numpy() for name, tensor in classifier.head.state_dict().items()},
+    )
 
 
 def trainable_state(classifier: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -120,25 +204,29 @@ def train_classifier(
     pad_token_id: int,
     checkpoint_path: str | os.PathLike,
     stop_after: int | None = None,
+    description: str = "LoRA training",
 ) -> list[float]:
     """Trains for settings["steps"] steps of settings["batch_size"] texts, checkpointing the
-    trainable parameters, optimizer, schedule and random state every checkpoint_every steps and
-    resuming from checkpoint_path when it exists.
+    trainable parameters, optimizer, schedule, random state and losses every checkpoint_every
+    steps and resuming from checkpoint_path when it exists.
 
     Args:
         train: tokenized training texts (input_ids, n_tokens, label_id).
         stop_after: stop after this many steps in this call (to test resuming); None runs to the end.
+        description: the progress bar's label.
 
     Returns:
-        the training loss of every step run in this call.
+        the training loss of every step so far, those of an interrupted earlier call included.
     """
     steps, seed = int(settings["steps"]), int(settings["seed"])
+    if steps < 1:
+        raise NtpsInputError(f"training needs at least one step, got steps={steps}")
     if len(train) < settings["batch_size"]:
         raise NtpsInputError(f"{len(train)} training texts are fewer than one batch of {settings['batch_size']}")
     device = next(classifier.parameters()).device
     optimizer, schedule = adafactor_with_cosine_schedule(classifier, settings, steps)
     checkpoint_path = Path(checkpoint_path)
-    step = 0
+    step, losses = 0, []
     torch.manual_seed(seed)
     if checkpoint_path.is_file():
         checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
@@ -146,27 +234,33 @@ def train_classifier(
         optimizer.load_state_dict(checkpoint["optimizer"])
         schedule.load_state_dict(checkpoint["schedule"])
         torch.set_rng_state(checkpoint["torch_rng"])
-        step = checkpoint["step"]
-        logger.info("resuming LoRA training from step %d of %d (%s)", step, steps, checkpoint_path)
+        if checkpoint["cuda_rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(checkpoint["cuda_rng"])
+        step, losses = checkpoint["step"], checkpoint["losses"]
+        logger.info("resuming %s from step %d of %d (%s)", description, step, steps, checkpoint_path)
     classifier.train()
-    losses = []
     last = steps if stop_after is None else min(steps, step + stop_after)
-    for step in tqdm(range(step, last), initial=step, total=steps, desc="LoRA training", unit="step"):
+    for step in tqdm(range(step, last), initial=step, total=steps, desc=description, unit="step"):
         input_ids, attention_mask, label_ids = _training_batches(train, settings["batch_size"], pad_token_id, seed, step)
         logits = classifier(input_ids.to(device), attention_mask.to(device))
         loss = torch.nn.functional.cross_entropy(logits.float(), label_ids.to(device))
+        loss_value = loss.item()
+        if not np.isfinite(loss_value):
+            raise FloatingPointError(
+                f"{description}: the loss is {loss_value} at step {step}; the last checkpoint is kept at {checkpoint_path}"
+            )
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         schedule.step()
-        losses.append(float(loss))
+        losses.append(loss_value)
         if (step + 1) % settings["checkpoint_every"] == 0 or step + 1 == last:
-            _save_checkpoint(checkpoint_path, classifier, optimizer, schedule, step + 1)
+            _save_checkpoint(checkpoint_path, classifier, optimizer, schedule, step + 1, losses)
     classifier.eval()
     return losses
 
 
-def _save_checkpoint(path: Path, classifier, optimizer, schedule, step: int) -> None:
+def _save_checkpoint(path: Path, classifier, optimizer, schedule, step: int, losses: list[float]) -> None:
     """Written to a temporary file and renamed, so a run killed while saving keeps the last one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(".tmp")
@@ -176,7 +270,10 @@ def _save_checkpoint(path: Path, classifier, optimizer, schedule, step: int) -> 
             "optimizer": optimizer.state_dict(),
             "schedule": schedule.state_dict(),
             "torch_rng": torch.get_rng_state(),
+            # Dropout on a GPU draws from CUDA's generators.
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             "step": step,
+            "losses": losses,
         },
         temporary,
     )
@@ -192,3 +289,59 @@ def accuracy(classifier: MeanPooledClassifier, texts: pd.DataFrame, batch_size: 
             predicted = classifier(input_ids.to(device), attention_mask.to(device)).argmax(dim=-1).cpu()
             correct += int((predicted == label_ids).sum())
     return correct / len(texts)
+
+
+def classifier_checkpoint(
+    kind: str,
+    tokenized_texts: pd.DataFrame,
+    language_model_card: dict[str, Any],
+    settings: dict[str, Any],
+    model: str,
+    dataset: str,
+) -> Path:
+    """Where a training run of this kind checkpoints: under settings["checkpoint_dir"], named by
+    a hash of the settings, the model and the training texts, so a killed run resumes and a
+    changed one starts over."""
+    train = tokenized_texts[tokenized_texts["split"] == "train"]
+    identity = json.dumps(
+        [kind, settings, language_model_card["location"], train["input_ids"].tolist()], sort_keys=True, default=str
+    )
+    digest = hashlib.sha256(identity.encode()).hexdigest()[:16]
+    return Path(settings["checkpoint_dir"]) / model / dataset / f"{kind}-{digest}.pt"
+
+
+def train_and_score(
+    classifier: MeanPooledClassifier,
+    tokenized_texts: pd.DataFrame,
+    settings: dict[str, Any],
+    pad_token_id: int,
+    checkpoint_path: Path,
+    prefix: str,
+    model: str,
+    dataset: str,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Trains on the texts of split "train" (train_classifier) and scores both splits.
+
+    Returns:
+        (one row: model, dataset, steps, batch_size, final_training_loss,
+        <prefix>_train_accuracy, <prefix>_test_accuracy (NaN without test texts), training_seconds;
+        the training log: model, dataset, step, loss).
+    """
+    started = time.perf_counter()
+    train = tokenized_texts[tokenized_texts["split"] == "train"]
+    test = tokenized_texts[tokenized_texts["split"] == "test"]
+    losses = train_classifier(classifier, train, settings, pad_token_id, checkpoint_path, description=f"{prefix} training")
+    batch_size = settings["batch_size"]
+    metrics = {
+        "model": model,
+        "dataset": dataset,
+        "steps": int(settings["steps"]),
+        "batch_size": int(batch_size),
+        "final_training_loss": losses[-1],
+        f"{prefix}_train_accuracy": accuracy(classifier, train, batch_size, pad_token_id),
+        f"{prefix}_test_accuracy": accuracy(classifier, test, batch_size, pad_token_id) if len(test) else float("nan"),
+        "training_seconds": time.perf_counter() - started,
+    }
+    logger.info("%s on %s / %s: %s", prefix, model, dataset, metrics)
+    log = pd.DataFrame({"model": model, "dataset": dataset, "step": np.arange(1, len(losses) + 1), "loss": losses})
+    return pd.DataFrame([metrics]), log

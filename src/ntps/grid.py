@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -88,47 +88,61 @@ def pipeline_per_entry(
     )
 
 
-def pipeline_per_pair(
-    make_template: Callable[[str, str], Pipeline],
-    shared_inputs: dict[str, str] | None = None,
-    parameters: tuple[str, ...] = (),
-) -> Pipeline:
-    """One copy of a stage per model x dataset, in namespace "<model>.<dataset>".
+@dataclass(frozen=True)
+class PairStage:
+    """A stage as a template for one model x dataset pair, copied into a namespace per pair.
 
-    Args:
+    Attributes:
         make_template: (model, dataset) -> the stage's Pipeline, with un-namespaced names.
         shared_inputs: template input -> catalog name pattern with {model} and {dataset}, for
             inputs produced outside the pair's namespace (the dataset's texts, the model's card).
         parameters: parameter names used as they are, not namespaced.
     """
-    return Pipeline(
-        [
-            Pipeline(
-                make_template(model, dataset),
-                namespace=f"{model}.{dataset}",
-                inputs={
-                    name: pattern.format(model=model, dataset=dataset) for name, pattern in (shared_inputs or {}).items()
-                },
-                parameters={f"params:{name}": f"params:{name}" for name in parameters},
-            )
-            for model, dataset in configured_grid().pairs()
-        ]
-    )
+
+    make_template: Callable[[str, str], Pipeline]
+    shared_inputs: Mapping[str, str] = field(default_factory=dict)
+    parameters: tuple[str, ...] = ()
+
+    def for_pair(
+        self, model: str, dataset: str, namespace: str | None = None, inputs: Mapping[str, str] | None = None
+    ) -> Pipeline:
+        """The stage of one pair, in namespace (default "<model>.<dataset>").
+
+        Args:
+            inputs: more template input -> catalog name patterns, over shared_inputs; those the
+                template does not take are ignored, so one mapping serves a chain of stages (a
+                stage rerun in another namespace reads the pair's own tokenized texts).
+        """
+        template = self.make_template(model, dataset)
+        free_inputs = template.inputs()
+        patterns = {
+            name: pattern for name, pattern in {**self.shared_inputs, **(inputs or {})}.items() if name in free_inputs
+        }
+        return Pipeline(
+            template,
+            namespace=namespace or f"{model}.{dataset}",
+            inputs={name: pattern.format(model=model, dataset=dataset) for name, pattern in patterns.items()},
+            parameters={f"params:{name}": f"params:{name}" for name in self.parameters},
+        )
+
+    def pipeline(self) -> Pipeline:
+        """The stage of every pair of the configured grid."""
+        return Pipeline([self.for_pair(model, dataset) for model, dataset in configured_grid().pairs()])
 
 
-def node_per_pair(
+def node_stage(
     func: Callable,
     inputs: list[str],
     outputs: str | list[str],
-    shared_inputs: dict[str, str] | None = None,
+    shared_inputs: Mapping[str, str] | None = None,
     parameters: tuple[str, ...] = (),
     pass_pair: bool = False,
-) -> Pipeline:
-    """One node per model x dataset, named after func, as pipeline_per_pair; pass_pair gives func
-    the pair as keyword arguments model= and dataset= (to label its output rows)."""
+) -> PairStage:
+    """A stage of one node per pair, named after func; pass_pair gives func the pair as keyword
+    arguments model= and dataset= (to label its output rows)."""
 
     def template(model: str, dataset: str) -> Pipeline:
         bound = bind(func, model=model, dataset=dataset) if pass_pair else func
         return Pipeline([node(bound, inputs, outputs, name=func.__name__)])
 
-    return pipeline_per_pair(template, shared_inputs, parameters)
+    return PairStage(template, shared_inputs or {}, parameters)

@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import peft
 import torch
 import transformers
 
@@ -114,21 +115,32 @@ class _LoadedBackbone:
     loads: int = 0
 
 
-def load_backbone(location: str, spec: dict[str, Any], dtype: str, device: str) -> torch.nn.Module:
+def load_backbone(
+    location: str, spec: dict[str, Any], dtype: str, device: str, adapter: str | None = None
+) -> torch.nn.Module:
     """The transformer without its LM head (hidden states are all NTPS needs), in eval mode,
-    loaded once and reused while the same model, dtype and device are asked for."""
+    loaded once and reused while the same model, adapter, dtype and device are asked for.
+
+    Args:
+        adapter: a folder holding a peft adapter for this backbone (a saved LoraAdapter), merged
+            into the weights; None for the pretrained model.
+    """
     if dtype not in DTYPES:
         raise NtpsInputError(f"forward dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
     target = resolve_device(device)
-    key = (os.fspath(location), dtype, str(target), bool(spec.get("trust_remote_code", False)))
+    trust_remote_code = bool(spec.get("trust_remote_code", False))
+    key = (os.fspath(location), adapter, dtype, str(target), trust_remote_code)
+    described = location if adapter is None else f"{location} with the adapter {adapter}"
     if _LoadedBackbone.key == key:
-        logger.info("reusing the loaded model %s (%s on %s)", location, dtype, target)
+        logger.info("reusing the loaded model %s (%s on %s)", described, dtype, target)
         return _LoadedBackbone.model
     _LoadedBackbone.key, _LoadedBackbone.model = None, None
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
-    logger.info("loading model %s (%s on %s)", location, dtype, target)
-    model = transformers.AutoModel.from_pretrained(location, dtype=DTYPES[dtype], trust_remote_code=key[3])
+    logger.info("loading model %s (%s on %s)", described, dtype, target)
+    model = transformers.AutoModel.from_pretrained(location, dtype=DTYPES[dtype], trust_remote_code=trust_remote_code)
+    if adapter is not None:
+        model = peft.PeftModel.from_pretrained(model, adapter).merge_and_unload()
     _LoadedBackbone.key, _LoadedBackbone.model = key, model.to(target).eval()
     _LoadedBackbone.loads += 1
     return _LoadedBackbone.model

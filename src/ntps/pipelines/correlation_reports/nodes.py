@@ -5,14 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from ntps.correlation_reports import (  # noqa: E402
+from ntps.correlation_reports import (
     TARGET_DIRECTIONS,
     VARIANTS,
     configuration_correlations,
@@ -21,6 +18,7 @@ from ntps.correlation_reports import (  # noqa: E402
     ntps_matrix,
     probe_targets,
 )
+from ntps.plots import empty_figure, scatter_with_fit
 
 
 def correlate_configurations(
@@ -50,13 +48,6 @@ def correlation_metrics(summary: pd.DataFrame) -> dict[str, list[dict[str, float
     return metrics
 
 
-def _empty_figure(message: str) -> plt.Figure:
-    figure, axis = plt.subplots(figsize=(6, 2))
-    axis.axis("off")
-    axis.text(0.5, 0.5, message, ha="center", va="center", wrap=True)
-    return figure
-
-
 def plot_ntps_vs_probes(
     ntps_table: pd.DataFrame, probe_metrics: pd.DataFrame, summary: pd.DataFrame, correlation: dict[str, Any]
 ) -> plt.Figure:
@@ -64,7 +55,7 @@ def plot_ntps_vs_probes(
     model's best in-sample (layer, k) against the probe metric, with a dashed least-squares line;
     titles give the in-sample r and the leave-one-dataset-out r with its interval."""
     if summary.empty:
-        return _empty_figure("fewer than 3 datasets per model: no correlation to plot")
+        return empty_figure("fewer than 3 datasets per model: no correlation to plot")
     variant = correlation["figure_variant"]
     targets = probe_targets(probe_metrics, correlation).set_index(["model", "dataset"])
     models = sorted(summary["model"].unique())
@@ -93,13 +84,7 @@ def plot_ntps_vs_probes(
             )
             x = scores[index]
             y = targets.loc[[(model, dataset) for dataset in datasets], target].to_numpy()
-            axis.scatter(x, y, color="tab:blue")
-            for dataset, x_value, y_value in zip(datasets, x, y):
-                axis.annotate(dataset, (x_value, y_value), fontsize=7, xytext=(3, 3), textcoords="offset points")
-            if np.ptp(x) > 0:
-                slope, intercept = np.polyfit(x, y, 1)
-                line = np.linspace(x.min(), x.max(), 2)
-                axis.plot(line, slope * line + intercept, "k--", linewidth=1)
+            scatter_with_fit(axis, x, y, datasets)
             axis.set_title(
                 f"{model}: layer {int(chosen['layer'])}, k={int(chosen['k'])}\n"
                 f"in-sample r={chosen['spearman_r']:.2f} (p={chosen['p_value']:.2f}); "
@@ -116,7 +101,7 @@ def plot_correlation_heatmaps(correlations: pd.DataFrame, summary: pd.DataFrame)
     """Spearman r over layer x k/d, one row per model x target, one column per NTPS variant; the
     best in-sample configuration is starred."""
     if correlations.empty:
-        return _empty_figure("fewer than 3 datasets per model: no correlation to plot")
+        return empty_figure("fewer than 3 datasets per model: no correlation to plot")
     panels = list(correlations.groupby(["model", "target"], sort=True))
     figure, axes = plt.subplots(
         len(panels), len(VARIANTS), figsize=(10, 3 * len(panels)), squeeze=False, constrained_layout=True

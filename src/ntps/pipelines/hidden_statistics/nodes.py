@@ -24,7 +24,13 @@ def _forward(
 ) -> tuple[LayerStatistics, PooledFeatures]:
     spec = language_model_card["spec"]
     tokenizer = load_tokenizer(language_model_card["location"], spec)
-    model = load_backbone(language_model_card["location"], spec, forward_pass["dtype"], forward_pass["device"])
+    model = load_backbone(
+        language_model_card["location"],
+        spec,
+        forward_pass["dtype"],
+        forward_pass["device"],
+        adapter=language_model_card.get("adapter"),
+    )
     return extract_hidden_states(
         model,
         texts,

@@ -8,7 +8,7 @@ reduce node adds their sums.
 
 from kedro.pipeline import Pipeline, node
 
-from ntps.grid import bind, load_parameters, node_per_pair, pipeline_per_pair
+from ntps.grid import PairStage, bind, load_parameters, node_stage
 
 from .nodes import combine_shards, extract_hidden_features, extract_shard_features
 
@@ -36,15 +36,19 @@ def sharded_pass(n_shards: int) -> Pipeline:
     )
 
 
-def create_pipeline(**kwargs) -> Pipeline:
+def pair_stage() -> PairStage:
     n_shards = int(load_parameters()["forward_pass"].get("shards", 1))
     shared = {"language_model_card": "{model}.language_model_card"}
     if n_shards == 1:
-        return node_per_pair(
+        return node_stage(
             extract_hidden_features,
             ["tokenized_texts", "language_model_card", "params:forward_pass"],
             ["layer_statistics", "pooled_features"],
             shared_inputs=shared,
             parameters=("forward_pass",),
         )
-    return pipeline_per_pair(lambda model, dataset: sharded_pass(n_shards), shared, ("forward_pass",))
+    return PairStage(lambda model, dataset: sharded_pass(n_shards), shared, ("forward_pass",))
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    return pair_stage().pipeline()

@@ -1,4 +1,4 @@
-"""The LoRA fine-tuning stage."""
+"""`kedro run --pipeline=lora`: the whole LoRA study."""
 
 from .pipeline import create_pipeline
 

@@ -1,18 +1,16 @@
-"""LoRA fine-tuning per model x dataset (`kedro run --pipeline=lora`)."""
+"""`kedro run --pipeline=lora` (after a `--pipeline=ntps` run): LoRA fine-tuning of every pair, the
+NTPS stages rerun on the adapted models, and the reports that answer "is LoRA worth it for this
+model on this task?" (paper, Section 4.2 and Appendix A.6).
+
+A folder of its own because Kedro loads only the requested pipeline's folder.
+"""
 
 from kedro.pipeline import Pipeline
 
-from ntps.grid import node_per_pair
+from ntps.pipelines import lora_finetuning, lora_reports, ntps_after_lora
 
-from .nodes import fine_tune_lora
+STAGES = (lora_finetuning, ntps_after_lora, lora_reports)
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    return node_per_pair(
-        fine_tune_lora,
-        ["tokenized_texts", "language_model_card", "params:lora"],
-        ["lora_adapter", "lora_metrics"],
-        shared_inputs={"language_model_card": "{model}.language_model_card"},
-        parameters=("lora",),
-        pass_pair=True,
-    )
+    return Pipeline([stage.create_pipeline() for stage in STAGES])

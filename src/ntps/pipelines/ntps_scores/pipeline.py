@@ -2,12 +2,16 @@
 
 from kedro.pipeline import Pipeline
 
-from ntps.grid import node_per_pair
+from ntps.grid import PairStage, node_stage
 
 from .nodes import score_ntps
 
 
-def create_pipeline(**kwargs) -> Pipeline:
-    return node_per_pair(
+def pair_stage() -> PairStage:
+    return node_stage(
         score_ntps, ["eigen_subspaces", "params:ntps_scores"], "ntps_table", parameters=("ntps_scores",), pass_pair=True
     )
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    return pair_stage().pipeline()

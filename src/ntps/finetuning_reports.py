@@ -1,0 +1,273 @@
+"""Is fine-tuning worth it? The tables behind the paper's Figure 3 (NTPS against the accuracy LoRA
+adds over the linear probe), Table 2 (NTPS after LoRA) and Table 1 (linear probe against training
+from scratch), with the honest numbers next to the paper's."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ntps.core.errors import NtpsInputError
+from ntps.correlation_reports import SUMMARY_COLUMNS, VARIANTS, model_frames, ntps_matrix, probe_targets, target_rows
+
+GAIN = "accuracy_gain"
+# A representation already aligned with the task should leave LoRA less to gain.
+GAIN_DIRECTION = -1
+# Scores ranked against the gain without any search: the paper's baseline (the probe's own
+# accuracy) and the peer transferability metrics.
+GAIN_BASELINES = ("probe_test_accuracy", "logme", "h_score")
+PAIR = ["model", "dataset"]
+
+
+def _final_block_probes(probe_metrics: pd.DataFrame) -> pd.DataFrame:
+    """The probes on the mean-pooled final block: the features LoRA's and full training's head read."""
+    return probe_targets(probe_metrics, {"probe_hidden_state": -1})
+
+
+def _check_pairs(kind: str, wanted: pd.DataFrame, available: pd.DataFrame, source: str) -> None:
+    missing = sorted(set(map(tuple, wanted[PAIR].to_numpy())) - set(map(tuple, available[PAIR].to_numpy())))
+    if missing:
+        raise NtpsInputError(
+            f"{kind} for {missing}, but {source} has no such model x dataset: run `kedro run --pipeline=ntps` "
+            "with the same run: selection first"
+        )
+
+
+def accuracy_gains(lora_metrics: pd.DataFrame, probe_metrics: pd.DataFrame) -> pd.DataFrame:
+    """The paper's "ACC gain": LoRA test accuracy minus the linear probe's test accuracy, both on the
+    held-out split, per model x dataset.
+
+    Returns:
+        model, dataset, probe_test_accuracy, lora_test_accuracy, accuracy_gain, logme, h_score,
+        lora_train_accuracy, steps.
+    """
+    probes = _final_block_probes(probe_metrics)
+    _check_pairs("LoRA was trained", lora_metrics, probes, "the probe metrics")
+    table = lora_metrics.merge(probes, on=PAIR, how="left")
+    table = table.rename(columns={"logistic_test_accuracy": "probe_test_accuracy"})
+    table[GAIN] = table["lora_test_accuracy"] - table["probe_test_accuracy"]
+    columns = [*PAIR, "probe_test_accuracy", "lora_test_accuracy", GAIN, "logme", "h_score", "lora_train_accuracy", "steps"]
+    return table[columns].sort_values(PAIR, ignore_index=True)
+
+
+def gain_correlation_summary(ntps_table: pd.DataFrame, gains: pd.DataFrame, settings: dict[str, Any]) -> pd.DataFrame:
+    """Per model, how well NTPS (best in-sample and leave-one-dataset-out, both variants) and each of
+    GAIN_BASELINES rank the datasets by accuracy gain (expected sign: negative), with bootstrap
+    intervals and permutation p-values; models with fewer than 3 datasets are skipped."""
+    rows = []
+    for model, datasets, targets, model_ntps in model_frames(ntps_table, gains):
+        rows += target_rows(
+            model_ntps,
+            datasets,
+            targets[GAIN].to_numpy(dtype=np.float64),
+            GAIN_DIRECTION,
+            {name: targets[name].to_numpy(dtype=np.float64) for name in GAIN_BASELINES},
+            settings,
+            {"model": model, "target": GAIN},
+        )
+    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+
+
+def _relative_change_percent(before: np.ndarray, after: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(before > 0, 100 * (after - before) / np.where(before > 0, before, 1), np.nan)
+
+
+def _configuration(
+    model: str, variant: str, hidden_states: int, gain_summary: pd.DataFrame, fallback: dict[str, Any]
+) -> tuple[int, float | None, str]:
+    """(layer, k_fraction or None with k given, source): the model's best in-sample (layer, k) for
+    the gain when it has one, else the fallback (layer counted from the end when negative)."""
+    chosen = gain_summary[
+        (gain_summary["model"] == model)
+        & (gain_summary["score"] == f"ntps_{variant}")
+        & (gain_summary["selection"] == "best_in_sample")
+    ]
+    if len(chosen) and not pd.isna(chosen["layer"].iloc[0]):
+        return int(chosen["layer"].iloc[0]), float(chosen["k_fraction"].iloc[0]), "best_in_sample for accuracy_gain"
+    layer = int(fallback["layer"])
+    if not -hidden_states <= layer < hidden_states:
+        raise NtpsInputError(f"lora_report.ntps_change_fallback.layer {layer} does not exist: {hidden_states} hidden states")
+    return layer % hidden_states, float(fallback["k_fraction"]), "fallback"
+
+
+def ntps_change_table(
+    ntps_before: pd.DataFrame,
+    ntps_after: pd.DataFrame,
+    gain_summary: pd.DataFrame,
+    settings: dict[str, Any],
+    fallback: dict[str, Any],
+) -> pd.DataFrame:
+    """The paper's Table 2: NTPS after LoRA relative to before (%), per model x dataset x variant, at
+    the configuration the model's Figure 3 selected (else the fallback), and over the whole grid the
+    correlations search (settings as correlation_reports.ntps_matrix): the share of configurations
+    where NTPS rose and the median relative change.
+
+    Returns:
+        model, dataset, variant, layer, k, k_fraction, configuration_source, ntps_before,
+        ntps_after, relative_change_percent, grid_share_increased, grid_median_relative_change_percent.
+    """
+    _check_pairs("NTPS after LoRA was computed", ntps_after, ntps_before, "the NTPS table")
+    rows = []
+    for (model, dataset, variant), after in ntps_after.groupby([*PAIR, "variant"], sort=True):
+        before = ntps_before[
+            (ntps_before["model"] == model) & (ntps_before["dataset"] == dataset) & (ntps_before["variant"] == variant)
+        ]
+        hidden_states = int(before["layer"].max()) + 1
+        layer, k_fraction, source = _configuration(model, variant, hidden_states, gain_summary, fallback)
+        # The paper's grid flags k = round(f d); the fallback fraction need not be on it.
+        hidden_size = int(before["k"].max())
+        k = max(1, int(round(k_fraction * hidden_size)))
+        value_before = before.loc[(before["layer"] == layer) & (before["k"] == k), "ntps"].to_numpy()
+        value_after = after.loc[(after["layer"] == layer) & (after["k"] == k), "ntps"].to_numpy()
+        configurations, grid_before = ntps_matrix(before, [dataset], settings)
+        _, grid_after = ntps_matrix(after, [dataset], settings)
+        grid_change = _relative_change_percent(grid_before[:, 0], grid_after[:, 0])
+        rows.append(
+            {
+                "model": model,
+                "dataset": dataset,
+                "variant": variant,
+                "layer": layer,
+                "k": k,
+                "k_fraction": k / hidden_size,
+                "configuration_source": source,
+                "ntps_before": float(value_before[0]),
+                "ntps_after": float(value_after[0]),
+                "relative_change_percent": float(_relative_change_percent(value_before, value_after)[0]),
+                "grid_share_increased": float(np.mean(grid_after[:, 0] > grid_before[:, 0])),
+                "grid_median_relative_change_percent": float(np.nanmedian(grid_change)),
+                "grid_configurations": len(configurations),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def linear_vs_full_table(probe_metrics: pd.DataFrame, scratch_metrics: pd.DataFrame) -> pd.DataFrame:
+    """The paper's Table 1: the linear probe's test accuracy on the pretrained model's final block
+    against the same architecture trained from scratch, per model x dataset.
+
+    Returns:
+        model, dataset, linear_test_accuracy, full_test_accuracy, linear_minus_full, steps.
+    """
+    probes = _final_block_probes(probe_metrics)
+    _check_pairs("training from scratch ran", scratch_metrics, probes, "the probe metrics")
+    table = scratch_metrics.merge(probes, on=PAIR, how="left").rename(
+        columns={"logistic_test_accuracy": "linear_test_accuracy", "scratch_test_accuracy": "full_test_accuracy"}
+    )
+    table["linear_minus_full"] = table["linear_test_accuracy"] - table["full_test_accuracy"]
+    return table[[*PAIR, "linear_test_accuracy", "full_test_accuracy", "linear_minus_full", "steps"]].sort_values(
+        PAIR, ignore_index=True
+    )
+
+
+def _percent_grid(table: pd.DataFrame, columns: dict[str, str], digits: int = 1) -> list[str]:
+    """A markdown table with one row per dataset and, per model, one column per entry of columns
+    (table column -> header), values in percent."""
+    models = sorted(table["model"].unique())
+    header = [f"{model} {label}" for model in models for label in columns.values()]
+    lines = ["| dataset | " + " | ".join(header) + " |", "|---" * (len(header) + 1) + "|"]
+    for dataset, rows in table.groupby("dataset", sort=True):
+        by_model = rows.set_index("model")
+        cells = [
+            f"{100 * by_model.loc[model, column]:.{digits}f}" if model in by_model.index else ""
+            for model in models
+            for column in columns
+        ]
+        lines.append(f"| {dataset} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def linear_vs_full_markdown(table: pd.DataFrame) -> str:
+    lines = [
+        "# Linear probe vs full training from scratch (the paper's Table 1)",
+        "",
+        "Test accuracy (%) of a logistic probe on the pretrained model's mean-pooled final block (`Linear`) and of",
+        "the same architecture trained from random weights with the same head (`Full`), per dataset and model.",
+        f"Full training ran {', '.join(str(steps) for steps in sorted(table['steps'].unique()))} steps.",
+        "",
+        *_percent_grid(table, {"linear_test_accuracy": "Linear", "full_test_accuracy": "Full"}),
+        "",
+    ]
+    for model, rows in table.groupby("model", sort=True):
+        better = int((rows["linear_minus_full"] > 0.01).sum())
+        worse = int((rows["linear_minus_full"] < -0.01).sum())
+        lines.append(
+            f"- {model}: the probe beats full training by more than 1 point on {better} of {len(rows)} datasets, "
+            f"trails it by more than 1 point on {worse}."
+        )
+    return "\n".join(lines) + "\n"
+
+
+def lora_markdown_report(gains: pd.DataFrame, gain_summary: pd.DataFrame, ntps_change: pd.DataFrame) -> str:
+    """Is LoRA worth it, per model and dataset, and does NTPS tell in advance?"""
+    lines = [
+        "# Is LoRA worth it? NTPS as a prescreen for fine-tuning",
+        "",
+        "## Accuracy gain of LoRA over the linear probe (test split)",
+        "",
+        "| model | dataset | probe accuracy | LoRA accuracy | gain | LoRA steps |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in gains.itertuples():
+        lines.append(
+            f"| {row.model} | {row.dataset} | {row.probe_test_accuracy:.3f} | {row.lora_test_accuracy:.3f} | "
+            f"{row.accuracy_gain:+.3f} | {row.steps} |"
+        )
+    lines += ["", "## Does NTPS predict the gain? (the paper's Figure 3)", ""]
+    if gain_summary.empty:
+        lines.append("No model had the 3 or more datasets a rank correlation across datasets needs.")
+    else:
+        lines += [
+            "Spearman r across datasets between each score and the gain; the expected sign is negative (a task the",
+            "representation already serves leaves less to gain). `best_in_sample` is the paper's number (the",
+            "(layer, k) with the strongest r, chosen on the datasets it is reported on; its p-value repeats that",
+            "search under every permutation); `leave_one_dataset_out` scores each dataset at the configuration",
+            "chosen without it; `probe_test_accuracy` is the paper's baseline predictor. Intervals: bootstrap",
+            "over datasets.",
+            "",
+            "| model | score | selection | r | 95% interval | p | layer | k |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for row in gain_summary.itertuples():
+            configuration = ("", "") if pd.isna(row.layer) else (int(row.layer), int(row.k))
+            lines.append(
+                f"| {row.model} | {row.score} | {row.selection} | {row.spearman_r:.3f} | "
+                f"[{row.ci_low:.2f}, {row.ci_high:.2f}] | {row.p_value:.3f} | {configuration[0]} | {configuration[1]} |"
+            )
+        lines.append("")
+        for model, rows in gain_summary.groupby("model", sort=True):
+            honest = rows[rows["selection"] != "best_in_sample"].assign(aligned=lambda r: -r["spearman_r"])
+            honest = honest.sort_values("aligned", ascending=False, na_position="last")
+            best = honest.iloc[0]
+            if not best["aligned"] > 0:
+                lines.append(f"- {model}: no score ranks the datasets by gain in the expected direction.")
+            else:
+                lines.append(
+                    f"- {model}: ranked best without in-sample selection by **{best['score']}** "
+                    f"(r = {best['spearman_r']:.3f}, p = {best['p_value']:.3f})."
+                )
+        lines.append("")
+    lines += ["## NTPS after LoRA (the paper's Table 2)", ""]
+    for variant in VARIANTS:
+        rows = ntps_change[ntps_change["variant"] == variant]
+        if rows.empty:
+            continue
+        increased = int((rows["ntps_after"] > rows["ntps_before"]).sum())
+        lines += [
+            f"### variant `{variant}`: NTPS rose in {increased} of {len(rows)} runs",
+            "",
+            "| model | dataset | layer | k | configuration | NTPS before | NTPS after | change (%) | grid share up | "
+            "grid median change (%) |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for row in rows.itertuples():
+            lines.append(
+                f"| {row.model} | {row.dataset} | {row.layer} | {row.k} | {row.configuration_source} | "
+                f"{row.ntps_before:.4f} | {row.ntps_after:.4f} | {row.relative_change_percent:+.2f} | "
+                f"{row.grid_share_increased:.2f} | {row.grid_median_relative_change_percent:+.2f} |"
+            )
+        lines.append("")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,53 @@
+"""Full training from scratch of each model's architecture on each dataset (paper, Table 1), and the
+table of linear-probe against full-training accuracy."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import transformers
+
+from ntps.finetuning import classifier_checkpoint, scratch_classifier, train_and_score
+from ntps.finetuning_reports import linear_vs_full_markdown, linear_vs_full_table
+from ntps.sources.language_models import DTYPES, load_tokenizer, resolve_device
+
+
+def train_from_scratch(
+    tokenized_texts: pd.DataFrame,
+    language_model_card: dict[str, Any],
+    from_scratch: dict[str, Any],
+    model: str,
+    dataset: str,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The model's architecture, randomly initialized, trained with a linear head on the training
+    split; scored on both splits. Resumes from its checkpoint like LoRA.
+
+    Returns:
+        (one row of accuracies, final loss and seconds; the loss per step).
+    """
+    spec = language_model_card["spec"]
+    trust_remote_code = spec.get("trust_remote_code", False)
+    tokenizer = load_tokenizer(language_model_card["location"], spec)
+    config = transformers.AutoConfig.from_pretrained(language_model_card["location"], trust_remote_code=trust_remote_code)
+    n_classes = int(tokenized_texts["label_id"].max()) + 1
+    classifier = scratch_classifier(
+        config,
+        n_classes,
+        from_scratch["seed"],
+        DTYPES[from_scratch["dtype"]],
+        resolve_device(from_scratch["device"]),
+        trust_remote_code,
+    )
+    checkpoint = classifier_checkpoint("scratch", tokenized_texts, language_model_card, from_scratch, model, dataset)
+    metrics, training_log = train_and_score(
+        classifier, tokenized_texts, from_scratch, tokenizer.pad_token_id, checkpoint, "scratch", model, dataset
+    )
+    checkpoint.unlink(missing_ok=True)
+    return metrics, training_log
+
+
+def compare_linear_and_full(probe_metrics: pd.DataFrame, *from_scratch_metrics: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """Table 1: the linear probe's and the from-scratch model's test accuracy per model x dataset."""
+    table = linear_vs_full_table(probe_metrics, pd.concat(from_scratch_metrics, ignore_index=True))
+    return table, linear_vs_full_markdown(table)

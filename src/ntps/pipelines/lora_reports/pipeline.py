@@ -1,0 +1,81 @@
+"""The LoRA reports: every pair's results combined, the accuracy gains and their correlation with
+NTPS (Figure 3), NTPS after LoRA (Table 2), training curves, a markdown report, MLflow metrics.
+
+They read the run-level ntps_table and probe_metrics of the latest `--pipeline=ntps` run.
+"""
+
+from kedro.pipeline import Pipeline, node
+
+from ntps.grid import configured_grid
+from ntps.pipelines.ntps_after_lora.pipeline import NAMESPACE
+from ntps.pipelines.reporting.nodes import concatenate_tables
+
+from .nodes import (
+    compare_ntps_after_lora,
+    lora_metrics_for_mlflow,
+    plot_ntps_change,
+    plot_ntps_vs_gain,
+    plot_training_curves,
+    summarize_gains,
+    write_lora_report,
+)
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    pairs = configured_grid().pairs()
+    combined = {
+        "lora_metrics": "lora_metrics",
+        "lora_training_log": "lora_training_log",
+        "ntps_table_after_lora": f"{NAMESPACE}.ntps_table",
+    }
+    return Pipeline(
+        [
+            *(
+                node(
+                    concatenate_tables,
+                    [f"{model}.{dataset}.{name}" for model, dataset in pairs],
+                    output,
+                    name=f"combine_{output}",
+                )
+                for output, name in combined.items()
+            ),
+            node(
+                summarize_gains,
+                ["lora_metrics", "probe_metrics", "ntps_table", "params:correlation"],
+                ["lora_gains", "lora_gain_correlations"],
+                name="summarize_gains",
+            ),
+            node(
+                compare_ntps_after_lora,
+                [
+                    "ntps_table",
+                    "ntps_table_after_lora",
+                    "lora_gain_correlations",
+                    "params:correlation",
+                    "params:lora_report",
+                ],
+                "ntps_change_after_lora",
+                name="compare_ntps_after_lora",
+            ),
+            node(
+                write_lora_report,
+                ["lora_gains", "lora_gain_correlations", "ntps_change_after_lora"],
+                "lora_report",
+                name="write_lora_report",
+            ),
+            node(
+                lora_metrics_for_mlflow,
+                ["lora_gains", "lora_gain_correlations", "ntps_change_after_lora"],
+                "lora_summary_metrics",
+                name="log_lora_metrics",
+            ),
+            node(
+                plot_ntps_vs_gain,
+                ["ntps_table", "lora_gains", "lora_gain_correlations", "params:correlation", "params:lora_report"],
+                "ntps_vs_lora_gain_figure",
+                name="plot_ntps_vs_gain",
+            ),
+            node(plot_ntps_change, "ntps_change_after_lora", "ntps_change_figure", name="plot_ntps_change"),
+            node(plot_training_curves, "lora_training_log", "lora_training_curves", name="plot_training_curves"),
+        ]
+    )
