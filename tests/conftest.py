@@ -102,6 +102,7 @@ def kedro_run(
     extra_params: dict | None = None,
     pipeline: str = "ntps",
     extra_args: list[str] | None = None,
+    extra_env: dict[str, str] | None = None,
 ):
     params = {**SMALL_RUN_PARAMS, "model_cache_dir": str(model_cache), **(extra_params or {})}
     command = [
@@ -114,4 +115,6 @@ def kedro_run(
         ",".join(f"{key}={value}" for key, value in params.items()),
         *(extra_args or []),
     ]
-    return subprocess.run(command, cwd=project_path, env=offline_environment(), capture_output=True, text=True)
+    return subprocess.run(
+        command, cwd=project_path, env={**offline_environment(), **(extra_env or {})}, capture_output=True, text=True
+    )

@@ -213,22 +213,35 @@ def target_rows(
     return rows
 
 
-def correlation_summary(ntps_table: pd.DataFrame, probe_metrics: pd.DataFrame, settings: dict[str, Any]) -> pd.DataFrame:
-    """Per model and probe target (expected sign: MSE down, accuracy up), the rows of target_rows,
-    with LogME and H-score as the scores without search."""
+def summarize_targets(
+    ntps_table: pd.DataFrame,
+    targets: pd.DataFrame,
+    directions: dict[str, int],
+    fixed_scores: tuple[str, ...],
+    settings: dict[str, Any],
+) -> pd.DataFrame:
+    """target_rows for every model of targets (one row per model x dataset) and every target of
+    directions (target column -> expected sign), with the columns fixed_scores as the scores
+    without search; models with fewer than 3 datasets are skipped."""
     rows = []
-    for model, datasets, targets, model_ntps in model_frames(ntps_table, probe_targets(probe_metrics, settings)):
-        for target, direction in TARGET_DIRECTIONS.items():
+    for model, datasets, model_targets, model_ntps in model_frames(ntps_table, targets):
+        for target, direction in directions.items():
             rows += target_rows(
                 model_ntps,
                 datasets,
-                targets[target].to_numpy(dtype=np.float64),
+                model_targets[target].to_numpy(dtype=np.float64),
                 direction,
-                {peer: targets[peer].to_numpy(dtype=np.float64) for peer in PEER_SCORES},
+                {name: model_targets[name].to_numpy(dtype=np.float64) for name in fixed_scores},
                 settings,
                 {"model": model, "target": target},
             )
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+
+
+def correlation_summary(ntps_table: pd.DataFrame, probe_metrics: pd.DataFrame, settings: dict[str, Any]) -> pd.DataFrame:
+    """Per model and probe target (expected sign: MSE down, accuracy up), the rows of target_rows,
+    with LogME and H-score as the scores without search."""
+    return summarize_targets(ntps_table, probe_targets(probe_metrics, settings), TARGET_DIRECTIONS, PEER_SCORES, settings)
 
 
 def honest_ranking(summary: pd.DataFrame) -> pd.DataFrame:
@@ -238,6 +251,22 @@ def honest_ranking(summary: pd.DataFrame) -> pd.DataFrame:
     honest = summary[summary["selection"] != "best_in_sample"].copy()
     honest["aligned_r"] = honest["expected_sign"] * honest["spearman_r"]
     return honest.sort_values(["model", "target", "aligned_r"], ascending=[True, True, False], na_position="last")
+
+
+def summary_table(summary: pd.DataFrame, first_column: str) -> list[str]:
+    """Markdown lines of a correlation summary: r, interval, p and the selected (layer, k) per row,
+    after summary[first_column]."""
+    lines = [
+        f"| {first_column} | score | selection | r | 95% interval | p | layer | k |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in summary.to_dict("records"):
+        configuration = ("", "") if pd.isna(row["layer"]) else (int(row["layer"]), int(row["k"]))
+        lines.append(
+            f"| {row[first_column]} | {row['score']} | {row['selection']} | {row['spearman_r']:.3f} | "
+            f"[{row['ci_low']:.2f}, {row['ci_high']:.2f}] | {row['p_value']:.3f} | {configuration[0]} | {configuration[1]} |"
+        )
+    return lines
 
 
 def markdown_report(summary: pd.DataFrame, probe_metrics: pd.DataFrame) -> str:
@@ -257,14 +286,7 @@ def markdown_report(summary: pd.DataFrame, probe_metrics: pd.DataFrame) -> str:
     ranking = honest_ranking(summary)
     for model, rows in summary.groupby("model", sort=True):
         lines += [f"## {model} ({rows['n_datasets'].iloc[0]} datasets: {rows['datasets'].iloc[0]})", ""]
-        lines += ["| target | score | selection | r | 95% interval | p | layer | k |", "|---|---|---|---|---|---|---|---|"]
-        for row in rows.itertuples():
-            configuration = ("", "") if pd.isna(row.layer) else (int(row.layer), int(row.k))
-            lines.append(
-                f"| {row.target} | {row.score} | {row.selection} | {row.spearman_r:.3f} | "
-                f"[{row.ci_low:.2f}, {row.ci_high:.2f}] | {row.p_value:.3f} | {configuration[0]} | {configuration[1]} |"
-            )
-        lines.append("")
+        lines += [*summary_table(rows, "target"), ""]
         for target, ranked in ranking[ranking["model"] == model].groupby("target", sort=True):
             best = ranked.iloc[0]
             constant = probe_metrics[probe_metrics["model"] == model].groupby("hidden_state")[target].nunique().min() == 1

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from ntps.core.errors import NtpsInputError
-from ntps.correlation_reports import SUMMARY_COLUMNS, VARIANTS, model_frames, ntps_matrix, probe_targets, target_rows
+from ntps.correlation_reports import VARIANTS, honest_ranking, ntps_matrix, probe_targets, summarize_targets, summary_table
 
 GAIN = "accuracy_gain"
 # A representation already aligned with the task should leave LoRA less to gain.
@@ -56,18 +56,7 @@ def gain_correlation_summary(ntps_table: pd.DataFrame, gains: pd.DataFrame, sett
     """Per model, how well NTPS (best in-sample and leave-one-dataset-out, both variants) and each of
     GAIN_BASELINES rank the datasets by accuracy gain (expected sign: negative), with bootstrap
     intervals and permutation p-values; models with fewer than 3 datasets are skipped."""
-    rows = []
-    for model, datasets, targets, model_ntps in model_frames(ntps_table, gains):
-        rows += target_rows(
-            model_ntps,
-            datasets,
-            targets[GAIN].to_numpy(dtype=np.float64),
-            GAIN_DIRECTION,
-            {name: targets[name].to_numpy(dtype=np.float64) for name in GAIN_BASELINES},
-            settings,
-            {"model": model, "target": GAIN},
-        )
-    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+    return summarize_targets(ntps_table, gains, {GAIN: GAIN_DIRECTION}, GAIN_BASELINES, settings)
 
 
 def _relative_change_percent(before: np.ndarray, after: np.ndarray) -> np.ndarray:
@@ -228,21 +217,12 @@ def lora_markdown_report(gains: pd.DataFrame, gain_summary: pd.DataFrame, ntps_c
             "chosen without it; `probe_test_accuracy` is the paper's baseline predictor. Intervals: bootstrap",
             "over datasets.",
             "",
-            "| model | score | selection | r | 95% interval | p | layer | k |",
-            "|---|---|---|---|---|---|---|---|",
+            *summary_table(gain_summary, "model"),
+            "",
         ]
-        for row in gain_summary.itertuples():
-            configuration = ("", "") if pd.isna(row.layer) else (int(row.layer), int(row.k))
-            lines.append(
-                f"| {row.model} | {row.score} | {row.selection} | {row.spearman_r:.3f} | "
-                f"[{row.ci_low:.2f}, {row.ci_high:.2f}] | {row.p_value:.3f} | {configuration[0]} | {configuration[1]} |"
-            )
-        lines.append("")
-        for model, rows in gain_summary.groupby("model", sort=True):
-            honest = rows[rows["selection"] != "best_in_sample"].assign(aligned=lambda r: -r["spearman_r"])
-            honest = honest.sort_values("aligned", ascending=False, na_position="last")
-            best = honest.iloc[0]
-            if not best["aligned"] > 0:
+        for model, ranked in honest_ranking(gain_summary).groupby("model", sort=True):
+            best = ranked.iloc[0]
+            if not best["aligned_r"] > 0:
                 lines.append(f"- {model}: no score ranks the datasets by gain in the expected direction.")
             else:
                 lines.append(

@@ -13,6 +13,11 @@ from kedro.io.core import AbstractVersionedDataset, DatasetError, Version
 from ntps.finetuning import LoraAdapter
 
 
+def _is_folder(path: str) -> bool:
+    # A module-level function, not a lambda, so that ParallelRunner can pickle the dataset.
+    return Path(path).is_dir()
+
+
 class LoraAdapterDataset(AbstractVersionedDataset[LoraAdapter, LoraAdapter]):
     """Saves a LoraAdapter as a folder (adapter_config.json and adapter_model.safetensors, which
     peft.PeftModel.from_pretrained reads, and classification_head.safetensors) and loads it back
@@ -29,7 +34,7 @@ class LoraAdapterDataset(AbstractVersionedDataset[LoraAdapter, LoraAdapter]):
         super().__init__(
             filepath=PurePosixPath(filepath),
             version=version,
-            exists_function=lambda path: Path(path).is_dir(),
+            exists_function=_is_folder,
         )
 
     def _describe(self) -> dict[str, Any]:
