@@ -207,14 +207,14 @@ def test_reports_compute_the_gain_and_the_relative_ntps_change_and_refuse_unknow
     before = pd.DataFrame(rows).assign(ntps=lambda t: 0.1 + 0.1 * t["k"] + 0.01 * t["layer"])
     after = before.assign(ntps=before["ntps"] * 1.1)
     settings = {"k_search": "all", "exclude_final_hidden_state": False}
-    no_selection = pd.DataFrame(columns=["model", "score", "selection", "layer", "k_fraction"])
-    change = ntps_change_table(before, after, no_selection, settings, {"layer": -1, "k_fraction": 0.5})
-    assert len(change) == 6 and (change["configuration_source"] == "fallback").all()
-    assert (change["layer"] == 1).all() and (change["k"] == 2).all()
+    change = ntps_change_table(before, after, settings, {"layer": -1, "k_fraction": 0.5})
+    assert len(change) == 6 and (change["layer"] == 1).all() and (change["k"] == 2).all()
     np.testing.assert_allclose(change["ntps_before"], 0.31)
     np.testing.assert_allclose(change["relative_change_percent"], 10.0)
     np.testing.assert_allclose(change["grid_median_relative_change_percent"], 10.0)
     assert (change["grid_share_increased"] == 1).all()
+    with pytest.raises(NtpsInputError, match="layer 2 does not exist"):
+        ntps_change_table(before, after, settings, {"layer": 2, "k_fraction": 0.5})
 
 
 def test_ntps_that_ranks_datasets_by_gain_gets_r_minus_one_and_the_probe_baseline_its_own_r():

@@ -64,39 +64,22 @@ def _relative_change_percent(before: np.ndarray, after: np.ndarray) -> np.ndarra
         return np.where(before > 0, 100 * (after - before) / np.where(before > 0, before, 1), np.nan)
 
 
-def _configuration(
-    model: str, variant: str, hidden_states: int, gain_summary: pd.DataFrame, fallback: dict[str, Any]
-) -> tuple[int, float | None, str]:
-    """(layer, k_fraction or None with k given, source): the model's best in-sample (layer, k) for
-    the gain when it has one, else the fallback (layer counted from the end when negative)."""
-    chosen = gain_summary[
-        (gain_summary["model"] == model)
-        & (gain_summary["score"] == f"ntps_{variant}")
-        & (gain_summary["selection"] == "best_in_sample")
-    ]
-    if len(chosen) and not pd.isna(chosen["layer"].iloc[0]):
-        return int(chosen["layer"].iloc[0]), float(chosen["k_fraction"].iloc[0]), "best_in_sample for accuracy_gain"
-    layer = int(fallback["layer"])
-    if not -hidden_states <= layer < hidden_states:
-        raise NtpsInputError(f"lora_report.ntps_change_fallback.layer {layer} does not exist: {hidden_states} hidden states")
-    return layer % hidden_states, float(fallback["k_fraction"]), "fallback"
-
-
 def ntps_change_table(
-    ntps_before: pd.DataFrame,
-    ntps_after: pd.DataFrame,
-    gain_summary: pd.DataFrame,
-    settings: dict[str, Any],
-    fallback: dict[str, Any],
+    ntps_before: pd.DataFrame, ntps_after: pd.DataFrame, settings: dict[str, Any], configuration: dict[str, Any]
 ) -> pd.DataFrame:
     """The paper's Table 2: NTPS after LoRA relative to before (%), per model x dataset x variant, at
-    the configuration the model's Figure 3 selected (else the fallback), and over the whole grid the
-    correlations search (settings as correlation_reports.ntps_matrix): the share of configurations
-    where NTPS rose and the median relative change.
+    one configuration, and over the whole grid the correlations search (settings as
+    correlation_reports.ntps_matrix): the share of configurations where NTPS rose and the median
+    relative change.
+
+    Args:
+        configuration: "layer" (a hidden state; < 0 counts from the last) and "k_fraction" (k is
+            round(k_fraction d), at least 1).
 
     Returns:
-        model, dataset, variant, layer, k, k_fraction, configuration_source, ntps_before,
-        ntps_after, relative_change_percent, grid_share_increased, grid_median_relative_change_percent.
+        model, dataset, variant, layer, k, k_fraction, ntps_before, ntps_after,
+        relative_change_percent, grid_share_increased, grid_median_relative_change_percent,
+        grid_configurations.
     """
     _check_pairs("NTPS after LoRA was computed", ntps_after, ntps_before, "the NTPS table")
     rows = []
@@ -104,11 +87,12 @@ def ntps_change_table(
         before = ntps_before[
             (ntps_before["model"] == model) & (ntps_before["dataset"] == dataset) & (ntps_before["variant"] == variant)
         ]
-        hidden_states = int(before["layer"].max()) + 1
-        layer, k_fraction, source = _configuration(model, variant, hidden_states, gain_summary, fallback)
-        # The paper's grid flags k = round(f d); the fallback fraction need not be on it.
-        hidden_size = int(before["k"].max())
-        k = max(1, int(round(k_fraction * hidden_size)))
+        hidden_states, hidden_size = int(before["layer"].max()) + 1, int(before["k"].max())
+        layer = int(configuration["layer"])
+        if not -hidden_states <= layer < hidden_states:
+            raise NtpsInputError(f"lora_report.ntps_change_at.layer {layer} does not exist: {model} has {hidden_states}")
+        layer %= hidden_states
+        k = max(1, int(round(float(configuration["k_fraction"]) * hidden_size)))
         value_before = before.loc[(before["layer"] == layer) & (before["k"] == k), "ntps"].to_numpy()
         value_after = after.loc[(after["layer"] == layer) & (after["k"] == k), "ntps"].to_numpy()
         configurations, grid_before = ntps_matrix(before, [dataset], settings)
@@ -122,7 +106,6 @@ def ntps_change_table(
                 "layer": layer,
                 "k": k,
                 "k_fraction": k / hidden_size,
-                "configuration_source": source,
                 "ntps_before": float(value_before[0]),
                 "ntps_after": float(value_after[0]),
                 "relative_change_percent": float(_relative_change_percent(value_before, value_after)[0]),
@@ -239,13 +222,13 @@ def lora_markdown_report(gains: pd.DataFrame, gain_summary: pd.DataFrame, ntps_c
         lines += [
             f"### variant `{variant}`: NTPS rose in {increased} of {len(rows)} runs",
             "",
-            "| model | dataset | layer | k | configuration | NTPS before | NTPS after | change (%) | grid share up | "
+            "| model | dataset | layer | k | NTPS before | NTPS after | change (%) | grid share up | "
             "grid median change (%) |",
-            "|---|---|---|---|---|---|---|---|---|---|",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         for row in rows.itertuples():
             lines.append(
-                f"| {row.model} | {row.dataset} | {row.layer} | {row.k} | {row.configuration_source} | "
+                f"| {row.model} | {row.dataset} | {row.layer} | {row.k} | "
                 f"{row.ntps_before:.4f} | {row.ntps_after:.4f} | {row.relative_change_percent:+.2f} | "
                 f"{row.grid_share_increased:.2f} | {row.grid_median_relative_change_percent:+.2f} |"
             )

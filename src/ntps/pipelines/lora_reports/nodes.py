@@ -29,15 +29,9 @@ def summarize_gains(
 
 
 def compare_ntps_after_lora(
-    ntps_table: pd.DataFrame,
-    ntps_table_after_lora: pd.DataFrame,
-    gain_correlations: pd.DataFrame,
-    correlation: dict[str, Any],
-    lora_report: dict[str, Any],
+    ntps_table: pd.DataFrame, ntps_table_after_lora: pd.DataFrame, correlation: dict[str, Any], lora_report: dict[str, Any]
 ) -> pd.DataFrame:
-    return ntps_change_table(
-        ntps_table, ntps_table_after_lora, gain_correlations, correlation, lora_report["ntps_change_fallback"]
-    )
+    return ntps_change_table(ntps_table, ntps_table_after_lora, correlation, lora_report["ntps_change_at"])
 
 
 def write_lora_report(gains: pd.DataFrame, gain_correlations: pd.DataFrame, ntps_change: pd.DataFrame) -> str:

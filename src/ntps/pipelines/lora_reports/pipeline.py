@@ -47,13 +47,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             node(
                 compare_ntps_after_lora,
-                [
-                    "ntps_table",
-                    "ntps_table_after_lora",
-                    "lora_gain_correlations",
-                    "params:correlation",
-                    "params:lora_report",
-                ],
+                ["ntps_table", "ntps_table_after_lora", "params:correlation", "params:lora_report"],
                 "ntps_change_after_lora",
                 name="compare_ntps_after_lora",
             ),
