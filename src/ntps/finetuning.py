@@ -25,6 +25,7 @@ from transformers.optimization import Adafactor
 
 from ntps.core.errors import NtpsInputError
 from ntps.extraction import padded_batches
+from ntps.sources.language_models import hidden_size
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +83,7 @@ def lora_classifier(backbone: torch.nn.Module, n_classes: int, settings: dict[st
         target_modules=attention_projection_modules(backbone),
     )
     adapted = peft.get_peft_model(backbone, config)
-    return MeanPooledClassifier(adapted, _config_hidden_size(backbone.config), n_classes)
+    return MeanPooledClassifier(adapted, hidden_size(backbone.config), n_classes)
 
 
 def scratch_classifier(
@@ -97,12 +98,7 @@ def scratch_classifier(
     fresh head trainable (the paper's full training from scratch)."""
     torch.manual_seed(seed)
     backbone = transformers.AutoModel.from_config(config, dtype=dtype, trust_remote_code=trust_remote_code)
-    return MeanPooledClassifier(backbone.to(device), _config_hidden_size(config), n_classes)
-
-
-def _config_hidden_size(config: transformers.PretrainedConfig) -> int:
-    # OpenELM's remote config says model_dim.
-    return int(getattr(config, "hidden_size", None) or config.model_dim)
+    return MeanPooledClassifier(backbone.to(device), hidden_size(config), n_classes)
 
 
 ADAPTER_CONFIG_FILE = "adapter_config.json"  # the file names peft.PeftModel.from_pretrained reads

@@ -154,6 +154,11 @@ def _config_value(config: transformers.PretrainedConfig, *names: str) -> Any:
     raise NtpsInputError(f"the model config ({type(config).__name__}) has none of {names}")
 
 
+def hidden_size(config: transformers.PretrainedConfig) -> int:
+    """The width of the model's hidden states."""
+    return int(_config_value(config.get_text_config(), "hidden_size", "model_dim"))
+
+
 def model_card(location: str, spec: dict[str, Any]) -> dict[str, Any]:
     """What downstream stages need to know about a model, without loading its weights."""
     config = transformers.AutoConfig.from_pretrained(location, trust_remote_code=spec.get("trust_remote_code", False))
@@ -163,6 +168,6 @@ def model_card(location: str, spec: dict[str, Any]) -> dict[str, Any]:
         "source": spec["source"],
         "architecture": (config.architectures or [config.model_type])[0],
         "n_hidden_states": int(_config_value(text_config, "num_hidden_layers", "num_transformer_layers")) + 1,
-        "hidden_size": int(_config_value(text_config, "hidden_size", "model_dim")),
+        "hidden_size": hidden_size(config),
         "spec": spec,
     }
