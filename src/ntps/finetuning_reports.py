@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from ntps.core.errors import NtpsInputError
+from ntps.core.scores import paper_grid_ks
 from ntps.correlation_reports import VARIANTS, honest_ranking, ntps_matrix, probe_targets, summarize_targets, summary_table
 
 GAIN = "accuracy_gain"
@@ -73,8 +74,8 @@ def ntps_change_table(
     relative change.
 
     Args:
-        configuration: "layer" (a hidden state; < 0 counts from the last) and "k_fraction" (k is
-            round(k_fraction d), at least 1).
+        configuration: "layer" (a hidden state; < 0 counts from the last) and "k_fraction" in (0, 1]
+            (k is round(k_fraction d), at least 1).
 
     Returns:
         model, dataset, variant, layer, k, k_fraction, ntps_before, ntps_after,
@@ -92,7 +93,7 @@ def ntps_change_table(
         if not -hidden_states <= layer < hidden_states:
             raise NtpsInputError(f"lora_report.ntps_change_at.layer {layer} does not exist: {model} has {hidden_states}")
         layer %= hidden_states
-        k = max(1, int(round(float(configuration["k_fraction"]) * hidden_size)))
+        k = int(paper_grid_ks(hidden_size, [float(configuration["k_fraction"])])[0])
         value_before = before.loc[(before["layer"] == layer) & (before["k"] == k), "ntps"].to_numpy()
         value_after = after.loc[(after["layer"] == layer) & (after["k"] == k), "ntps"].to_numpy()
         configurations, grid_before = ntps_matrix(before, [dataset], settings)
