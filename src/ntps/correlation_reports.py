@@ -62,6 +62,17 @@ def ntps_matrix(rows: pd.DataFrame, datasets: list[str], settings: dict[str, Any
     return wide.index.to_frame(index=False), wide[datasets].to_numpy()
 
 
+def ntps_at(ntps_table: pd.DataFrame, model: str, variant: str, datasets: list[str], layer: int, k: int) -> np.ndarray:
+    """(n_datasets,) the model's NTPS of one variant at (layer, k), in the order of datasets."""
+    rows = ntps_table[
+        (ntps_table["model"] == model)
+        & (ntps_table["variant"] == variant)
+        & (ntps_table["layer"] == layer)
+        & (ntps_table["k"] == k)
+    ]
+    return rows.set_index("dataset").loc[datasets, "ntps"].to_numpy()
+
+
 def model_frames(ntps_table: pd.DataFrame, targets: pd.DataFrame):
     """(model, datasets, targets indexed by dataset, that model's NTPS rows) per model of targets
     (one row per model x dataset) with enough datasets; models with fewer than 3 are reported in

@@ -15,7 +15,7 @@ from ntps.correlation_reports import (
     configuration_correlations,
     correlation_summary,
     markdown_report,
-    ntps_matrix,
+    ntps_at,
     probe_targets,
 )
 from ntps.plots import empty_figure, scatter_with_fit
@@ -65,8 +65,6 @@ def plot_ntps_vs_probes(
     for column, model in enumerate(models):
         model_rows = summary[(summary["model"] == model) & (summary["score"] == f"ntps_{variant}")]
         datasets = model_rows["datasets"].iloc[0].split(",")
-        model_ntps = ntps_table[(ntps_table["model"] == model) & (ntps_table["variant"] == variant)]
-        configurations, scores = ntps_matrix(model_ntps, datasets, correlation)
         for row, target in enumerate(TARGET_DIRECTIONS):
             axis = axes[row, column]
             chosen = model_rows[(model_rows["target"] == target) & (model_rows["selection"] == "best_in_sample")].iloc[0]
@@ -79,10 +77,7 @@ def plot_ntps_vs_probes(
                     0.5, 0.5, f"{target}:\nr undefined (the same on every dataset)", ha="center", va="center", fontsize=9
                 )
                 continue
-            index = int(
-                np.flatnonzero((configurations["layer"] == chosen["layer"]) & (configurations["k"] == chosen["k"]))[0]
-            )
-            x = scores[index]
+            x = ntps_at(ntps_table, model, variant, datasets, chosen["layer"], chosen["k"])
             y = targets.loc[[(model, dataset) for dataset in datasets], target].to_numpy()
             scatter_with_fit(axis, x, y, datasets)
             axis.set_title(

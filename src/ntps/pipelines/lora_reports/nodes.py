@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from ntps.correlation_reports import ntps_matrix
+from ntps.correlation_reports import ntps_at
 from ntps.finetuning_reports import (
     GAIN,
     accuracy_gains,
@@ -64,7 +64,6 @@ def plot_ntps_vs_gain(
     ntps_table: pd.DataFrame,
     gains: pd.DataFrame,
     gain_correlations: pd.DataFrame,
-    correlation: dict[str, Any],
     lora_report: dict[str, Any],
 ) -> plt.Figure:
     """The paper's Figure 3: per model (columns), each dataset's NTPS at the model's best in-sample
@@ -89,10 +88,8 @@ def plot_ntps_vs_gain(
             axis.set_axis_off()
             axis.text(0.5, 0.5, "r undefined (the gain is the same on every dataset)", ha="center", va="center")
         else:
-            model_ntps = ntps_table[(ntps_table["model"] == model) & (ntps_table["variant"] == variant)]
-            configurations, scores = ntps_matrix(model_ntps, datasets, correlation)
-            index = np.flatnonzero((configurations["layer"] == chosen["layer"]) & (configurations["k"] == chosen["k"]))[0]
-            scatter_with_fit(axis, scores[index], gain[GAIN].to_numpy(), datasets)
+            x = ntps_at(ntps_table, model, variant, datasets, chosen["layer"], chosen["k"])
+            scatter_with_fit(axis, x, gain[GAIN].to_numpy(), datasets)
             axis.set_title(
                 f"{model}: NTPS layer {int(chosen['layer'])}, k={int(chosen['k'])}\nin-sample {_title(chosen)}\n"
                 f"leave-one-dataset-out r={honest['spearman_r']:.2f}",

@@ -65,7 +65,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             node(
                 plot_ntps_vs_gain,
-                ["ntps_table", "lora_gains", "lora_gain_correlations", "params:correlation", "params:lora_report"],
+                ["ntps_table", "lora_gains", "lora_gain_correlations", "params:lora_report"],
                 "ntps_vs_lora_gain_figure",
                 name="plot_ntps_vs_gain",
             ),
