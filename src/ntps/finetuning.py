@@ -287,7 +287,7 @@ def accuracy(classifier: MeanPooledClassifier, texts: pd.DataFrame, batch_size: 
     return correct / len(texts)
 
 
-def classifier_checkpoint(
+def _classifier_checkpoint(
     kind: str,
     tokenized_texts: pd.DataFrame,
     language_model_card: dict[str, Any],
@@ -309,24 +309,30 @@ def classifier_checkpoint(
 def train_and_score(
     classifier: MeanPooledClassifier,
     tokenized_texts: pd.DataFrame,
+    language_model_card: dict[str, Any],
     settings: dict[str, Any],
     pad_token_id: int,
-    checkpoint_path: Path,
-    prefix: str,
+    kind: str,
     model: str,
     dataset: str,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Trains on the texts of split "train" (train_classifier) and scores both splits.
+    """Trains on the texts of split "train" (train_classifier, resuming from and checkpointing to
+    _classifier_checkpoint) and scores both splits; the checkpoint is removed at the end, as the
+    caller's versioned outputs then hold the result.
+
+    Args:
+        kind: names the run ("lora", "scratch"): its checkpoint, progress bar and metric columns.
 
     Returns:
         (one row: model, dataset, steps, batch_size, final_training_loss,
-        <prefix>_train_accuracy, <prefix>_test_accuracy (NaN without test texts), training_seconds;
+        <kind>_train_accuracy, <kind>_test_accuracy (NaN without test texts), training_seconds;
         the training log: model, dataset, step, loss).
     """
+    checkpoint_path = _classifier_checkpoint(kind, tokenized_texts, language_model_card, settings, model, dataset)
     started = time.perf_counter()
     train = tokenized_texts[tokenized_texts["split"] == "train"]
     test = tokenized_texts[tokenized_texts["split"] == "test"]
-    losses = train_classifier(classifier, train, settings, pad_token_id, checkpoint_path, description=f"{prefix} training")
+    losses = train_classifier(classifier, train, settings, pad_token_id, checkpoint_path, description=f"{kind} training")
     batch_size = settings["batch_size"]
     metrics = {
         "model": model,
@@ -334,10 +340,11 @@ def train_and_score(
         "steps": int(settings["steps"]),
         "batch_size": int(batch_size),
         "final_training_loss": losses[-1],
-        f"{prefix}_train_accuracy": accuracy(classifier, train, batch_size, pad_token_id),
-        f"{prefix}_test_accuracy": accuracy(classifier, test, batch_size, pad_token_id) if len(test) else float("nan"),
+        f"{kind}_train_accuracy": accuracy(classifier, train, batch_size, pad_token_id),
+        f"{kind}_test_accuracy": accuracy(classifier, test, batch_size, pad_token_id) if len(test) else float("nan"),
         "training_seconds": time.perf_counter() - started,
     }
-    logger.info("%s on %s / %s: %s", prefix, model, dataset, metrics)
+    logger.info("%s on %s / %s: %s", kind, model, dataset, metrics)
+    checkpoint_path.unlink(missing_ok=True)
     log = pd.DataFrame({"model": model, "dataset": dataset, "step": np.arange(1, len(losses) + 1), "loss": losses})
     return pd.DataFrame([metrics]), log

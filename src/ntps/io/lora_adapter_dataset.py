@@ -58,6 +58,6 @@ class LoraAdapterDataset(AbstractVersionedDataset[LoraAdapter, LoraAdapter]):
 
     def _exists(self) -> bool:
         try:
-            return Path(self._get_load_path()).is_dir()
+            return _is_folder(self._get_load_path())
         except DatasetError:
             return False

@@ -8,7 +8,7 @@ from typing import Any
 import pandas as pd
 import transformers
 
-from ntps.finetuning import classifier_checkpoint, scratch_classifier, train_and_score
+from ntps.finetuning import scratch_classifier, train_and_score
 from ntps.finetuning_reports import linear_vs_full_markdown, linear_vs_full_table
 from ntps.sources.language_models import DTYPES, load_tokenizer, resolve_device
 
@@ -39,12 +39,9 @@ def train_from_scratch(
         resolve_device(from_scratch["device"]),
         trust_remote_code,
     )
-    checkpoint = classifier_checkpoint("scratch", tokenized_texts, language_model_card, from_scratch, model, dataset)
-    metrics, training_log = train_and_score(
-        classifier, tokenized_texts, from_scratch, tokenizer.pad_token_id, checkpoint, "scratch", model, dataset
+    return train_and_score(
+        classifier, tokenized_texts, language_model_card, from_scratch, tokenizer.pad_token_id, "scratch", model, dataset
     )
-    checkpoint.unlink(missing_ok=True)
-    return metrics, training_log
 
 
 def compare_linear_and_full(probe_metrics: pd.DataFrame, *from_scratch_metrics: pd.DataFrame) -> tuple[pd.DataFrame, str]:

@@ -7,7 +7,7 @@ from typing import Any
 import pandas as pd
 import transformers
 
-from ntps.finetuning import LoraAdapter, classifier_checkpoint, lora_adapter, lora_classifier, train_and_score
+from ntps.finetuning import LoraAdapter, lora_adapter, lora_classifier, train_and_score
 from ntps.sources.language_models import DTYPES, load_tokenizer, resolve_device
 
 
@@ -16,8 +16,7 @@ def fine_tune_lora(
 ) -> tuple[LoraAdapter, pd.DataFrame, pd.DataFrame]:
     """Trains adapters and head on the training split, scores both splits.
 
-    A killed run resumes from its checkpoint (see classifier_checkpoint); the checkpoint is
-    removed when training ends, as the adapter is then the versioned output.
+    A killed run resumes from its checkpoint (see train_and_score).
 
     Returns:
         (the adapter and head; one row of accuracies, final loss and seconds; the loss per step).
@@ -31,11 +30,9 @@ def fine_tune_lora(
     ).to(resolve_device(lora["device"]))
     n_classes = int(tokenized_texts["label_id"].max()) + 1
     classifier = lora_classifier(backbone, n_classes, lora, seed=lora["seed"])
-    checkpoint = classifier_checkpoint("lora", tokenized_texts, language_model_card, lora, model, dataset)
     metrics, training_log = train_and_score(
-        classifier, tokenized_texts, lora, tokenizer.pad_token_id, checkpoint, "lora", model, dataset
+        classifier, tokenized_texts, language_model_card, lora, tokenizer.pad_token_id, "lora", model, dataset
     )
-    checkpoint.unlink(missing_ok=True)
     return lora_adapter(classifier), metrics, training_log
 
 
