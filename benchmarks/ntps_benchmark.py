@@ -4,6 +4,8 @@
    over the same forward passes alone (same batches, same model). Target: <= 1.3x.
 2. All-k sweep: NTPS for every k from one QR and prefix sums, over Algorithm 1's pseudo-inverse
    per k, at d=1024 on synthetic statistics. Target: >= 50x faster, same numbers to 1e-10.
+   Then the whole scores stage per layer at d=576 and d=2048 (`--measure scores`): the paper and
+   signal sweeps it was before the parity issue, and all it computes now.
 3. NTPS vs LoRA: the NTPS stages (forward pass with statistics, eigen subspaces, all-k scores of
    every layer) over the LoRA stage (adapters and head trained with the project's `lora:`
    settings, then scored), on the same model and texts. Measured for the configured steps and
@@ -27,8 +29,11 @@ import numpy as np
 import torch
 import transformers
 
-from ntps.core.scores import ntps_paper_all_k, ntps_score, score_table
-from ntps.core.subspaces import autoregressive_subspace, layer_subspaces, perception_subspace
+from ntps.core.excess_loss import excess_loss_all_k, theorem2_bounds
+from ntps.core.released_code import released_alignment_scores
+from ntps.core.scores import ntps_paper_all_k, ntps_score, ntps_signal_all_k, score_tables
+from ntps.core.statistics import LayerStatistics
+from ntps.core.subspaces import layer_subspaces
 from ntps.extraction import extract_hidden_states, padded_batches, tokenize_labeled_texts
 from ntps.finetuning import accuracy, lora_classifier, train_classifier
 from ntps.grid import load_parameters
@@ -86,19 +91,57 @@ def statistics_overhead(n_texts: int, max_tokens: int, batch_size: int, repeats:
     }
 
 
-def synthetic_subspaces(hidden_size: int, n_classes: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """U and V from random statistics with the shapes and conditioning of real ones."""
+def synthetic_statistics(hidden_size: int, n_classes: int, seed: int) -> LayerStatistics:
+    """One layer's statistics (n_texts = 1, so sums are averages) with the shapes and conditioning
+    of real ones."""
     rng = np.random.default_rng(seed)
     scales = np.exp(rng.normal(size=hidden_size))
     samples = rng.normal(size=(4 * hidden_size, hidden_size)) * scales
-    mean_xx = samples.T @ samples / len(samples)
-    mean_xy = samples.T @ rng.normal(size=(len(samples), n_classes)) / len(samples)
     shifted = rng.normal(size=(4 * hidden_size, hidden_size)) * scales
-    cov0 = mean_xx * 3.0
-    cov1 = samples.T @ shifted / len(samples)
-    u = perception_subspace(mean_xx, mean_xy, ridge=1e-6).eigenvectors
-    v = autoregressive_subspace(cov0, cov1, ridge=1e-6).eigenvectors
-    return u, v
+    mean_xx = samples.T @ samples / len(samples)
+    return LayerStatistics(
+        mean_xx=mean_xx[None],
+        mean_xy=(samples.T @ rng.normal(size=(len(samples), n_classes)) / len(samples))[None],
+        cov0=3.0 * mean_xx[None],
+        cov1=(samples.T @ shifted / len(samples))[None],
+        n_texts=1,
+        n_transitions=1,
+        class_counts=np.ones(n_classes, dtype=np.int64),
+    )
+
+
+def synthetic_subspaces(hidden_size: int, n_classes: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """U and V of synthetic_statistics."""
+    subspaces = layer_subspaces(synthetic_statistics(hidden_size, n_classes, seed), ridge=1e-6)
+    return subspaces.perception_vectors[0], subspaces.autoregressive_vectors[0]
+
+
+def scores_stage_cost(hidden_size: int, repeats: int) -> dict[str, float]:
+    """Seconds per layer of the scores stage: before the parity issue (the paper and signal sweeps
+    alone) and now (score_tables: those, the released code's procedure, the excess loss and
+    Theorem 2's bounds), and of each part."""
+    statistics = synthetic_statistics(hidden_size, n_classes=8, seed=0)
+    subspaces = layer_subspaces(statistics, ridge=1e-6)
+    u, v, rank = subspaces.perception_vectors[0], subspaces.autoregressive_vectors[0], int(subspaces.signal_ranks[0])
+    moments = statistics.averaged(0)
+    fractions = [round(0.05 * i, 2) for i in range(1, 20)]
+    return {
+        "hidden_size": hidden_size,
+        "before_s": best_of(repeats, lambda: (ntps_paper_all_k(u, v), ntps_signal_all_k(u, v, rank))),
+        "now_s": best_of(repeats, lambda: score_tables(statistics, subspaces, 1e-6, fractions)),
+        "released_code_s": best_of(repeats, lambda: released_alignment_scores(**moments)),
+        "excess_loss_s": best_of(
+            repeats,
+            lambda: theorem2_bounds(
+                excess_loss_all_k(moments["mean_xx"], moments["mean_xy"], v, 1e-6),
+                subspaces.perception_values[0],
+                u,
+                ntps_paper_all_k(u, v),
+                moments["mean_xx"],
+                1e-6,
+            ),
+        ),
+    }
 
 
 def sweep_speedup(hidden_size: int, repeats: int) -> dict[str, float]:
@@ -125,13 +168,9 @@ def ntps_vs_lora(n_texts: int, max_tokens: int, batch_size: int) -> dict[str, fl
     statistics, _ = extract_hidden_states(
         model, tokenized, n_classes, batch_size=batch_size, pad_token_id=tokenizer.pad_token_id, statistics_split=None
     )
-    subspaces = layer_subspaces(statistics, ridge=parameters["eigen_subspaces"]["ridge"])
-    score_table(
-        subspaces.perception_vectors,
-        subspaces.autoregressive_vectors,
-        subspaces.signal_ranks,
-        parameters["ntps_scores"]["paper_k_fractions"],
-    )
+    ridge = parameters["eigen_subspaces"]["ridge"]
+    subspaces = layer_subspaces(statistics, ridge=ridge)
+    score_tables(statistics, subspaces, ridge, parameters["ntps_scores"]["paper_k_fractions"])
     ntps_seconds = time.perf_counter() - start
 
     def lora_seconds(steps: int, checkpoint: str) -> tuple[float, float]:
@@ -175,8 +214,12 @@ def main() -> None:
     parser.add_argument("--hidden-size", type=int, default=1024)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--lora-texts", type=int, default=256, help="texts of the NTPS-vs-LoRA comparison")
+    parser.add_argument("--scores-hidden-sizes", type=int, nargs="+", default=[576, 2048])
     parser.add_argument(
-        "--measure", choices=["statistics", "sweep", "lora"], nargs="+", default=["statistics", "sweep", "lora"]
+        "--measure",
+        choices=["statistics", "sweep", "scores", "lora"],
+        nargs="+",
+        default=["statistics", "sweep", "scores", "lora"],
     )
     arguments = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -192,6 +235,8 @@ def main() -> None:
         report_statistics_overhead(arguments)
     if "sweep" in arguments.measure:
         report_sweep_speedup(arguments)
+    if "scores" in arguments.measure:
+        report_scores_stage_cost(arguments)
     if "lora" in arguments.measure:
         report_ntps_vs_lora(arguments)
 
@@ -220,6 +265,21 @@ def report_sweep_speedup(arguments: argparse.Namespace) -> None:
         speedup["speedup"],
         speedup["max_abs_difference"],
     )
+
+
+def report_scores_stage_cost(arguments: argparse.Namespace) -> None:
+    for hidden_size in arguments.scores_hidden_sizes:
+        cost = scores_stage_cost(hidden_size, arguments.repeats)
+        logger.info(
+            "scores stage at d=%d, per layer: before the parity issue (paper + signal) %.3f s, now %.3f s (%.1fx), "
+            "of which released_code %.3f s and excess loss + Theorem 2 %.3f s",
+            cost["hidden_size"],
+            cost["before_s"],
+            cost["now_s"],
+            cost["now_s"] / cost["before_s"],
+            cost["released_code_s"],
+            cost["excess_loss_s"],
+        )
 
 
 def report_ntps_vs_lora(arguments: argparse.Namespace) -> None:

@@ -13,7 +13,7 @@ from ntps.core.scores import (
     ntps_score,
     ntps_signal_all_k,
     paper_grid_ks,
-    score_table,
+    score_tables,
 )
 from ntps.core.statistics import LayerStatistics, StatisticsAccumulator
 from ntps.core.subspaces import (
@@ -108,8 +108,8 @@ def test_all_k_sweep_equals_pseudo_inverse_per_k():
     texts, labels = random_texts(rng, n_texts=40, max_length=8)
     statistics = accumulate(texts, labels)
     subspaces = layer_subspaces(statistics, ridge=1e-6)
-    table = score_table(subspaces.perception_vectors, subspaces.autoregressive_vectors, subspaces.signal_ranks, [0.5])
-    assert len(table) == 2 * N_LAYERS * HIDDEN
+    table, _ = score_tables(statistics, subspaces, 1e-6, [0.5])
+    assert len(table[table.variant.isin(["paper", "signal"])]) == 2 * N_LAYERS * HIDDEN
     for layer in range(N_LAYERS):
         u, v = subspaces.perception_vectors[layer], subspaces.autoregressive_vectors[layer]
         rank = subspaces.signal_ranks[layer]
@@ -158,10 +158,8 @@ def test_signal_variant_is_invariant_to_rotating_hidden_states():
     rotation = scipy.stats.ortho_group.rvs(HIDDEN, random_state=8)
     tables = []
     for states in (texts, rotated(texts, rotation)):
-        subspaces = layer_subspaces(accumulate(states, labels), ridge=1e-6)
-        tables.append(
-            score_table(subspaces.perception_vectors, subspaces.autoregressive_vectors, subspaces.signal_ranks, [0.5])
-        )
+        statistics = accumulate(states, labels)
+        tables.append(score_tables(statistics, layer_subspaces(statistics, ridge=1e-6), 1e-6, [0.5])[0])
     original, turned = tables
     signal = original.variant == "signal"
     np.testing.assert_allclose(turned.ntps[signal], original.ntps[signal], atol=1e-8)

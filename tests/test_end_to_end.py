@@ -8,10 +8,13 @@ import subprocess
 import sys
 
 import mlflow
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
 
+from ntps.core.released_code import RELEASED_FRACTIONS
+from ntps.core.scores import VARIANTS
 from tests.conftest import REPOSITORY, four_layer_run, kedro_run, offline_environment
 
 pytestmark = pytest.mark.end_to_end
@@ -33,6 +36,9 @@ REPORTS = {
     "correlation_report.md",
     "ntps_vs_probes.png",
     "correlation_heatmaps.png",
+    "excess_loss_table.parquet",
+    "theorem2_summary.csv",
+    "excess_loss.png",
 }
 
 
@@ -63,14 +69,28 @@ def test_ntps_run_covers_every_layer_and_k_and_reruns_as_new_versions(project, m
     (table_path,) = (project / "data/08_reporting/ntps_table.parquet").glob("*/ntps_table.parquet")
     table = pd.read_parquet(table_path)
     assert set(table["dataset"]) == DEFAULT_DATASETS and set(table["model"]) == {"smollm2_135m"}
+    assert set(table["variant"]) == set(VARIANTS)
     for (dataset, variant), rows in table.groupby(["dataset", "variant"]):
+        assert rows["ntps"].between(-1e-6, 1 + 1e-6).all()
+        assert rows.groupby("layer")["on_paper_grid"].sum().eq(19).all()
+        if variant == "released_code":  # the released fractions of U's and V's ranks
+            assert len(rows) == n_layers * len(RELEASED_FRACTIONS)
+            assert rows.groupby("layer")["k_fraction"].apply(lambda f: np.allclose(f, RELEASED_FRACTIONS)).all()
+            assert (rows[["k", "v_columns"]].max(axis=1) <= rows["k_fraction"] * hidden).all()
+            continue
         assert len(rows) == n_layers * hidden
         assert set(zip(rows["layer"], rows["k"])) == {(layer, k) for layer in range(n_layers) for k in range(1, hidden + 1)}
-        assert rows["ntps"].between(-1e-9, 1 + 1e-9).all()
-        assert rows.groupby("layer")["on_paper_grid"].sum().eq(19).all()
-    paper_at_d = table[(table["variant"] == "paper") & (table["k"] == hidden)]["ntps"]
-    assert paper_at_d.sub(1).abs().max() < 1e-8
+        assert (rows["v_columns"] == rows["k"]).all()
+    at_d = table[table["variant"].isin(["paper", "label_variance_kept"]) & (table["k"] == hidden)]["ntps"]
+    assert at_d.sub(1).abs().max() < 1e-8
     assert (project / "data/08_reporting/ntps_heatmaps.png").is_dir()
+    (loss_path,) = (project / "data/08_reporting/excess_loss_table.parquet").glob("*/excess_loss_table.parquet")
+    losses = pd.read_parquet(loss_path)
+    assert len(losses) == len(DEFAULT_DATASETS) * n_layers * hidden
+    assert (losses["excess_loss"] >= -1e-9 * losses["explainable_label_variance"]).all()
+    assert losses.loc[losses["k"] == hidden, "excess_loss"].abs().max() < 1e-8 * losses["explainable_label_variance"].max()
+    (theorem_path,) = (project / "data/08_reporting/theorem2_summary.csv").glob("*/theorem2_summary.csv")
+    assert len(pd.read_csv(theorem_path)) == len(DEFAULT_DATASETS) * n_layers
 
     (probes_path,) = (project / "data/08_reporting/probe_metrics.parquet").glob("*/probe_metrics.parquet")
     probes = pd.read_parquet(probes_path)
@@ -79,7 +99,7 @@ def test_ntps_run_covers_every_layer_and_k_and_reruns_as_new_versions(project, m
     assert probes[["ols_training_mse", "logme", "h_score"]].notna().all().all()
     (summary_path,) = (project / "data/08_reporting/correlation_summary.parquet").glob("*/correlation_summary.parquet")
     summary = pd.read_parquet(summary_path)
-    assert set(summary["score"]) == {"ntps_paper", "ntps_signal", "logme", "h_score"}
+    assert set(summary["score"]) == {f"ntps_{variant}" for variant in VARIANTS} | {"logme", "h_score"}
     assert set(summary["selection"]) == {"best_in_sample", "leave_one_dataset_out", "none"}
     assert (summary["n_datasets"] == len(DEFAULT_DATASETS)).all() and (summary["permutation"] == "exact 720").all()
     searched = summary.dropna(subset=["layer"])
@@ -98,6 +118,7 @@ def test_ntps_run_covers_every_layer_and_k_and_reruns_as_new_versions(project, m
         "data/04_feature/smollm2_135m/election_tweets/layer_statistics.npz",
         "data/05_model_input/smollm2_135m/clothing_ratings/eigen_subspaces.npz",
         "data/07_model_output/smollm2_135m/rotten_tomatoes/ntps_table.parquet",
+        "data/07_model_output/smollm2_135m/rotten_tomatoes/excess_loss_table.parquet",
         "data/04_feature/smollm2_135m/reuters_r8/pooled_features.npz",
         "data/07_model_output/smollm2_135m/clothing_departments/probe_metrics.parquet",
         *(f"data/08_reporting/{name}" for name in REPORTS),
@@ -144,5 +165,5 @@ def test_results_notebook_runs_on_the_latest_catalog_entries(project, model_cach
         text=True,
     )
     assert result.returncode == 0, result.stderr[-4000:]
-    # 3 heatmaps and their colour bar; 3 targets x 6 scores rows
-    assert "heatmaps 4 summary rows 18" in result.stdout
+    # 3 heatmaps and their colour bar; 3 targets x 10 scores rows (4 variants x 2 selections, LogME, H-score)
+    assert "heatmaps 4 summary rows 30" in result.stdout

@@ -19,13 +19,19 @@ from ntps.core.correlation import (
     target_permutations,
 )
 from ntps.core.errors import NtpsInputError
+from ntps.core.scores import VARIANTS
 
 logger = logging.getLogger(__name__)
 
 # +1: a better representation should raise the target; -1: lower it.
 TARGET_DIRECTIONS = {"ols_training_mse": -1, "logistic_train_accuracy": 1, "logistic_test_accuracy": 1}
 PEER_SCORES = ("logme", "h_score")
-VARIANTS = ("paper", "signal")
+
+
+def scored_variants(ntps_table: pd.DataFrame) -> list[str]:
+    """The score variants the table holds, in VARIANTS' order."""
+    present = set(ntps_table["variant"])
+    return [variant for variant in VARIANTS if variant in present]
 
 
 def probe_targets(probe_metrics: pd.DataFrame, settings: dict[str, Any]) -> pd.DataFrame:
@@ -48,6 +54,9 @@ def probe_targets(probe_metrics: pd.DataFrame, settings: dict[str, Any]) -> pd.D
 def ntps_matrix(rows: pd.DataFrame, datasets: list[str], settings: dict[str, Any]) -> tuple[pd.DataFrame, np.ndarray]:
     """The configurations searched and their NTPS per dataset, for one model and variant.
 
+    A configuration is (layer, k_fraction): the released code's k = int(f rank_U) can differ
+    between datasets at the same fraction f; k is then the largest of them.
+
     Returns:
         (configurations with columns layer, k, k_fraction; (n_configurations, n_datasets) NTPS).
     """
@@ -58,17 +67,23 @@ def ntps_matrix(rows: pd.DataFrame, datasets: list[str], settings: dict[str, Any
     if settings["exclude_final_hidden_state"]:
         # The paper scans the embeddings through the penultimate layer.
         rows = rows[rows["layer"] < rows["layer"].max()]
-    wide = rows.pivot_table(index=["layer", "k", "k_fraction"], columns="dataset", values="ntps")
-    return wide.index.to_frame(index=False), wide[datasets].to_numpy()
+    # A configuration whose score is undefined on some dataset (an empty U_f) cannot be ranked.
+    wide = rows.pivot_table(index=["layer", "k_fraction"], columns="dataset", values="ntps")[datasets].dropna()
+    configurations = wide.index.to_frame(index=False)
+    largest_k = rows.groupby(["layer", "k_fraction"])["k"].max()
+    configurations.insert(1, "k", largest_k.loc[wide.index].to_numpy())
+    return configurations, wide.to_numpy()
 
 
-def ntps_at(ntps_table: pd.DataFrame, model: str, variant: str, datasets: list[str], layer: int, k: int) -> np.ndarray:
-    """(n_datasets,) the model's NTPS of one variant at (layer, k), in the order of datasets."""
+def ntps_at(
+    ntps_table: pd.DataFrame, model: str, variant: str, datasets: list[str], layer: int, k_fraction: float
+) -> np.ndarray:
+    """(n_datasets,) the model's NTPS of one variant at (layer, k_fraction), in the order of datasets."""
     rows = ntps_table[
         (ntps_table["model"] == model)
         & (ntps_table["variant"] == variant)
         & (ntps_table["layer"] == layer)
-        & (ntps_table["k"] == k)
+        & (ntps_table["k_fraction"] == k_fraction)
     ]
     return rows.set_index("dataset").loc[datasets, "ntps"].to_numpy()
 
@@ -97,7 +112,7 @@ def configuration_correlations(
     """Spearman r across datasets for every model, variant, searched (layer, k) and target."""
     frames = []
     for model, datasets, targets, model_ntps in model_frames(ntps_table, probe_targets(probe_metrics, settings)):
-        for variant in VARIANTS:
+        for variant in scored_variants(model_ntps):
             configurations, scores = ntps_matrix(model_ntps[model_ntps["variant"] == variant], datasets, settings)
             for target in TARGET_DIRECTIONS:
                 frames.append(
@@ -180,7 +195,7 @@ def target_rows(
     }
     permuted_targets = y[orderings]
     rows = []
-    for variant in VARIANTS:
+    for variant in scored_variants(model_ntps):
         configurations, scores = ntps_matrix(model_ntps[model_ntps["variant"] == variant], datasets, settings)
         best = select_best_configuration(scores, y, direction)
         permuted_best = permuted_best_r(scores, permuted_targets, direction)

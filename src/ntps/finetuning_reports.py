@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 
 from ntps.core.errors import NtpsInputError
-from ntps.core.scores import paper_grid_ks
-from ntps.correlation_reports import VARIANTS, honest_ranking, ntps_matrix, probe_targets, summarize_targets, summary_table
+from ntps.core.scores import VARIANTS, check_k_fractions
+from ntps.correlation_reports import honest_ranking, ntps_matrix, probe_targets, summarize_targets, summary_table
 
 GAIN = "accuracy_gain"
 # A representation already aligned with the task should leave LoRA less to gain.
@@ -65,6 +65,12 @@ def _relative_change_percent(before: np.ndarray, after: np.ndarray) -> np.ndarra
         return np.where(before > 0, 100 * (after - before) / np.where(before > 0, before, 1), np.nan)
 
 
+def _nearest_fraction(rows: pd.DataFrame, layer: int, k_fraction: float) -> pd.Series:
+    """The row of one layer whose k_fraction is nearest k_fraction."""
+    at_layer = rows[rows["layer"] == layer]
+    return at_layer.loc[(at_layer["k_fraction"] - k_fraction).abs().idxmin()]
+
+
 def ntps_change_table(
     ntps_before: pd.DataFrame, ntps_after: pd.DataFrame, settings: dict[str, Any], configuration: dict[str, Any]
 ) -> pd.DataFrame:
@@ -75,7 +81,8 @@ def ntps_change_table(
 
     Args:
         configuration: "layer" (a hidden state; < 0 counts from the last) and "k_fraction" in (0, 1]
-            (k is round(k_fraction d), at least 1).
+            (the row whose k/d is nearest: k = round(k_fraction d), at least 1, for the variants
+            scored at every k; the nearest released fraction for released_code).
 
     Returns:
         model, dataset, variant, layer, k, k_fraction, ntps_before, ntps_after,
@@ -88,14 +95,17 @@ def ntps_change_table(
         before = ntps_before[
             (ntps_before["model"] == model) & (ntps_before["dataset"] == dataset) & (ntps_before["variant"] == variant)
         ]
-        hidden_states, hidden_size = int(before["layer"].max()) + 1, int(before["k"].max())
+        hidden_states = int(before["layer"].max()) + 1
         layer = int(configuration["layer"])
         if not -hidden_states <= layer < hidden_states:
             raise NtpsInputError(f"lora_report.ntps_change_at.layer {layer} does not exist: {model} has {hidden_states}")
         layer %= hidden_states
-        k = int(paper_grid_ks(hidden_size, [float(configuration["k_fraction"])])[0])
-        value_before = before.loc[(before["layer"] == layer) & (before["k"] == k), "ntps"].to_numpy()
-        value_after = after.loc[(after["layer"] == layer) & (after["k"] == k), "ntps"].to_numpy()
+        # k/d nearest the fraction is the paper grid's round(f d); released_code rows carry f itself.
+        check_k_fractions([float(configuration["k_fraction"])])
+        chosen_before, chosen_after = (
+            _nearest_fraction(table, layer, float(configuration["k_fraction"])) for table in (before, after)
+        )
+        value_before, value_after = np.array([chosen_before["ntps"]]), np.array([chosen_after["ntps"]])
         configurations, grid_before = ntps_matrix(before, [dataset], settings)
         _, grid_after = ntps_matrix(after, [dataset], settings)
         grid_change = _relative_change_percent(grid_before[:, 0], grid_after[:, 0])
@@ -105,8 +115,8 @@ def ntps_change_table(
                 "dataset": dataset,
                 "variant": variant,
                 "layer": layer,
-                "k": k,
-                "k_fraction": k / hidden_size,
+                "k": int(chosen_before["k"]),
+                "k_fraction": float(chosen_before["k_fraction"]),
                 "ntps_before": float(value_before[0]),
                 "ntps_after": float(value_after[0]),
                 "relative_change_percent": float(_relative_change_percent(value_before, value_after)[0]),

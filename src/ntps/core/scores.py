@@ -10,8 +10,13 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from tqdm.auto import tqdm
 
 from ntps.core.errors import NtpsInputError
+from ntps.core.excess_loss import excess_loss_all_k, theorem2_bounds
+from ntps.core.released_code import released_alignment_scores
+from ntps.core.statistics import LayerStatistics
+from ntps.core.subspaces import LayerSubspaces
 
 
 def _squared_alignments(u: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -64,6 +69,13 @@ def ntps_score(u: np.ndarray, v: np.ndarray, k: int) -> float:
     return float((projected**2).sum() / (u_k**2).sum())
 
 
+def check_k_fractions(fractions: list[float]) -> None:
+    """Refuse fractions of d outside (0, 1], naming them."""
+    bad = [f for f in fractions if not 0 < f <= 1]
+    if bad:
+        raise NtpsInputError(f"k fractions must lie in (0, 1], got {bad}")
+
+
 def paper_grid_ks(hidden_size: int, fractions: list[float]) -> np.ndarray:
     """The integer k for each fraction of the hidden size (the paper's 0.05..0.95 grid).
 
@@ -72,53 +84,88 @@ def paper_grid_ks(hidden_size: int, fractions: list[float]) -> np.ndarray:
     """
     if hidden_size < 1:
         raise NtpsInputError(f"hidden size must be positive, got {hidden_size}")
-    bad = [f for f in fractions if not 0 < f <= 1]
-    if bad:
-        raise NtpsInputError(f"k fractions must lie in (0, 1], got {bad}")
+    check_k_fractions(fractions)
     return np.clip(np.rint(np.asarray(fractions) * hidden_size).astype(int), 1, hidden_size)
 
 
-VARIANTS = ("paper", "signal")
+# paper and signal: NTPS of this project's float64 subspaces; released_code: the authors' released
+# procedure (core.released_code); label_variance_kept: 1 - Delta L(k) / sum(Lambda) (core.excess_loss).
+VARIANTS = ("paper", "signal", "released_code", "label_variance_kept")
 
 
-def score_table(
-    perception_vectors: np.ndarray,
-    autoregressive_vectors: np.ndarray,
-    signal_ranks: np.ndarray,
-    paper_fractions: list[float],
-) -> pd.DataFrame:
-    """Both NTPS variants for every layer and every k.
+def score_tables(
+    statistics: LayerStatistics, subspaces: LayerSubspaces, ridge: float, paper_fractions: list[float]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every score variant for every layer and k, and the excess loss Theorem 2 bounds.
 
     Args:
-        perception_vectors: (L, d, d) U per layer.
-        autoregressive_vectors: (L, d, d) V per layer.
-        signal_ranks: (L,) r per layer.
+        statistics: the summed statistics the subspaces were solved from.
+        subspaces: U and V per layer, solved with `ridge`.
+        ridge: the eigen stage's relative ridge (the excess loss uses the same N).
         paper_fractions: fractions of d flagged as the paper's grid (0.05..0.95).
     Returns:
-        Long table with 2 * L * d rows: layer, k, k_fraction, on_paper_grid, variant,
-        signal_rank, ntps.
+        (ntps_table, excess_loss_table).
+        ntps_table: one row per layer x variant x k with layer, k, k_fraction, on_paper_grid,
+            variant, signal_rank, v_columns, ntps (the variant's score). paper, signal and
+            label_variance_kept have k = 1..d and use V_k (v_columns = k); released_code has the
+            released fractions f (k_fraction = f, on the paper's grid), k = int(f rank_U) columns
+            of U and v_columns = int(f rank_V) of V.
+        excess_loss_table: one row per layer x k with layer, k, k_fraction, on_paper_grid,
+            signal_rank, excess_loss (Delta L(k)), explainable_label_variance (sum(Lambda)),
+            label_variance_kept, excess_loss_vs_u (L*(V_k) - L*(U_k)), ntps_paper,
+            theorem2_lower, theorem2_upper, theorem2_holds, n_eigenvalue_min, n_eigenvalue_max.
     """
-    n_layers, d, _ = perception_vectors.shape
+    d = statistics.hidden_size
     ks = np.arange(1, d + 1)
-    on_grid = np.isin(ks, paper_grid_ks(d, paper_fractions))
-    frames = []
-    for layer in range(n_layers):
-        u, v, rank = perception_vectors[layer], autoregressive_vectors[layer], int(signal_ranks[layer])
+    keys = {"k": ks, "k_fraction": ks / d, "on_paper_grid": np.isin(ks, paper_grid_ks(d, paper_fractions))}
+    score_frames, loss_frames = [], []
+    for layer in tqdm(range(statistics.n_layers), desc="NTPS scores", unit="layer"):
+        moments = statistics.averaged(layer)
+        u, v = subspaces.perception_vectors[layer], subspaces.autoregressive_vectors[layer]
+        rank = int(subspaces.signal_ranks[layer])
+        paper = ntps_paper_all_k(u, v)
+        loss = excess_loss_all_k(moments["mean_xx"], moments["mean_xy"], v, ridge)
+        bounds = theorem2_bounds(loss, subspaces.perception_values[layer], u, paper, moments["mean_xx"], ridge)
+        released = released_alignment_scores(**moments)
+        layer_keys = {"layer": layer, **keys}
         for variant, scores in (
-            ("paper", ntps_paper_all_k(u, v)),
+            ("paper", paper),
             ("signal", ntps_signal_all_k(u, v, rank)),
+            ("label_variance_kept", loss.kept_share),
         ):
-            frames.append(
-                pd.DataFrame(
-                    {
-                        "layer": layer,
-                        "k": ks,
-                        "k_fraction": ks / d,
-                        "on_paper_grid": on_grid,
-                        "variant": variant,
-                        "signal_rank": rank,
-                        "ntps": scores,
-                    }
-                )
+            score_frames.append(
+                pd.DataFrame({**layer_keys, "variant": variant, "signal_rank": rank, "v_columns": ks, "ntps": scores})
             )
-    return pd.concat(frames, ignore_index=True)
+        score_frames.append(
+            pd.DataFrame(
+                {
+                    "layer": layer,
+                    "k": released.u_columns,
+                    "k_fraction": released.fractions,
+                    "on_paper_grid": True,
+                    "variant": "released_code",
+                    "signal_rank": rank,
+                    "v_columns": released.v_columns,
+                    "ntps": released.scores,
+                }
+            )
+        )
+        loss_frames.append(
+            pd.DataFrame(
+                {
+                    **layer_keys,
+                    "signal_rank": rank,
+                    "excess_loss": loss.excess,
+                    "explainable_label_variance": loss.explainable,
+                    "label_variance_kept": loss.kept_share,
+                    "excess_loss_vs_u": bounds.excess_loss_vs_u,
+                    "ntps_paper": paper,
+                    "theorem2_lower": bounds.lower,
+                    "theorem2_upper": bounds.upper,
+                    "theorem2_holds": bounds.holds,
+                    "n_eigenvalue_min": bounds.n_eigenvalue_min,
+                    "n_eigenvalue_max": bounds.n_eigenvalue_max,
+                }
+            )
+        )
+    return pd.concat(score_frames, ignore_index=True), pd.concat(loss_frames, ignore_index=True)

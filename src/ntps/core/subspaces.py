@@ -32,6 +32,16 @@ class EigenSubspace:
     ridge_shift: float
 
 
+def ridge_shift(b: np.ndarray, ridge: float) -> float:
+    """ridge * trace(B) / d, the absolute shift added to B's diagonal; (d, d) -> float."""
+    return float(ridge * (np.trace(b) / b.shape[0]))
+
+
+def regularized(b: np.ndarray, ridge: float) -> np.ndarray:
+    """(d, d) the symmetric part of B plus ridge_shift(B, ridge) on its diagonal."""
+    return (b + b.T) / 2 + ridge_shift(b, ridge) * np.eye(b.shape[0])
+
+
 def generalized_eigenspace(a: np.ndarray, b: np.ndarray, ridge: float) -> EigenSubspace:
     """Top-first generalized eigenvectors of the symmetric pencil (A, B).
 
@@ -48,13 +58,10 @@ def generalized_eigenspace(a: np.ndarray, b: np.ndarray, ridge: float) -> EigenS
         raise NtpsInputError(f"ridge must be non-negative, got {ridge}")
     if not (np.isfinite(a).all() and np.isfinite(b).all()):
         raise NtpsInputError("statistics contain NaN or infinite values")
-    d = a.shape[0]
-    scale = np.trace(b) / d
-    if not scale > 0:
+    if not np.trace(b) > 0:
         raise NtpsInputError("the covariance B is zero: every hidden state is zero")
-    shift = ridge * scale
     a_sym = (a + a.T) / 2
-    b_reg = (b + b.T) / 2 + shift * np.eye(d)
+    b_reg = regularized(b, ridge)
     try:
         eigenvalues, eigenvectors = scipy.linalg.eigh(a_sym, b_reg)
     except np.linalg.LinAlgError as error:
@@ -62,7 +69,7 @@ def generalized_eigenspace(a: np.ndarray, b: np.ndarray, ridge: float) -> EigenS
     return EigenSubspace(
         eigenvalues=eigenvalues[::-1].copy(),
         eigenvectors=eigenvectors[:, ::-1].copy(),
-        ridge_shift=float(shift),
+        ridge_shift=ridge_shift(b, ridge),
     )
 
 

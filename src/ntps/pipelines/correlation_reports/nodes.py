@@ -11,12 +11,12 @@ import pandas as pd
 
 from ntps.correlation_reports import (
     TARGET_DIRECTIONS,
-    VARIANTS,
     configuration_correlations,
     correlation_summary,
     markdown_report,
     ntps_at,
     probe_targets,
+    scored_variants,
 )
 from ntps.plots import empty_figure, scatter_with_fit
 
@@ -77,7 +77,7 @@ def plot_ntps_vs_probes(
                     0.5, 0.5, f"{target}:\nr undefined (the same on every dataset)", ha="center", va="center", fontsize=9
                 )
                 continue
-            x = ntps_at(ntps_table, model, variant, datasets, chosen["layer"], chosen["k"])
+            x = ntps_at(ntps_table, model, variant, datasets, chosen["layer"], chosen["k_fraction"])
             y = targets.loc[[(model, dataset) for dataset in datasets], target].to_numpy()
             scatter_with_fit(axis, x, y, datasets)
             axis.set_title(
@@ -98,11 +98,12 @@ def plot_correlation_heatmaps(correlations: pd.DataFrame, summary: pd.DataFrame)
     if correlations.empty:
         return empty_figure("fewer than 3 datasets per model: no correlation to plot")
     panels = list(correlations.groupby(["model", "target"], sort=True))
+    variants = scored_variants(correlations)
     figure, axes = plt.subplots(
-        len(panels), len(VARIANTS), figsize=(10, 3 * len(panels)), squeeze=False, constrained_layout=True
+        len(panels), len(variants), figsize=(5 * len(variants), 3 * len(panels)), squeeze=False, constrained_layout=True
     )
     for row, ((model, target), rows) in enumerate(panels):
-        for column, variant in enumerate(VARIANTS):
+        for column, variant in enumerate(variants):
             axis = axes[row, column]
             grid = rows[rows["variant"] == variant].pivot(index="layer", columns="k_fraction", values="spearman_r")
             image = axis.imshow(

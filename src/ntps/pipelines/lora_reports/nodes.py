@@ -88,7 +88,7 @@ def plot_ntps_vs_gain(
             axis.set_axis_off()
             axis.text(0.5, 0.5, "r undefined (the gain is the same on every dataset)", ha="center", va="center")
         else:
-            x = ntps_at(ntps_table, model, variant, datasets, chosen["layer"], chosen["k"])
+            x = ntps_at(ntps_table, model, variant, datasets, chosen["layer"], chosen["k_fraction"])
             scatter_with_fit(axis, x, gain[GAIN].to_numpy(), datasets)
             axis.set_title(
                 f"{model}: NTPS layer {int(chosen['layer'])}, k={int(chosen['k'])}\nin-sample {_title(chosen)}\n"

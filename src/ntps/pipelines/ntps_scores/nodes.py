@@ -1,4 +1,4 @@
-"""The NTPS table: both variants, every layer, every k."""
+"""The NTPS table (every variant, every layer, every k) and the excess loss table beside it."""
 
 from __future__ import annotations
 
@@ -7,20 +7,26 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ntps.core.scores import score_table
+from ntps.core.scores import score_tables
+from ntps.core.statistics import LayerStatistics
 from ntps.core.subspaces import LayerSubspaces
 
 
 def score_ntps(
-    eigen_subspaces: dict[str, np.ndarray], ntps_scores: dict[str, Any], model: str, dataset: str
-) -> pd.DataFrame:
-    subspaces = LayerSubspaces.from_arrays(eigen_subspaces)
-    table = score_table(
-        subspaces.perception_vectors,
-        subspaces.autoregressive_vectors,
-        subspaces.signal_ranks,
-        ntps_scores["paper_k_fractions"],
+    eigen_subspaces: dict[str, np.ndarray],
+    layer_statistics: dict[str, np.ndarray],
+    eigen_settings: dict[str, Any],
+    ntps_scores: dict[str, Any],
+    model: str,
+    dataset: str,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    tables = score_tables(
+        LayerStatistics.from_arrays(layer_statistics),
+        LayerSubspaces.from_arrays(eigen_subspaces),
+        ridge=float(eigen_settings["ridge"]),
+        paper_fractions=ntps_scores["paper_k_fractions"],
     )
-    table.insert(0, "dataset", dataset)
-    table.insert(0, "model", model)
-    return table
+    for table in tables:
+        table.insert(0, "dataset", dataset)
+        table.insert(0, "model", model)
+    return tables

@@ -1,4 +1,4 @@
-"""NTPS tables for each model x dataset."""
+"""NTPS and excess loss tables for each model x dataset."""
 
 from kedro.pipeline import Pipeline
 
@@ -9,7 +9,11 @@ from .nodes import score_ntps
 
 def pair_stage() -> PairStage:
     return node_stage(
-        score_ntps, ["eigen_subspaces", "params:ntps_scores"], "ntps_table", parameters=("ntps_scores",), pass_pair=True
+        score_ntps,
+        ["eigen_subspaces", "layer_statistics", "params:eigen_subspaces", "params:ntps_scores"],
+        ["ntps_table", "excess_loss_table"],
+        parameters=("eigen_subspaces", "ntps_scores"),
+        pass_pair=True,
     )
 
 

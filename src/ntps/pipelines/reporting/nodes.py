@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from ntps.core.scores import paper_grid_ks  # noqa: E402
+from ntps.core.scores import VARIANTS, check_k_fractions  # noqa: E402
 
 
 def concatenate_tables(*tables: pd.DataFrame) -> pd.DataFrame:
@@ -19,27 +19,31 @@ def concatenate_tables(*tables: pd.DataFrame) -> pd.DataFrame:
 
 
 def summarize_ntps(ntps_table: pd.DataFrame, reporting: dict[str, Any]) -> dict[str, list[dict[str, float]]]:
-    """Per model, dataset and variant, NTPS at k = summary_k_fraction * d as a history over layers
-    (MLflow's step is the layer), so the MLflow UI draws NTPS against depth."""
+    """Per model, dataset and variant, the score at the k/d nearest summary_k_fraction as a history
+    over layers (MLflow's step is the layer), so the MLflow UI draws each score against depth."""
     fraction = float(reporting["summary_k_fraction"])
+    check_k_fractions([fraction])
     metrics = {}
     for (model, dataset, variant), rows in ntps_table.groupby(["model", "dataset", "variant"], sort=True):
-        hidden_size = int(rows["k"].max())
-        k = int(paper_grid_ks(hidden_size, [fraction])[0])
-        at_k = rows[rows["k"] == k].sort_values("layer")
-        metrics[f"ntps_{variant}_k{k}.{model}.{dataset}"] = [
-            {"step": int(layer), "value": float(value)} for layer, value in zip(at_k["layer"], at_k["ntps"])
+        nearest = rows.loc[(rows["k_fraction"] - fraction).abs().groupby(rows["layer"]).idxmin()].sort_values("layer")
+        metrics[f"ntps_{variant}_at_{round(100 * fraction)}pct.{model}.{dataset}"] = [
+            {"step": int(layer), "value": float(value)} for layer, value in zip(nearest["layer"], nearest["ntps"])
         ]
     return metrics
 
 
 def plot_ntps_heatmaps(ntps_table: pd.DataFrame) -> plt.Figure:
-    """Layer x k/d heatmaps of both variants, one row per model x dataset."""
+    """Layer x k/d heatmaps of every variant, one row per model x dataset; the dotted line marks the
+    signal rank r (U's nonzero eigenvalues)."""
     pairs = list(ntps_table.groupby(["model", "dataset"], sort=True))
-    figure, axes = plt.subplots(len(pairs), 2, figsize=(11, 3.2 * len(pairs)), squeeze=False, constrained_layout=True)
+    figure, axes = plt.subplots(
+        len(pairs), len(VARIANTS), figsize=(4.6 * len(VARIANTS), 3.2 * len(pairs)), squeeze=False, constrained_layout=True
+    )
     for row, ((model, dataset), rows) in enumerate(pairs):
-        for column, variant in enumerate(("paper", "signal")):
-            grid = rows[rows["variant"] == variant].pivot(index="layer", columns="k", values="ntps")
+        rank = int(rows["signal_rank"].iloc[0])
+        hidden_size = int(rows.loc[rows["variant"] == "paper", "k"].max())
+        for column, variant in enumerate(VARIANTS):
+            grid = rows[rows["variant"] == variant].pivot(index="layer", columns="k_fraction", values="ntps")
             axis = axes[row, column]
             image = axis.imshow(
                 grid.to_numpy(),
@@ -48,13 +52,86 @@ def plot_ntps_heatmaps(ntps_table: pd.DataFrame) -> plt.Figure:
                 vmin=0,
                 vmax=1,
                 cmap="viridis",
-                extent=(0, 1, -0.5, grid.shape[0] - 0.5),
+                extent=(grid.columns.min(), grid.columns.max(), -0.5, grid.shape[0] - 0.5),
             )
-            rank = int(rows["signal_rank"].iloc[0])
-            axis.axvline(rank / grid.shape[1], color="white", linestyle=":", linewidth=1)
+            axis.axvline(rank / hidden_size, color="white", linestyle=":", linewidth=1)
             axis.set_title(f"{model} / {dataset}: {variant} (r={rank})", fontsize=9)
-            axis.set_xlabel("k / d")
+            axis.set_xlabel("k / d" if variant != "released_code" else "fraction f (of rank)")
             axis.set_ylabel("layer (0 = embeddings)")
             axis.set_yticks(np.linspace(0, grid.shape[0] - 1, min(grid.shape[0], 6)).round().astype(int))
-            figure.colorbar(image, ax=axis, label="NTPS")
+            figure.colorbar(image, ax=axis, label="score")
+    return figure
+
+
+def summarize_theorem2(excess_loss_table: pd.DataFrame) -> pd.DataFrame:
+    """Per model, dataset and layer: how often eq. (41) holds, split at the signal rank r, and how far
+    apart its constants are (C_max / C_min at k = r, where C_min is last nonzero)."""
+    rows = []
+    for (model, dataset, layer), layer_rows in excess_loss_table.groupby(["model", "dataset", "layer"], sort=True):
+        rank = int(layer_rows["signal_rank"].iloc[0])
+        below, from_rank = layer_rows[layer_rows["k"] < rank], layer_rows[layer_rows["k"] >= rank]
+        at_rank = layer_rows[layer_rows["k"] == rank].iloc[0]
+        rows.append(
+            {
+                "model": model,
+                "dataset": dataset,
+                "layer": layer,
+                "signal_rank": rank,
+                "holds_share_k_below_rank": below["theorem2_holds"].mean() if len(below) else np.nan,
+                "holds_share_k_from_rank": from_rank["theorem2_holds"].mean(),
+                "constant_ratio_at_rank": at_rank["theorem2_upper"] / at_rank["theorem2_lower"]
+                if at_rank["theorem2_lower"] > 0
+                else np.inf,
+                "n_eigenvalue_min": at_rank["n_eigenvalue_min"],
+                "n_eigenvalue_max": at_rank["n_eigenvalue_max"],
+                "excess_loss_at_rank": at_rank["excess_loss"],
+                "label_variance_kept_at_rank": at_rank["label_variance_kept"],
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def plot_excess_loss(excess_loss_table: pd.DataFrame) -> plt.Figure:
+    """Per model x dataset: the share of explainable label variance span(V_k) keeps (layer x k/d),
+    and at the penultimate layer the paper's excess loss L*(V_k) - L*(U_k) between Theorem 2's bounds."""
+    pairs = list(excess_loss_table.groupby(["model", "dataset"], sort=True))
+    figure, axes = plt.subplots(len(pairs), 2, figsize=(11, 3.4 * len(pairs)), squeeze=False, constrained_layout=True)
+    for row, ((model, dataset), rows) in enumerate(pairs):
+        grid = rows.pivot(index="layer", columns="k_fraction", values="label_variance_kept")
+        axis = axes[row, 0]
+        image = axis.imshow(
+            grid.to_numpy(),
+            aspect="auto",
+            origin="lower",
+            vmin=0,
+            vmax=1,
+            cmap="magma",
+            extent=(0, 1, -0.5, grid.shape[0] - 0.5),
+        )
+        axis.set_title(f"{model} / {dataset}: label variance kept by span(V_k)", fontsize=9)
+        axis.set_xlabel("k / d")
+        axis.set_ylabel("layer (0 = embeddings)")
+        figure.colorbar(image, ax=axis, label="1 - ΔL(k) / ΣΛ")
+
+        layer = max(int(rows["layer"].max()) - 1, 0)
+        at_layer = rows[rows["layer"] == layer].sort_values("k")
+        axis = axes[row, 1]
+        axis.fill_between(
+            at_layer["k"],
+            at_layer["theorem2_lower"],
+            at_layer["theorem2_upper"],
+            color="tab:blue",
+            alpha=0.2,
+            label="eq. (41) bounds",
+        )
+        axis.plot(at_layer["k"], at_layer["excess_loss_vs_u"], color="black", label="L*(V_k) - L*(U_k)")
+        axis.plot(at_layer["k"], at_layer["excess_loss"], color="tab:red", linestyle="--", label="ΔL(k) = ΣΛ - T(k)")
+        failures = at_layer[~at_layer["theorem2_holds"]]
+        axis.scatter(failures["k"], failures["excess_loss_vs_u"], color="tab:orange", s=8, zorder=3, label="bound violated")
+        axis.axvline(int(rows["signal_rank"].iloc[0]), color="grey", linestyle=":", linewidth=1)
+        axis.set_yscale("symlog", linthresh=1e-6)
+        axis.set_title(f"{model} / {dataset}, layer {layer}: Theorem 2", fontsize=9)
+        axis.set_xlabel("k (dotted: signal rank r)")
+        axis.set_ylabel("excess loss")
+        axis.legend(fontsize=7)
     return figure

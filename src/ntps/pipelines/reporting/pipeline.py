@@ -4,15 +4,28 @@ from kedro.pipeline import Pipeline, node
 
 from ntps.grid import configured_grid
 
-from .nodes import concatenate_tables, plot_ntps_heatmaps, summarize_ntps
+from .nodes import concatenate_tables, plot_excess_loss, plot_ntps_heatmaps, summarize_ntps, summarize_theorem2
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    tables = [f"{model}.{dataset}.ntps_table" for model, dataset in configured_grid().pairs()]
+    pairs = configured_grid().pairs()
     return Pipeline(
         [
-            node(concatenate_tables, tables, "ntps_table", name="combine_ntps_tables"),
+            node(
+                concatenate_tables,
+                [f"{model}.{dataset}.ntps_table" for model, dataset in pairs],
+                "ntps_table",
+                name="combine_ntps_tables",
+            ),
             node(summarize_ntps, ["ntps_table", "params:reporting"], "ntps_summary_metrics", name="summarize_ntps"),
             node(plot_ntps_heatmaps, "ntps_table", "ntps_heatmaps", name="plot_ntps_heatmaps"),
+            node(
+                concatenate_tables,
+                [f"{model}.{dataset}.excess_loss_table" for model, dataset in pairs],
+                "excess_loss_table",
+                name="combine_excess_loss_tables",
+            ),
+            node(summarize_theorem2, "excess_loss_table", "theorem2_summary", name="summarize_theorem2"),
+            node(plot_excess_loss, "excess_loss_table", "excess_loss_figure", name="plot_excess_loss"),
         ]
     )

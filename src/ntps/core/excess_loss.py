@@ -1,0 +1,143 @@
+"""The excess regression loss that Theorem 2 only bounds, computed exactly for every k.
+
+L*(V_k) is the smallest E||y - W^T V_k^T m||^2 over W: the loss of the best linear regression of
+the one-hot label y on the mean-pooled state m seen through span(V_k) (eq. 29, no intercept). The
+best linear loss over all directions is tr E[y y^T] - sum(Lambda), Lambda the perception
+eigenvalues, so the label variance V_k loses is
+
+    Delta L(k) = L*(V_k) - min_W E||y - W^T m||^2 = sum(Lambda) - T(k),
+    T(k) = tr(V_k^T M M^T V_k (V_k^T N V_k)^(-1)) = sum_{j<=k} ||M^T q_j||^2,
+
+with N = E[m m^T], M = E[m y^T] and q_j = V R^(-1) e_j the N-orthonormal basis that a Cholesky
+factor R of V^T N V gives (span(q_1..q_k) = span(V_k) for every k, R being triangular). Here
+N = L L^T and L^T V = Q R: the same R, from a Householder QR of L^T V instead of a Cholesky of the
+formed V^T N V, which would square V's condition number. Then M^T q_j = (L^(-1) M)^T Q e_j, so all
+of T is one QR applied to the whitened labels Z = L^(-1) M, and sum(Lambda) = ||Z||_F^2.
+
+N carries the eigen stage's ridge (N + ridge * tr(N)/d * I): with ridge > 0 every loss is that of
+the ridge objective E||y - A^T m||^2 + shift ||A||_F^2, A restricted to span(V_k), and Lambda are
+exactly the perception eigenvalues the eigen stage solves for.
+
+Theorem 2 (eq. 41) bounds the paper's excess loss, L*(V_k) - L*(U_k), by
+C_min (1 - NTPS) <= . <= C_max (1 - NTPS), C_min = lambda_min(N) Lambda_k ||U_k||_F^2 and
+C_max = lambda_max(N) Lambda_1 ||U_k||_F^2; `theorem2_bounds` evaluates both sides.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.linalg
+
+from ntps.core.errors import NtpsInputError
+from ntps.core.subspaces import regularized
+
+
+@dataclass
+class ExcessLoss:
+    """Explained label variance through span(V_k) for k = 1..d.
+
+    Attributes:
+        explained: (d,) T(k), the label variance the best regression through V_k explains.
+        explainable: sum(Lambda), what the best regression on all of m explains.
+    """
+
+    explained: np.ndarray
+    explainable: float
+
+    @property
+    def excess(self) -> np.ndarray:
+        """(d,) Delta L(k) = sum(Lambda) - T(k)."""
+        return self.explainable - self.explained
+
+    @property
+    def kept_share(self) -> np.ndarray:
+        """(d,) 1 - Delta L(k) / sum(Lambda): the share of the linearly explainable label variance
+        that span(V_k) keeps, in [0, 1]; NaN when the labels are not linearly explainable at all."""
+        if not self.explainable > 0:
+            return np.full_like(self.explained, np.nan)
+        return self.explained / self.explainable
+
+
+def excess_loss_all_k(mean_xx: np.ndarray, mean_xy: np.ndarray, v: np.ndarray, ridge: float) -> ExcessLoss:
+    """Delta L(k) of the autoregressive directions V_k, for every k.
+
+    Args:
+        mean_xx: (d, d) N = E[m m^T].
+        mean_xy: (d, c) M = E[m y^T].
+        v: (d, d) autoregressive eigenvectors, descending eigenvalue order, full column rank.
+        ridge: the eigen stage's relative ridge on N.
+    """
+    d = mean_xx.shape[0]
+    if mean_xx.shape != (d, d) or mean_xy.shape[0] != d or v.shape != (d, d):
+        raise NtpsInputError(f"shapes do not match: N {mean_xx.shape}, M {mean_xy.shape}, V {v.shape}")
+    try:
+        lower = scipy.linalg.cholesky(regularized(mean_xx, ridge), lower=True)
+    except np.linalg.LinAlgError as error:
+        raise NtpsInputError(f"meanXX is numerically singular (ridge={ridge}); raise the ridge") from error
+    whitened_labels = scipy.linalg.solve_triangular(lower, mean_xy, lower=True)
+    # (Z^T Q) without forming Q: Householder reflections applied to the c rows of Z^T.
+    labels_in_q, _ = scipy.linalg.qr_multiply(lower.T @ v, whitened_labels.T, mode="right")
+    explained = np.cumsum((labels_in_q**2).sum(axis=0))
+    return ExcessLoss(explained=explained, explainable=float((whitened_labels**2).sum()))
+
+
+@dataclass
+class Theorem2Bounds:
+    """Both sides of eq. (41) for k = 1..d, against the excess loss they bound.
+
+    Attributes:
+        excess_loss_vs_u: (d,) L*(V_k) - L*(U_k), the paper's Delta L (U_k the top k perception
+            directions).
+        lower: (d,) C_min (1 - NTPS(U_k, V_k)).
+        upper: (d,) C_max (1 - NTPS(U_k, V_k)).
+        holds: (d,) lower <= excess_loss_vs_u <= upper, up to rounding.
+        n_eigenvalue_min: lambda_min(N), ridge included.
+        n_eigenvalue_max: lambda_max(N), ridge included.
+    """
+
+    excess_loss_vs_u: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+    holds: np.ndarray
+    n_eigenvalue_min: float
+    n_eigenvalue_max: float
+
+
+def theorem2_bounds(
+    loss: ExcessLoss,
+    perception_values: np.ndarray,
+    perception_vectors: np.ndarray,
+    ntps_paper: np.ndarray,
+    mean_xx: np.ndarray,
+    ridge: float,
+) -> Theorem2Bounds:
+    """Evaluate Theorem 2 on one layer.
+
+    Args:
+        loss: excess_loss_all_k of the layer.
+        perception_values: (d,) Lambda, descending.
+        perception_vectors: (d, d) U, N-orthonormal, descending.
+        ntps_paper: (d,) NTPS(U_k, V_k).
+        mean_xx: (d, d) N before the ridge.
+        ridge: the eigen stage's relative ridge.
+    """
+    # Lambda >= 0 in exact arithmetic; the d - r zero eigenvalues come back as +-1e-17 or so.
+    eigenvalues = np.clip(perception_values, 0.0, None)
+    n_eigenvalues = scipy.linalg.eigvalsh(regularized(mean_xx, ridge))
+    u_norms = np.cumsum((perception_vectors**2).sum(axis=0))
+    excess_loss_vs_u = np.cumsum(eigenvalues) - loss.explained
+    misalignment = 1 - ntps_paper
+    lower = n_eigenvalues[0] * eigenvalues * u_norms * misalignment
+    upper = n_eigenvalues[-1] * eigenvalues[0] * u_norms * misalignment
+    rounding = 1e-9 * max(loss.explainable, np.finfo(float).tiny)
+    holds = (lower <= excess_loss_vs_u + rounding) & (excess_loss_vs_u <= upper + rounding)
+    return Theorem2Bounds(
+        excess_loss_vs_u=excess_loss_vs_u,
+        lower=lower,
+        upper=upper,
+        holds=holds,
+        n_eigenvalue_min=float(n_eigenvalues[0]),
+        n_eigenvalue_max=float(n_eigenvalues[-1]),
+    )
