@@ -16,6 +16,7 @@ import yaml
 from kedro.io.core import Version
 
 from ntps.core.errors import NtpsInputError
+from ntps.core.scores import VARIANTS
 from ntps.core.statistics import LayerStatistics
 from ntps.finetuning import (
     LoraAdapter,
@@ -204,10 +205,22 @@ def test_reports_compute_the_gain_and_the_relative_ntps_change_and_refuse_unknow
         for k in (1, 2, 3, 4)
         for v in ("paper", "signal")
     ]
+    # released_code rows sit at fractions f of a rank (3 here), with k = int(f rank).
+    rows += [
+        {"model": "m", "dataset": d, "layer": layer, "k": int(f * 3), "k_fraction": f, "on_paper_grid": True}
+        | {"variant": "released_code"}
+        for d in "abc"
+        for layer in (0, 1)
+        for f in (0.35, 0.55, 0.75)
+    ]
     before = pd.DataFrame(rows).assign(ntps=lambda t: 0.1 + 0.1 * t["k"] + 0.01 * t["layer"])
     after = before.assign(ntps=before["ntps"] * 1.1)
     settings = {"k_search": "all", "exclude_final_hidden_state": False}
-    change = ntps_change_table(before, after, settings, {"layer": -1, "k_fraction": 0.5})
+    change_all = ntps_change_table(before, after, settings, {"layer": -1, "k_fraction": 0.5})
+    released = change_all[change_all["variant"] == "released_code"]
+    assert len(released) == 3 and (released["k_fraction"] == 0.55).all() and (released["k"] == 1).all()
+    np.testing.assert_allclose(released["relative_change_percent"], 10.0)
+    change = change_all[change_all["variant"] != "released_code"]
     assert len(change) == 6 and (change["layer"] == 1).all() and (change["k"] == 2).all()
     np.testing.assert_allclose(change["ntps_before"], 0.31)
     np.testing.assert_allclose(change["relative_change_percent"], 10.0)
@@ -294,7 +307,7 @@ def test_lora_and_from_scratch_pipelines_on_the_embedded_default(project, model_
     assert sorted(gains["dataset"]) == sorted(datasets)
     np.testing.assert_allclose(gains["accuracy_gain"], gains["lora_test_accuracy"] - gains["probe_test_accuracy"])
     change = pd.read_parquet(next((reports / "ntps_change_after_lora.parquet").glob("*/*")))
-    assert len(change) == 2 * len(datasets) and change["ntps_after"].between(0, 1).all()
+    assert len(change) == len(VARIANTS) * len(datasets) and change["ntps_after"].between(0, 1).all()
     report = next((reports / "lora_report.md").glob("*/*")).read_text()
     assert "NTPS after LoRA (the paper's Table 2)" in report and "| smollm2_135m | ntps_paper | best_in_sample |" in report
     for name in ("ntps_vs_lora_gain.png", "ntps_change_after_lora.png", "lora_training_curves.png"):

@@ -199,3 +199,5 @@ def test_score_tables_carry_every_variant_and_the_loss_table():
     )
     assert loss_table["theorem2_holds"].dtype == bool
     assert (ntps_table["signal_rank"] == CLASSES).all()
+    without_released, _ = score_tables(statistics, layer_subspaces(statistics, ridge=1e-6), 1e-6, [0.5], released_code=False)
+    assert set(without_released["variant"]) == {"paper", "signal", "label_variance_kept"}

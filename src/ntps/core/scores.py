@@ -94,7 +94,11 @@ VARIANTS = ("paper", "signal", "released_code", "label_variance_kept")
 
 
 def score_tables(
-    statistics: LayerStatistics, subspaces: LayerSubspaces, ridge: float, paper_fractions: list[float]
+    statistics: LayerStatistics,
+    subspaces: LayerSubspaces,
+    ridge: float,
+    paper_fractions: list[float],
+    released_code: bool = True,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Every score variant for every layer and k, and the excess loss Theorem 2 bounds.
 
@@ -103,6 +107,8 @@ def score_tables(
         subspaces: U and V per layer, solved with `ridge`.
         ridge: the eigen stage's relative ridge (the excess loss uses the same N).
         paper_fractions: fractions of d flagged as the paper's grid (0.05..0.95).
+        released_code: also score the released code's procedure, whose 19 float32 pseudo-inverses
+            per layer cost far more than every other variant together.
     Returns:
         (ntps_table, excess_loss_table).
         ntps_table: one row per layer x variant x k with layer, k, k_fraction, on_paper_grid,
@@ -126,7 +132,6 @@ def score_tables(
         paper = ntps_paper_all_k(u, v)
         loss = excess_loss_all_k(moments["mean_xx"], moments["mean_xy"], v, ridge)
         bounds = theorem2_bounds(loss, subspaces.perception_values[layer], u, paper, moments["mean_xx"], ridge)
-        released = released_alignment_scores(**moments)
         layer_keys = {"layer": layer, **keys}
         for variant, scores in (
             ("paper", paper),
@@ -136,20 +141,22 @@ def score_tables(
             score_frames.append(
                 pd.DataFrame({**layer_keys, "variant": variant, "signal_rank": rank, "v_columns": ks, "ntps": scores})
             )
-        score_frames.append(
-            pd.DataFrame(
-                {
-                    "layer": layer,
-                    "k": released.u_columns,
-                    "k_fraction": released.fractions,
-                    "on_paper_grid": True,
-                    "variant": "released_code",
-                    "signal_rank": rank,
-                    "v_columns": released.v_columns,
-                    "ntps": released.scores,
-                }
+        if released_code:
+            released = released_alignment_scores(**moments)
+            score_frames.append(
+                pd.DataFrame(
+                    {
+                        "layer": layer,
+                        "k": released.u_columns,
+                        "k_fraction": released.fractions,
+                        "on_paper_grid": True,
+                        "variant": "released_code",
+                        "signal_rank": rank,
+                        "v_columns": released.v_columns,
+                        "ntps": released.scores,
+                    }
+                )
             )
-        )
         loss_frames.append(
             pd.DataFrame(
                 {

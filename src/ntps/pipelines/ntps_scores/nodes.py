@@ -25,6 +25,7 @@ def score_ntps(
         LayerSubspaces.from_arrays(eigen_subspaces),
         ridge=float(eigen_settings["ridge"]),
         paper_fractions=ntps_scores["paper_k_fractions"],
+        released_code=bool(ntps_scores["released_code"]),
     )
     for table in tables:
         table.insert(0, "dataset", dataset)
