@@ -168,12 +168,16 @@ def test_signal_variant_is_invariant_to_rotating_hidden_states():
     assert np.abs(turned.ntps[paper_beyond_rank] - original.ntps[paper_beyond_rank]).max() > 1e-3
 
 
+def labelled_features(rng, n=400, d=8, c=3):
+    """(features (n, d) with class-dependent means, one-hot targets (n, c))."""
+    targets = np.eye(c)[rng.integers(0, c, size=n)]
+    return rng.normal(size=(n, d)) + 1.5 * targets @ rng.normal(size=(c, d)), targets
+
+
 def test_theorem2_excess_ols_loss_is_bounded_by_ntps():
     rng = np.random.default_rng(9)
-    n, d, c = 400, 8, 3
-    labels = rng.integers(0, c, size=n)
-    targets = np.eye(c)[labels]
-    features = rng.normal(size=(n, d)) + 1.5 * targets @ rng.normal(size=(c, d))
+    features, targets = labelled_features(rng)
+    n, d = features.shape
     n_moment, m_moment = features.T @ features / n, features.T @ targets / n
     perception = perception_subspace(n_moment, m_moment, ridge=0.0)
     k = signal_rank(m_moment)

@@ -13,7 +13,7 @@ from ntps.core.scores import ntps_paper_all_k, score_tables
 from ntps.core.statistics import LayerStatistics
 from ntps.core.subspaces import layer_subspaces, perception_subspace
 from tests.released_code_reference import released_dense_scores
-from tests.test_core_math import CLASSES, HIDDEN, accumulate, random_texts
+from tests.test_core_math import CLASSES, HIDDEN, accumulate, labelled_features, random_texts
 
 
 def synthetic_moments(rng, n_texts: int, d: int, c: int) -> dict[str, np.ndarray]:
@@ -115,10 +115,8 @@ def test_excess_loss_equals_explicit_least_squares_fits():
 
 def test_theorem2_bounds_hold_where_its_proof_applies_and_are_flagged_where_not():
     rng = np.random.default_rng(13)
-    n, d, c = 400, 8, 3
-    labels = rng.integers(0, c, size=n)
-    targets = np.eye(c)[labels]
-    features = rng.normal(size=(n, d)) + 1.5 * targets @ rng.normal(size=(c, d))
+    features, targets = labelled_features(rng)
+    (n, d), c = features.shape, targets.shape[1]
     n_moment, m_moment = features.T @ features / n, features.T @ targets / n
     perception = perception_subspace(n_moment, m_moment, ridge=0.0)
     checked = 0

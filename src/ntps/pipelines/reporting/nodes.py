@@ -32,6 +32,22 @@ def summarize_ntps(ntps_table: pd.DataFrame, reporting: dict[str, Any]) -> dict[
     return metrics
 
 
+def layer_heatmap(axis: plt.Axes, grid: pd.DataFrame, cmap: str):
+    """Draw a layer x k-fraction grid of scores in [0, 1] (rows: layers, columns: fractions)."""
+    image = axis.imshow(
+        grid.to_numpy(),
+        aspect="auto",
+        origin="lower",
+        vmin=0,
+        vmax=1,
+        cmap=cmap,
+        extent=(grid.columns.min(), grid.columns.max(), -0.5, grid.shape[0] - 0.5),
+    )
+    axis.set_ylabel("layer (0 = embeddings)")
+    axis.set_yticks(np.linspace(0, grid.shape[0] - 1, min(grid.shape[0], 6)).round().astype(int))
+    return image
+
+
 def plot_ntps_heatmaps(ntps_table: pd.DataFrame) -> plt.Figure:
     """Layer x k/d heatmaps of every variant, one row per model x dataset; the dotted line marks the
     signal rank r (U's nonzero eigenvalues)."""
@@ -45,20 +61,10 @@ def plot_ntps_heatmaps(ntps_table: pd.DataFrame) -> plt.Figure:
         for column, variant in enumerate(VARIANTS):
             grid = rows[rows["variant"] == variant].pivot(index="layer", columns="k_fraction", values="ntps")
             axis = axes[row, column]
-            image = axis.imshow(
-                grid.to_numpy(),
-                aspect="auto",
-                origin="lower",
-                vmin=0,
-                vmax=1,
-                cmap="viridis",
-                extent=(grid.columns.min(), grid.columns.max(), -0.5, grid.shape[0] - 0.5),
-            )
+            image = layer_heatmap(axis, grid, "viridis")
             axis.axvline(rank / hidden_size, color="white", linestyle=":", linewidth=1)
             axis.set_title(f"{model} / {dataset}: {variant} (r={rank})", fontsize=9)
             axis.set_xlabel("k / d" if variant != "released_code" else "fraction f (of rank)")
-            axis.set_ylabel("layer (0 = embeddings)")
-            axis.set_yticks(np.linspace(0, grid.shape[0] - 1, min(grid.shape[0], 6)).round().astype(int))
             figure.colorbar(image, ax=axis, label="score")
     return figure
 
@@ -99,18 +105,9 @@ def plot_excess_loss(excess_loss_table: pd.DataFrame) -> plt.Figure:
     for row, ((model, dataset), rows) in enumerate(pairs):
         grid = rows.pivot(index="layer", columns="k_fraction", values="label_variance_kept")
         axis = axes[row, 0]
-        image = axis.imshow(
-            grid.to_numpy(),
-            aspect="auto",
-            origin="lower",
-            vmin=0,
-            vmax=1,
-            cmap="magma",
-            extent=(0, 1, -0.5, grid.shape[0] - 0.5),
-        )
+        image = layer_heatmap(axis, grid, "magma")
         axis.set_title(f"{model} / {dataset}: label variance kept by span(V_k)", fontsize=9)
         axis.set_xlabel("k / d")
-        axis.set_ylabel("layer (0 = embeddings)")
         figure.colorbar(image, ax=axis, label="1 - ΔL(k) / ΣΛ")
 
         layer = max(int(rows["layer"].max()) - 1, 0)
