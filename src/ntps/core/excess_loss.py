@@ -128,7 +128,9 @@ def theorem2_bounds(
     n_eigenvalues = scipy.linalg.eigvalsh(regularized(mean_xx, ridge))
     u_norms = np.cumsum((perception_vectors**2).sum(axis=0))
     excess_loss_vs_u = np.cumsum(eigenvalues) - loss.explained
-    misalignment = 1 - ntps_paper
+    # 1 - NTPS lies in [0, 1]; at k = d rounding can leave -1e-16, which C_max (up to ~1e10) would
+    # turn into a negative upper bound.
+    misalignment = np.clip(1 - ntps_paper, 0.0, 1.0)
     lower = n_eigenvalues[0] * eigenvalues * u_norms * misalignment
     upper = n_eigenvalues[-1] * eigenvalues[0] * u_norms * misalignment
     rounding = 1e-9 * max(loss.explainable, np.finfo(float).tiny)

@@ -62,9 +62,12 @@ def plot_ntps_heatmaps(ntps_table: pd.DataFrame) -> plt.Figure:
             grid = rows[rows["variant"] == variant].pivot(index="layer", columns="k_fraction", values="ntps")
             axis = axes[row, column]
             image = layer_heatmap(axis, grid, "viridis")
-            axis.axvline(rank / hidden_size, color="white", linestyle=":", linewidth=1)
             axis.set_title(f"{model} / {dataset}: {variant} (r={rank})", fontsize=9)
-            axis.set_xlabel("k / d" if variant != "released_code" else "fraction f (of rank)")
+            if variant == "released_code":
+                axis.set_xlabel("fraction f of U's and V's ranks")
+            else:
+                axis.axvline(rank / hidden_size, color="white", linestyle=":", linewidth=1)
+                axis.set_xlabel("k / d")
             figure.colorbar(image, ax=axis, label="score")
     return figure
 
@@ -127,6 +130,7 @@ def plot_excess_loss(excess_loss_table: pd.DataFrame) -> plt.Figure:
         axis.scatter(failures["k"], failures["excess_loss_vs_u"], color="tab:orange", s=8, zorder=3, label="bound violated")
         axis.axvline(int(rows["signal_rank"].iloc[0]), color="grey", linestyle=":", linewidth=1)
         axis.set_yscale("symlog", linthresh=1e-6)
+        axis.set_ylim(bottom=0)  # losses are >= 0; rounding leaves -1e-15 at k = d
         axis.set_title(f"{model} / {dataset}, layer {layer}: Theorem 2", fontsize=9)
         axis.set_xlabel("k (dotted: signal rank r)")
         axis.set_ylabel("excess loss")
