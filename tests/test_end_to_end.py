@@ -108,8 +108,11 @@ def test_ntps_run_covers_every_layer_and_k_and_reruns_as_new_versions(project, m
     assert "## smollm2_135m (6 datasets" in report_path.read_text()
 
     before = snapshot(project)
-    second = kedro_run(project, model_cache)
+    # The rerun also switches the costly released procedure off: its variant is gone, the rest stays.
+    second = kedro_run(project, model_cache, {"ntps_scores.released_code": False})
     assert second.returncode == 0, second.stderr[-4000:]
+    (_, second_table_path) = sorted((project / "data/08_reporting/ntps_table.parquet").glob("*/ntps_table.parquet"))
+    assert set(pd.read_parquet(second_table_path)["variant"]) == set(VARIANTS) - {"released_code"}
     after = snapshot(project)
     assert {path: after.get(path) for path in before} == before, "a rerun changed an earlier run's file"
     for relative in (

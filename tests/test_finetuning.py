@@ -279,9 +279,12 @@ def test_lora_and_from_scratch_pipelines_on_the_embedded_default(project, model_
     (project / "conf/local/parameters.yml").write_text(
         yaml.safe_dump({"run": {"models": ["smollm2_135m"], "datasets": datasets}})
     )
-    assert kedro_run(project, model_cache).returncode == 0
+    # The released procedure's rows in Table 2 are tested on small tables; here it would only add minutes.
+    quick = {"ntps_scores.released_code": False}
+    assert kedro_run(project, model_cache, quick).returncode == 0
     steps = {"batch_size": 4, "checkpoint_every": 2, "steps": 4}
-    lora = kedro_run(project, model_cache, {f"lora.{key}": value for key, value in steps.items()}, pipeline="lora")
+    lora_params = {**quick, **{f"lora.{key}": value for key, value in steps.items()}}
+    lora = kedro_run(project, model_cache, lora_params, pipeline="lora")
     assert lora.returncode == 0, lora.stderr[-4000:]
 
     pair = project / "data/06_models/smollm2_135m/election_tweets"
@@ -307,7 +310,7 @@ def test_lora_and_from_scratch_pipelines_on_the_embedded_default(project, model_
     assert sorted(gains["dataset"]) == sorted(datasets)
     np.testing.assert_allclose(gains["accuracy_gain"], gains["lora_test_accuracy"] - gains["probe_test_accuracy"])
     change = pd.read_parquet(next((reports / "ntps_change_after_lora.parquet").glob("*/*")))
-    assert len(change) == len(VARIANTS) * len(datasets) and change["ntps_after"].between(0, 1).all()
+    assert len(change) == (len(VARIANTS) - 1) * len(datasets) and change["ntps_after"].between(0, 1).all()
     report = next((reports / "lora_report.md").glob("*/*")).read_text()
     assert "NTPS after LoRA (the paper's Table 2)" in report and "| smollm2_135m | ntps_paper | best_in_sample |" in report
     for name in ("ntps_vs_lora_gain.png", "ntps_change_after_lora.png", "lora_training_curves.png"):

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ntps.core.errors import NtpsInputError
 from ntps.core.scores import score_tables
 from ntps.core.statistics import LayerStatistics
 from ntps.core.subspaces import LayerSubspaces
@@ -20,12 +21,15 @@ def score_ntps(
     model: str,
     dataset: str,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    released_code = ntps_scores["released_code"]
+    if not isinstance(released_code, bool):
+        raise NtpsInputError(f"ntps_scores.released_code must be true or false, got {released_code!r}")
     tables = score_tables(
         LayerStatistics.from_arrays(layer_statistics),
         LayerSubspaces.from_arrays(eigen_subspaces),
         ridge=float(eigen_settings["ridge"]),
         paper_fractions=ntps_scores["paper_k_fractions"],
-        released_code=bool(ntps_scores["released_code"]),
+        released_code=released_code,
     )
     for table in tables:
         table.insert(0, "dataset", dataset)
