@@ -9,9 +9,10 @@ import scipy.stats
 
 from ntps.core.excess_loss import excess_loss_all_k, theorem2_bounds
 from ntps.core.released_code import RELEASED_FRACTIONS, released_alignment_scores, whitened_eigenvectors
-from ntps.core.scores import ntps_paper_all_k, score_tables
+from ntps.core.scores import ntps_paper_all_k, score_tables, scored_variants
 from ntps.core.statistics import LayerStatistics
 from ntps.core.subspaces import layer_subspaces, perception_subspace
+from ntps.pipelines.reporting.nodes import plot_ntps_heatmaps
 from tests.released_code_reference import released_dense_scores
 from tests.test_core_math import CLASSES, HIDDEN, accumulate, labelled_features, random_texts
 
@@ -199,3 +200,19 @@ def test_score_tables_carry_every_variant_and_the_loss_table():
     assert (ntps_table["signal_rank"] == CLASSES).all()
     without_released, _ = score_tables(statistics, layer_subspaces(statistics, ridge=1e-6), 1e-6, [0.5], released_code=False)
     assert set(without_released["variant"]) == {"paper", "signal", "label_variance_kept"}
+
+
+@pytest.mark.parametrize("released_code", [True, False])
+def test_heatmaps_draw_one_column_per_variant_the_table_holds(released_code):
+    rng = np.random.default_rng(18)
+    texts, labels = random_texts(rng, n_texts=40, max_length=8)
+    statistics = accumulate(texts, labels)
+    subspaces = layer_subspaces(statistics, ridge=1e-6)
+    ntps_table, _ = score_tables(statistics, subspaces, 1e-6, [0.5], released_code=released_code)
+    ntps_table.insert(0, "dataset", "synthetic")
+    ntps_table.insert(0, "model", "random")
+    figure = plot_ntps_heatmaps(ntps_table)
+    titles = [axis.get_title() for axis in figure.axes if axis.get_title()]
+    drawn = [title.split(": ")[1].split(" ")[0] for title in titles]
+    assert drawn == scored_variants(ntps_table)
+    assert ("released_code" in drawn) == released_code

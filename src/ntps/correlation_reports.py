@@ -19,19 +19,13 @@ from ntps.core.correlation import (
     target_permutations,
 )
 from ntps.core.errors import NtpsInputError
-from ntps.core.scores import VARIANTS
+from ntps.core.scores import scored_variants
 
 logger = logging.getLogger(__name__)
 
 # +1: a better representation should raise the target; -1: lower it.
 TARGET_DIRECTIONS = {"ols_training_mse": -1, "logistic_train_accuracy": 1, "logistic_test_accuracy": 1}
 PEER_SCORES = ("logme", "h_score")
-
-
-def scored_variants(ntps_table: pd.DataFrame) -> list[str]:
-    """The score variants the table holds, in VARIANTS' order."""
-    present = set(ntps_table["variant"])
-    return [variant for variant in VARIANTS if variant in present]
 
 
 def probe_targets(probe_metrics: pd.DataFrame, settings: dict[str, Any]) -> pd.DataFrame:

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from ntps.core.errors import NtpsInputError
-from ntps.core.scores import VARIANTS, check_k_fractions
+from ntps.core.scores import check_k_fractions, scored_variants
 from ntps.correlation_reports import honest_ranking, ntps_matrix, probe_targets, summarize_targets, summary_table
 
 GAIN = "accuracy_gain"
@@ -225,10 +225,8 @@ def lora_markdown_report(gains: pd.DataFrame, gain_summary: pd.DataFrame, ntps_c
                 )
         lines.append("")
     lines += ["## NTPS after LoRA (the paper's Table 2)", ""]
-    for variant in VARIANTS:
+    for variant in scored_variants(ntps_change):
         rows = ntps_change[ntps_change["variant"] == variant]
-        if rows.empty:
-            continue
         increased = int((rows["ntps_after"] > rows["ntps_before"]).sum())
         lines += [
             f"### variant `{variant}`: NTPS rose in {increased} of {len(rows)} runs",

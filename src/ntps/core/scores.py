@@ -93,6 +93,12 @@ def paper_grid_ks(hidden_size: int, fractions: list[float]) -> np.ndarray:
 VARIANTS = ("paper", "signal", "released_code", "label_variance_kept")
 
 
+def scored_variants(ntps_table: pd.DataFrame) -> list[str]:
+    """The score variants the table holds, in VARIANTS' order (released_code can be switched off)."""
+    present = set(ntps_table["variant"])
+    return [variant for variant in VARIANTS if variant in present]
+
+
 def score_tables(
     statistics: LayerStatistics,
     subspaces: LayerSubspaces,

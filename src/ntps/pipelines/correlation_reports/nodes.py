@@ -9,6 +9,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from ntps.core.scores import scored_variants
 from ntps.correlation_reports import (
     TARGET_DIRECTIONS,
     configuration_correlations,
@@ -16,7 +17,6 @@ from ntps.correlation_reports import (
     markdown_report,
     ntps_at,
     probe_targets,
-    scored_variants,
 )
 from ntps.plots import empty_figure, scatter_with_fit
 

@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from ntps.core.scores import VARIANTS, check_k_fractions  # noqa: E402
+from ntps.core.scores import check_k_fractions, scored_variants  # noqa: E402
 
 
 def concatenate_tables(*tables: pd.DataFrame) -> pd.DataFrame:
@@ -49,16 +49,17 @@ def layer_heatmap(axis: plt.Axes, grid: pd.DataFrame, cmap: str):
 
 
 def plot_ntps_heatmaps(ntps_table: pd.DataFrame) -> plt.Figure:
-    """Layer x k/d heatmaps of every variant, one row per model x dataset; the dotted line marks the
-    signal rank r (U's nonzero eigenvalues)."""
+    """Layer x k/d heatmaps of every variant the table holds, one row per model x dataset; the dotted
+    line marks the signal rank r (U's nonzero eigenvalues)."""
     pairs = list(ntps_table.groupby(["model", "dataset"], sort=True))
+    variants = scored_variants(ntps_table)
     figure, axes = plt.subplots(
-        len(pairs), len(VARIANTS), figsize=(4.6 * len(VARIANTS), 3.2 * len(pairs)), squeeze=False, constrained_layout=True
+        len(pairs), len(variants), figsize=(4.6 * len(variants), 3.2 * len(pairs)), squeeze=False, constrained_layout=True
     )
     for row, ((model, dataset), rows) in enumerate(pairs):
         rank = int(rows["signal_rank"].iloc[0])
         hidden_size = int(rows.loc[rows["variant"] == "paper", "k"].max())
-        for column, variant in enumerate(VARIANTS):
+        for column, variant in enumerate(variants):
             grid = rows[rows["variant"] == variant].pivot(index="layer", columns="k_fraction", values="ntps")
             axis = axes[row, column]
             image = layer_heatmap(axis, grid, "viridis")
