@@ -1,8 +1,10 @@
 """Which models and datasets a run covers, read from the parameters when pipelines are built.
 
-Kedro builds pipelines before a session loads its configuration, so the shape of the DAG (one
-namespaced sub-pipeline per model x dataset) is read here from conf/base plus the run
-environment ($KEDRO_ENV, default local), the same files `kedro run` reads.
+The shape of the DAG (one namespaced sub-pipeline per model x dataset, the shard count) comes from
+the parameters of the session that builds it: `RunParametersHook` hands them over when the session
+creates its context, which `kedro run` does before it builds any pipeline, so `--env` and `--params`
+shape the DAG as they shape the run. Outside a session (kedro viz, a notebook importing a
+pipeline) they are read from conf/base plus $KEDRO_ENV (default local).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kedro.framework.hooks import hook_impl
 from kedro.framework.project import settings
 from kedro.pipeline import Pipeline, node
 
@@ -30,12 +33,35 @@ class RunGrid:
 
 
 def load_parameters(project_path: Path | None = None, env: str | None = None) -> dict[str, Any]:
+    """conf/base's parameters merged with those of env (default $KEDRO_ENV, else local), from disk."""
     loader = settings.CONFIG_LOADER_CLASS(
         conf_source=str((project_path or Path.cwd()) / settings.CONF_SOURCE),
         env=env or os.environ.get("KEDRO_ENV"),
         **settings.CONFIG_LOADER_ARGS,
     )
     return loader["parameters"]
+
+
+_session_parameters: dict[str, Any] | None = None
+
+
+class RunParametersHook:
+    """Hands the session's parameters (its environment's, with --params) to the pipeline builders.
+
+    Kedro builds the pipelines at the first access of `kedro.framework.project.pipelines`, which a
+    run makes after after_context_created; reading the raw parameters here (not context.params,
+    whose validation would build the pipelines first) keeps that order.
+    """
+
+    @hook_impl
+    def after_context_created(self, context) -> None:
+        global _session_parameters
+        _session_parameters = context.config_loader["parameters"]
+
+
+def run_parameters() -> dict[str, Any]:
+    """The parameters that shape the DAG: the current session's, else read from disk."""
+    return _session_parameters if _session_parameters is not None else load_parameters()
 
 
 def grid_from_parameters(parameters: dict[str, Any]) -> RunGrid:
@@ -56,7 +82,7 @@ def grid_from_parameters(parameters: dict[str, Any]) -> RunGrid:
 
 
 def configured_grid() -> RunGrid:
-    return grid_from_parameters(load_parameters())
+    return grid_from_parameters(run_parameters())
 
 
 def bind(func: Callable, **bound: Any) -> Callable:

@@ -4,9 +4,10 @@ https://docs.kedro.org/en/stable/configure/configuration_basics/#configuration""
 
 import warnings
 
+from ntps.grid import RunParametersHook
 from ntps.hooks import ResourceUsageHook
 
-HOOKS = (ResourceUsageHook(),)
+HOOKS = (RunParametersHook(), ResourceUsageHook())
 
 # Installed plugins for which to disable hook auto-registration.
 # DISABLE_HOOKS_FOR_PLUGINS = ("kedro-viz",)

@@ -1,14 +1,14 @@
 """Per-layer statistics and pooled features for each model x dataset, from one forward pass.
 
-With forward_pass.shards = N > 1 (read when pipelines are built, like run:), each pair's texts are
-cut into N shards of whole batches, one node per shard (run them in parallel with
+With forward_pass.shards = N > 1 (read from the run's parameters when pipelines are built, like run:),
+each pair's texts are cut into N shards of whole batches, one node per shard (run them in parallel with
 `--runner=ParallelRunner` or on a Dask cluster with `--runner=ntps.runners.DaskRunner`), and a
 reduce node adds their sums.
 """
 
 from kedro.pipeline import Pipeline, node
 
-from ntps.grid import PairStage, bind, load_parameters, node_stage
+from ntps.grid import PairStage, bind, node_stage, run_parameters
 
 from .nodes import combine_shards, extract_hidden_features, extract_shard_features
 
@@ -37,7 +37,7 @@ def sharded_pass(n_shards: int) -> Pipeline:
 
 
 def pair_stage() -> PairStage:
-    n_shards = int(load_parameters()["forward_pass"].get("shards", 1))
+    n_shards = int(run_parameters()["forward_pass"].get("shards", 1))
     shared = {"language_model_card": "{model}.language_model_card"}
     if n_shards == 1:
         return node_stage(
