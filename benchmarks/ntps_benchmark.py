@@ -36,7 +36,7 @@ from ntps.core.statistics import LayerStatistics
 from ntps.core.subspaces import layer_subspaces
 from ntps.extraction import extract_hidden_states, padded_batches, tokenize_labeled_texts
 from ntps.finetuning import accuracy, lora_classifier, train_classifier
-from ntps.grid import load_parameters
+from ntps.pipelines.fan_out import load_parameters
 from ntps.sources.language_models import load_backbone, load_tokenizer, resolve_model_location
 from ntps.sources.text_datasets import read_raw_dataset, select_labeled_texts
 

@@ -50,7 +50,7 @@ def model_cache(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def embedded_model(model_cache) -> tuple[str, dict]:
     """(location, spec) of the embedded default model, converted into the session's cache."""
-    from ntps.grid import load_parameters
+    from ntps.pipelines.fan_out import load_parameters
     from ntps.sources.language_models import resolve_model_location
 
     spec = load_parameters(REPOSITORY)["models"]["smollm2_135m"]

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from ntps.grid import grid_from_parameters, load_parameters
+from ntps.pipelines.fan_out import grid_from_parameters, load_parameters
 from ntps.sources.language_models import ModelNotAvailableError, resolve_model_location
 from ntps.sources.text_datasets import DatasetNotAvailableError, compose_texts, read_raw_dataset
 from tests.conftest import REPOSITORY, kedro_run

@@ -1,4 +1,5 @@
-"""Per-node and per-stage wall time and peak memory, logged to the run's MLflow run."""
+"""The project's hooks: the run's parameters for the pipeline builders, and per-node and per-stage
+wall time and peak memory, logged to the run's MLflow run."""
 
 from __future__ import annotations
 
@@ -14,7 +15,22 @@ import torch
 from kedro.framework.hooks import hook_impl
 from kedro.pipeline.node import Node
 
+from ntps.pipelines.fan_out import use_session_parameters
+
 logger = logging.getLogger(__name__)
+
+
+class RunParametersHook:
+    """Hands the session's parameters (its environment's, with --params) to the pipeline builders.
+
+    Kedro builds the pipelines at the first access of `kedro.framework.project.pipelines`, which a
+    run makes after after_context_created; reading the raw parameters here (not context.params,
+    whose validation would build the pipelines first) keeps that order.
+    """
+
+    @hook_impl
+    def after_context_created(self, context) -> None:
+        use_session_parameters(context.config_loader["parameters"])
 
 
 def _peak_rss_mb() -> float:

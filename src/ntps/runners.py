@@ -46,7 +46,7 @@ def _sha256(*parts: str | bytes) -> str:
 def _project_modules(function: Any) -> list[types.ModuleType]:
     """The ntps modules a node function's code can reach: its own module and, transitively, every
     ntps module whose objects those modules import. A change to any of them changes the node."""
-    root = getattr(function, "func", function)  # functools.partial from ntps.grid.bind
+    root = getattr(function, "func", function)  # functools.partial from ntps.pipelines.fan_out.bind
     seen: dict[str, types.ModuleType] = {}
     pending = [sys.modules[root.__module__]]
     while pending:

@@ -4,8 +4,7 @@ https://docs.kedro.org/en/stable/configure/configuration_basics/#configuration""
 
 import warnings
 
-from ntps.grid import RunParametersHook
-from ntps.hooks import ResourceUsageHook
+from ntps.hooks import ResourceUsageHook, RunParametersHook
 
 HOOKS = (RunParametersHook(), ResourceUsageHook())
 
@@ -54,6 +53,6 @@ CONFIG_LOADER_ARGS = {
 # from kedro.io import DataCatalog
 # DATA_CATALOG_CLASS = DataCatalog
 
-# Namespaced pipelines exchange "<model>.<dataset>.<name>" datasets by design (see ntps.grid);
+# Namespaced pipelines exchange "<model>.<dataset>.<name>" datasets by design (see ntps.pipelines.fan_out);
 # Kedro's generic advice against dots in dataset names does not apply to them.
 warnings.filterwarnings("ignore", message="One or more dataset names contain '.'")

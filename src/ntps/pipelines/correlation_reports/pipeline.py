@@ -2,7 +2,7 @@
 
 from kedro.pipeline import Pipeline, node
 
-from ntps.grid import configured_grid
+from ntps.pipelines.fan_out import run_grid
 from ntps.pipelines.reporting.nodes import concatenate_tables
 
 from .nodes import (
@@ -16,7 +16,7 @@ from .nodes import (
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    tables = [f"{model}.{dataset}.probe_metrics" for model, dataset in configured_grid().pairs()]
+    tables = [f"{model}.{dataset}.probe_metrics" for model, dataset in run_grid().pairs()]
     inputs = ["ntps_table", "probe_metrics", "params:correlation"]
     return Pipeline(
         [

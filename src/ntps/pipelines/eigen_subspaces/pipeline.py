@@ -1,20 +1,24 @@
 """Eigen subspaces for each model x dataset."""
 
-from kedro.pipeline import Pipeline
+from kedro.pipeline import Pipeline, node
 
-from ntps.grid import PairStage, node_stage
+from ntps.pipelines.fan_out import per_pair
 
 from .nodes import solve_eigen_subspaces
 
 
-def pair_stage() -> PairStage:
-    return node_stage(
-        solve_eigen_subspaces,
-        ["layer_statistics", "params:eigen_subspaces"],
-        "eigen_subspaces",
-        parameters=("eigen_subspaces",),
+def template(model: str, dataset: str) -> Pipeline:
+    return Pipeline(
+        [
+            node(
+                solve_eigen_subspaces,
+                ["layer_statistics", "params:eigen_subspaces"],
+                "eigen_subspaces",
+                name="solve_eigen_subspaces",
+            )
+        ]
     )
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    return pair_stage().pipeline()
+    return per_pair(template)

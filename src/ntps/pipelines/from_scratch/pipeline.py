@@ -3,24 +3,29 @@ architecture trained from scratch on each dataset, and the linear-vs-full table 
 
 from kedro.pipeline import Pipeline, node
 
-from ntps.grid import configured_grid, node_stage
+from ntps.pipelines.fan_out import bind, per_pair, run_grid
 
 from .nodes import compare_linear_and_full, train_from_scratch
 
 
-def create_pipeline(**kwargs) -> Pipeline:
-    training = node_stage(
-        train_from_scratch,
-        ["tokenized_texts", "language_model_card", "params:from_scratch"],
-        ["from_scratch_metrics", "from_scratch_training_log"],
-        shared_inputs={"language_model_card": "{model}.language_model_card"},
-        parameters=("from_scratch",),
-        pass_pair=True,
-    )
-    tables = [f"{model}.{dataset}.from_scratch_metrics" for model, dataset in configured_grid().pairs()]
+def template(model: str, dataset: str) -> Pipeline:
     return Pipeline(
         [
-            training.pipeline(),
+            node(
+                bind(train_from_scratch, model=model, dataset=dataset),
+                ["tokenized_texts", "language_model_card", "params:from_scratch"],
+                ["from_scratch_metrics", "from_scratch_training_log"],
+                name="train_from_scratch",
+            )
+        ]
+    )
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    tables = [f"{model}.{dataset}.from_scratch_metrics" for model, dataset in run_grid().pairs()]
+    return Pipeline(
+        [
+            per_pair(template),
             node(
                 compare_linear_and_full,
                 ["probe_metrics", *tables],

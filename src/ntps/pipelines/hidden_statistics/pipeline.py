@@ -8,21 +8,30 @@ reduce node adds their sums.
 
 from kedro.pipeline import Pipeline, node
 
-from ntps.grid import PairStage, bind, node_stage, run_parameters
+from ntps.pipelines.fan_out import bind, per_pair, run_parameters
 
 from .nodes import combine_shards, extract_hidden_features, extract_shard_features
 
+PASS_INPUTS = ["tokenized_texts", "language_model_card", "params:forward_pass"]
 
-def sharded_pass(n_shards: int) -> Pipeline:
+
+def template(model: str, dataset: str) -> Pipeline:
+    n_shards = int(run_parameters()["forward_pass"].get("shards", 1))
+    if n_shards == 1:
+        return Pipeline(
+            [
+                node(
+                    extract_hidden_features,
+                    PASS_INPUTS,
+                    ["layer_statistics", "pooled_features"],
+                    name="extract_hidden_features",
+                )
+            ]
+        )
     shard_outputs = [[f"layer_statistics_shard_{shard}", f"pooled_features_shard_{shard}"] for shard in range(n_shards)]
     return Pipeline(
         [
-            node(
-                bind(extract_shard_features, shard=shard),
-                ["tokenized_texts", "language_model_card", "params:forward_pass"],
-                outputs,
-                name=f"extract_shard_features_{shard}",
-            )
+            node(bind(extract_shard_features, shard=shard), PASS_INPUTS, outputs, name=f"extract_shard_features_{shard}")
             for shard, outputs in enumerate(shard_outputs)
         ]
         + [
@@ -36,19 +45,5 @@ def sharded_pass(n_shards: int) -> Pipeline:
     )
 
 
-def pair_stage() -> PairStage:
-    n_shards = int(run_parameters()["forward_pass"].get("shards", 1))
-    shared = {"language_model_card": "{model}.language_model_card"}
-    if n_shards == 1:
-        return node_stage(
-            extract_hidden_features,
-            ["tokenized_texts", "language_model_card", "params:forward_pass"],
-            ["layer_statistics", "pooled_features"],
-            shared_inputs=shared,
-            parameters=("forward_pass",),
-        )
-    return PairStage(lambda model, dataset: sharded_pass(n_shards), shared, ("forward_pass",))
-
-
 def create_pipeline(**kwargs) -> Pipeline:
-    return pair_stage().pipeline()
+    return per_pair(template)

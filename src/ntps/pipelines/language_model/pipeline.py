@@ -2,13 +2,13 @@
 
 from kedro.pipeline import Pipeline, node
 
-from ntps.grid import configured_grid, pipeline_per_entry
+from ntps.pipelines.fan_out import per_entry
 
 from .nodes import prepare_language_model
 
 
-def create_pipeline(**kwargs) -> Pipeline:
-    template = Pipeline(
+def template() -> Pipeline:
+    return Pipeline(
         [
             node(
                 prepare_language_model,
@@ -18,4 +18,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             )
         ]
     )
-    return pipeline_per_entry(template, "models", configured_grid().models, shared_parameters=("model_cache_dir",))
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    return per_entry(template(), "models")

@@ -2,12 +2,12 @@
 
 from kedro.pipeline import Pipeline, node
 
-from ntps.grid import PairStage, bind
+from ntps.pipelines.fan_out import bind, per_pair
 
 from .nodes import adapted_language_model_card, fine_tune_lora
 
 
-def fine_tuning(model: str, dataset: str) -> Pipeline:
+def template(model: str, dataset: str) -> Pipeline:
     return Pipeline(
         [
             node(
@@ -26,9 +26,5 @@ def fine_tuning(model: str, dataset: str) -> Pipeline:
     )
 
 
-def pair_stage() -> PairStage:
-    return PairStage(fine_tuning, {"language_model_card": "{model}.language_model_card"}, ("lora",))
-
-
 def create_pipeline(**kwargs) -> Pipeline:
-    return pair_stage().pipeline()
+    return per_pair(template)

@@ -6,7 +6,7 @@ They read the run-level ntps_table and probe_metrics of the latest `--pipeline=n
 
 from kedro.pipeline import Pipeline, node
 
-from ntps.grid import configured_grid
+from ntps.pipelines.fan_out import run_grid
 from ntps.pipelines.ntps_after_lora.pipeline import NAMESPACE
 from ntps.pipelines.reporting.nodes import concatenate_tables
 
@@ -22,7 +22,7 @@ from .nodes import (
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    pairs = configured_grid().pairs()
+    pairs = run_grid().pairs()
     combined = {
         "lora_metrics": "lora_metrics",
         "lora_training_log": "lora_training_log",

@@ -1,6 +1,22 @@
-"""`kedro run --pipeline=ntps`: every stage pipeline, joined by their catalog names.
+r"""`kedro run --pipeline=ntps`: every stage pipeline, joined by their catalog names.
 
-A folder of its own because Kedro loads only the requested pipeline's folder.
+The fan-out (ntps.pipelines.fan_out), for run.models = [m] and run.datasets = [a, b]:
+
+    data_ingestion     per dataset   a.labeled_texts                b.labeled_texts
+    language_model     per model     m.language_model_card
+                                          |                              |
+    tokenization       per pair      m.a.tokenized_texts            m.b.tokenized_texts
+    hidden_statistics                m.a.layer_statistics,          m.b. ...
+                                     m.a.pooled_features
+    eigen_subspaces                  m.a.eigen_subspaces
+    ntps_scores                      m.a.ntps_table, m.a.excess_loss_table
+    probes                           m.a.probe_metrics
+                                          \                            /
+    reporting          once          ntps_table, excess_loss_table (every pair), figures
+    correlation_reports              probe_metrics (every pair), correlations, report
+
+Each stage folder's `template` is its un-namespaced pipeline; `per_entry` and `per_pair` copy it
+into the namespaces above. A folder of its own because Kedro loads only the requested pipeline's folder.
 """
 
 from kedro.pipeline import Pipeline

@@ -7,8 +7,8 @@ stays in the namespace, e.g. "<model>.<dataset>.after_lora.ntps_table".
 
 from kedro.pipeline import Pipeline
 
-from ntps.grid import configured_grid
 from ntps.pipelines.eigen_subspaces import pipeline as eigen_subspaces
+from ntps.pipelines.fan_out import per_pair
 from ntps.pipelines.hidden_statistics import pipeline as hidden_statistics
 from ntps.pipelines.ntps_scores import pipeline as ntps_scores
 
@@ -19,12 +19,9 @@ ADAPTED_INPUTS = {
 }
 
 
+def template(model: str, dataset: str) -> Pipeline:
+    return Pipeline([stage.template(model, dataset) for stage in (hidden_statistics, eigen_subspaces, ntps_scores)])
+
+
 def create_pipeline(**kwargs) -> Pipeline:
-    stages = [stage.pair_stage() for stage in (hidden_statistics, eigen_subspaces, ntps_scores)]
-    return Pipeline(
-        [
-            stage.for_pair(model, dataset, namespace=f"{model}.{dataset}.{NAMESPACE}", inputs=ADAPTED_INPUTS)
-            for model, dataset in configured_grid().pairs()
-            for stage in stages
-        ]
-    )
+    return per_pair(template, namespace=f"{{model}}.{{dataset}}.{NAMESPACE}", inputs=ADAPTED_INPUTS)

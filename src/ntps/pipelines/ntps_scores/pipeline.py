@@ -1,21 +1,24 @@
 """NTPS and excess loss tables for each model x dataset."""
 
-from kedro.pipeline import Pipeline
+from kedro.pipeline import Pipeline, node
 
-from ntps.grid import PairStage, node_stage
+from ntps.pipelines.fan_out import bind, per_pair
 
 from .nodes import score_ntps
 
 
-def pair_stage() -> PairStage:
-    return node_stage(
-        score_ntps,
-        ["eigen_subspaces", "layer_statistics", "params:eigen_subspaces", "params:ntps_scores"],
-        ["ntps_table", "excess_loss_table"],
-        parameters=("eigen_subspaces", "ntps_scores"),
-        pass_pair=True,
+def template(model: str, dataset: str) -> Pipeline:
+    return Pipeline(
+        [
+            node(
+                bind(score_ntps, model=model, dataset=dataset),
+                ["eigen_subspaces", "layer_statistics", "params:eigen_subspaces", "params:ntps_scores"],
+                ["ntps_table", "excess_loss_table"],
+                name="score_ntps",
+            )
+        ]
     )
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    return pair_stage().pipeline()
+    return per_pair(template)

@@ -1,13 +1,24 @@
 """Probe metrics for each model x dataset, on the features of the statistics' forward pass."""
 
-from kedro.pipeline import Pipeline
+from kedro.pipeline import Pipeline, node
 
-from ntps.grid import node_stage
+from ntps.pipelines.fan_out import bind, per_pair
 
 from .nodes import fit_probes
 
 
+def template(model: str, dataset: str) -> Pipeline:
+    return Pipeline(
+        [
+            node(
+                bind(fit_probes, model=model, dataset=dataset),
+                ["pooled_features", "params:probes"],
+                "probe_metrics",
+                name="fit_probes",
+            )
+        ]
+    )
+
+
 def create_pipeline(**kwargs) -> Pipeline:
-    return node_stage(
-        fit_probes, ["pooled_features", "params:probes"], "probe_metrics", parameters=("probes",), pass_pair=True
-    ).pipeline()
+    return per_pair(template)

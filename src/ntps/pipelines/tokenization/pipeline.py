@@ -1,21 +1,24 @@
 """Tokenize each dataset with each model's tokenizer."""
 
-from kedro.pipeline import Pipeline
+from kedro.pipeline import Pipeline, node
 
-from ntps.grid import PairStage, node_stage
+from ntps.pipelines.fan_out import per_pair
 
 from .nodes import tokenize_texts
 
 
-def pair_stage() -> PairStage:
-    return node_stage(
-        tokenize_texts,
-        ["labeled_texts", "language_model_card", "params:tokenization"],
-        "tokenized_texts",
-        shared_inputs={"labeled_texts": "{dataset}.labeled_texts", "language_model_card": "{model}.language_model_card"},
-        parameters=("tokenization",),
+def template(model: str, dataset: str) -> Pipeline:
+    return Pipeline(
+        [
+            node(
+                tokenize_texts,
+                ["labeled_texts", "language_model_card", "params:tokenization"],
+                "tokenized_texts",
+                name="tokenize_texts",
+            )
+        ]
     )
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    return pair_stage().pipeline()
+    return per_pair(template)

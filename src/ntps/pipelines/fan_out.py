@@ -1,0 +1,154 @@
+"""The run's fan-out: which models and datasets it covers, and the one way a stage is copied per
+model, per dataset or per model x dataset pair.
+
+A stage's `template` is its un-namespaced pipeline: it reads and writes plain names
+("tokenized_texts", "params:forward_pass"). `per_entry` copies a template per model or dataset into
+namespace "<name>"; `per_pair` copies a pair template per pair into namespace "<model>.<dataset>",
+wiring the pair's shared inputs to the dataset's texts and the model's card. Parameters stay
+global. The composed `ntps` pipeline draws the whole fan-out.
+
+The models and datasets come from the parameters of the session that builds the pipelines:
+`ntps.hooks.RunParametersHook` hands them over when the session creates its context, which
+`kedro run` does before it builds any pipeline, so `--env` and `--params` shape the DAG as they
+shape the run. Outside a session (kedro viz, a notebook importing a pipeline) they are read from
+conf/base plus $KEDRO_ENV (default local).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kedro.framework.project import settings
+from kedro.pipeline import Pipeline
+
+from ntps.core.errors import NtpsInputError
+
+# A pair's inputs made outside its namespace, by the per-entry stages.
+PAIR_INPUTS = {"labeled_texts": "{dataset}.labeled_texts", "language_model_card": "{model}.language_model_card"}
+
+
+@dataclass(frozen=True)
+class RunGrid:
+    models: tuple[str, ...]
+    datasets: tuple[str, ...]
+
+    def pairs(self) -> list[tuple[str, str]]:
+        return [(model, dataset) for model in self.models for dataset in self.datasets]
+
+
+def load_parameters(project_path: Path | None = None, env: str | None = None) -> dict[str, Any]:
+    """conf/base's parameters merged with those of env (default $KEDRO_ENV, else local), from disk."""
+    loader = settings.CONFIG_LOADER_CLASS(
+        conf_source=str((project_path or Path.cwd()) / settings.CONF_SOURCE),
+        env=env or os.environ.get("KEDRO_ENV"),
+        **settings.CONFIG_LOADER_ARGS,
+    )
+    return loader["parameters"]
+
+
+_session_parameters: dict[str, Any] | None = None
+
+
+def use_session_parameters(parameters: dict[str, Any]) -> None:
+    """Build the pipelines from these parameters (the running session's) instead of reading conf.
+
+    Kedro keeps the pipelines it built for the life of the process; when a later session (a
+    notebook's, a test's) brings other parameters, they are built again on their next access.
+    """
+    global _session_parameters
+    if parameters == _session_parameters:
+        return
+    _session_parameters = parameters
+    from kedro.framework.project import pipelines
+
+    # configure() is Kedro's documented reset; it also forgets which pipelines the run asked for
+    # (set just before the context is created), so that request is handed back.
+    requested = pipelines._requested_pipelines
+    pipelines.configure(pipelines._pipelines_module)
+    pipelines.set_requested(requested)
+
+
+def run_parameters() -> dict[str, Any]:
+    """The parameters that shape the DAG: the current session's, else read from disk."""
+    return _session_parameters if _session_parameters is not None else load_parameters()
+
+
+def grid_from_parameters(parameters: dict[str, Any]) -> RunGrid:
+    """The `run:` selection, checked against the `models:` and `datasets:` registries."""
+    run = parameters.get("run") or {}
+    grid = RunGrid(models=tuple(run.get("models") or ()), datasets=tuple(run.get("datasets") or ()))
+    if not grid.models or not grid.datasets:
+        raise NtpsInputError("parameters `run.models` and `run.datasets` must each list at least one name")
+    for kind, names in (("models", grid.models), ("datasets", grid.datasets)):
+        registry = parameters.get(kind) or {}
+        unknown = [name for name in names if name not in registry]
+        if unknown:
+            raise NtpsInputError(f"run.{kind} names {unknown}, which are not in the `{kind}:` registry {sorted(registry)}")
+        bad = [name for name in names if not name.isidentifier()]
+        if bad:
+            raise NtpsInputError(f"{kind} names must be identifiers (they become namespaces), got {bad}")
+    return grid
+
+
+def run_grid() -> RunGrid:
+    """The models and datasets of this run."""
+    return grid_from_parameters(run_parameters())
+
+
+def bind(func: Callable, **bound: Any) -> Callable:
+    """func with some keyword arguments fixed, keeping func's name for Kedro and kedro-viz."""
+    return functools.update_wrapper(functools.partial(func, **bound), func)
+
+
+def _global_parameters(template: Pipeline, exclude: tuple[str, ...] = ()) -> dict[str, str]:
+    """Every parameter the template reads, mapped to itself so namespacing leaves it global."""
+    return {name: name for name in template.inputs() if name.startswith("params:") and name not in exclude}
+
+
+def per_entry(template: Pipeline, registry: str) -> Pipeline:
+    """One copy of template per run entry of registry ("models" or "datasets"), in namespace "<name>".
+
+    The template reads its entry as `params:<singular of registry>`, e.g. `params:dataset` becomes
+    `params:datasets.<name>`.
+    """
+    entry = f"params:{registry.removesuffix('s')}"
+    names = getattr(run_grid(), registry)
+    shared = _global_parameters(template, exclude=(entry,))
+    return Pipeline(
+        [Pipeline(template, namespace=name, parameters={entry: f"params:{registry}.{name}", **shared}) for name in names]
+    )
+
+
+def per_pair(
+    template: Callable[[str, str], Pipeline],
+    namespace: str = "{model}.{dataset}",
+    inputs: Mapping[str, str] | None = None,
+) -> Pipeline:
+    """One copy of template(model, dataset) per pair of the run, in namespace (a pattern).
+
+    Args:
+        template: (model, dataset) -> the pair's un-namespaced pipeline (the pair is an argument for
+            nodes that label their rows with it).
+        namespace: the copy's namespace, with {model} and {dataset}.
+        inputs: template input -> catalog name pattern with {model} and {dataset}, over PAIR_INPUTS;
+            those the template does not take are ignored, so one mapping serves a chain of stages.
+    """
+    copies = []
+    for model, dataset in run_grid().pairs():
+        pair_template = template(model, dataset)
+        free_inputs = pair_template.inputs()
+        patterns = {name: pattern for name, pattern in {**PAIR_INPUTS, **(inputs or {})}.items() if name in free_inputs}
+        copies.append(
+            Pipeline(
+                pair_template,
+                namespace=namespace.format(model=model, dataset=dataset),
+                inputs={name: pattern.format(model=model, dataset=dataset) for name, pattern in patterns.items()},
+                parameters=_global_parameters(pair_template),
+            )
+        )
+    return Pipeline(copies)

@@ -1,0 +1,70 @@
+"""The DAG's shape comes from the running session's environment and parameters
+(ntps.pipelines.fan_out, ntps.hooks.RunParametersHook)."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+from kedro.framework.session import KedroSession
+from kedro.framework.startup import bootstrap_project
+
+from tests.conftest import kedro_run
+
+
+@pytest.fixture
+def narrow_env(project):
+    """The project with an extra environment `narrow` that runs one dataset."""
+    (project / "conf/narrow").mkdir()
+    (project / "conf/narrow/parameters.yml").write_text(
+        yaml.safe_dump({"run": {"models": ["smollm2_135m"], "datasets": ["election_tweets"]}})
+    )
+    return project
+
+
+@pytest.mark.end_to_end
+def test_kedro_run_env_builds_that_environments_dag(narrow_env, model_cache):
+    project = narrow_env
+    narrow = kedro_run(project, model_cache, pipeline="data_ingestion", extra_args=["--env", "narrow"])
+    assert narrow.returncode == 0, narrow.stderr[-3000:]
+    assert sorted(path.name for path in (project / "data/01_raw").iterdir()) == ["election_tweets"]
+
+    # The paper grid's datasets come from a hub, which the tests never reach: the run must try
+    # them (their DAG was built) and stop with the error that says how to fetch one.
+    paper = kedro_run(project, model_cache, pipeline="data_ingestion", extra_args=["--env", "paper_grid"])
+    assert paper.returncode != 0
+    assert "HF_HUB_OFFLINE" in paper.stderr and "datasets.load_dataset" in paper.stderr, paper.stderr[-3000:]
+    assert sorted(path.name for path in (project / "data/01_raw").iterdir()) == ["election_tweets"]
+
+
+def test_each_session_in_one_process_builds_its_own_dag(narrow_env, monkeypatch):
+    monkeypatch.chdir(narrow_env)
+    bootstrap_project(narrow_env)
+    from kedro.framework.project import pipelines
+
+    def node_names(env: str, params: dict | None = None) -> list[str]:
+        with KedroSession.create(project_path=narrow_env, env=env, runtime_params=params) as session:
+            session.load_context()
+            return sorted(node.name for node in pipelines["hidden_statistics"].nodes)
+
+    assert node_names("narrow") == ["smollm2_135m.election_tweets.extract_hidden_features"]
+    assert len(node_names("local")) == 6  # the embedded default's six datasets
+    sharded = node_names("narrow", {"forward_pass": {"shards": 2}})
+    assert sharded == [
+        f"smollm2_135m.election_tweets.{name}"
+        for name in ("combine_shards", "extract_shard_features_0", "extract_shard_features_1")
+    ]
+    assert node_names("narrow") == ["smollm2_135m.election_tweets.extract_hidden_features"]
+
+
+def test_pipelines_built_outside_a_session_read_the_environment_from_disk(project, monkeypatch):
+    (project / "conf/local/parameters.yml").write_text(
+        yaml.safe_dump({"run": {"models": ["smollm2_135m"], "datasets": ["reuters_r8", "newsgroups20"]}})
+    )
+    monkeypatch.chdir(project)
+    monkeypatch.delenv("KEDRO_ENV", raising=False)
+    monkeypatch.setattr("ntps.pipelines.fan_out._session_parameters", None)
+    from ntps.pipelines.fan_out import run_grid
+
+    assert run_grid().datasets == ("reuters_r8", "newsgroups20")
+    monkeypatch.setenv("KEDRO_ENV", "paper_grid")
+    assert len(run_grid().pairs()) == 96
