@@ -10,6 +10,7 @@ import torch
 from ntps.core.errors import NtpsInputError
 from ntps.core.scores import (
     ntps_paper_all_k,
+    ntps_paper_and_signal_all_k,
     ntps_score,
     ntps_signal_all_k,
     paper_grid_ks,
@@ -132,6 +133,26 @@ def test_subspaces_are_b_orthonormal_generalized_eigenvectors():
     assert np.all(np.diff(lam) <= 0)
     np.testing.assert_allclose(w.T @ b @ w, np.eye(6), atol=1e-10)
     np.testing.assert_allclose(a @ w, b @ w * lam, atol=1e-8 * np.abs(a).max())
+
+
+def test_shared_sweep_equals_explicit_q_prefix_sums_and_algorithm1():
+    rng = np.random.default_rng(9)
+    d, rank = 40, 5
+    u, v = rng.normal(size=(d, d)) * np.exp(rng.normal(size=d)), rng.normal(size=(d, d)) * np.exp(rng.normal(size=d))
+    q, _ = np.linalg.qr(v)  # the explicit orthonormal basis, as the sweep read before it shared one factorization
+    g = (q.T @ u) ** 2
+    explicit_paper = np.diagonal(g.cumsum(axis=0).cumsum(axis=1)) / (u**2).sum(axis=0).cumsum()
+    explicit_signal = g[:, :rank].cumsum(axis=0).sum(axis=1) / (u[:, :rank] ** 2).sum()
+    paper, signal = ntps_paper_and_signal_all_k(u, v, rank)
+    np.testing.assert_allclose(paper, explicit_paper, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(signal, explicit_signal, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(paper, ntps_paper_all_k(u, v))
+    np.testing.assert_allclose(signal, ntps_signal_all_k(u, v, rank), rtol=0, atol=1e-14)
+    for k in (1, 7, 23, d):
+        assert paper[k - 1] == pytest.approx(algorithm1_ntps(u, v, k), abs=1e-10)
+        assert signal[k - 1] == pytest.approx(algorithm1_ntps(u, v, k, u_columns=rank), abs=1e-10)
+    with pytest.raises(NtpsInputError, match="signal rank"):
+        ntps_paper_and_signal_all_k(u, v, d + 1)
 
 
 def test_ntps_lies_in_unit_interval_and_is_one_for_equal_spans():

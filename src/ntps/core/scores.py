@@ -3,13 +3,15 @@
 With V = Q R (QR, V of full column rank) the span of V's first k columns is the span of Q's
 first k columns, so P_{V_k} = Q_k Q_k^T and ||P_{V_k} u_j||^2 = sum_{i<=k} (q_i . u_j)^2. With
 G = (Q^T U)**2 elementwise, the numerator for every k is a two-dimensional prefix sum of G,
-read on its diagonal: one QR and one matrix product per layer instead of a pseudo-inverse per k.
+read on its diagonal: one Householder QR applied to U (Q never formed) per layer, shared by the
+paper and signal variants, instead of a pseudo-inverse per k.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import scipy.linalg
 from tqdm.auto import tqdm
 
 from ntps.core.errors import NtpsInputError
@@ -20,11 +22,29 @@ from ntps.core.subspaces import LayerSubspaces
 
 
 def _squared_alignments(u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """G[i, j] = (q_i . u_j)^2 with Q the orthonormal basis of V's leading columns; (d, m)."""
+    """G[i, j] = (q_i . u_j)^2 with Q the orthonormal factor of V = Q R, whose first k columns span
+    V's first k; (k_v, m). Q is never formed: V's Householder reflections are applied to U."""
     if u.ndim != 2 or v.ndim != 2 or u.shape[0] != v.shape[0]:
         raise NtpsInputError(f"U and V must be (d, .) matrices of equal d, got {u.shape} and {v.shape}")
-    orthonormal, _ = np.linalg.qr(v)
-    return (orthonormal.T @ u) ** 2
+    u_in_q, _ = scipy.linalg.qr_multiply(v, u.T, mode="right")  # U^T Q
+    return u_in_q.T**2
+
+
+def _paper_scores(g: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """NTPS(U_k, V_k) for k = 1..d from G of all of U: the numerator is sum_{i, j <= k} G[i, j],
+    which grows at step k by row k up to the diagonal and column k above it."""
+    captured = np.cumsum(np.tril(g).sum(axis=1) + np.triu(g, 1).sum(axis=0))
+    return captured / (u**2).sum(axis=0).cumsum()
+
+
+def _signal_scores(g_signal: np.ndarray, signal: np.ndarray) -> np.ndarray:
+    """NTPS(U_r, V_k) for k = 1..d from G of U_r's columns."""
+    return g_signal.sum(axis=1).cumsum() / (signal**2).sum()
+
+
+def _check_rank(u: np.ndarray, rank: int) -> None:
+    if not 1 <= rank <= u.shape[1]:
+        raise NtpsInputError(f"signal rank must lie in 1..{u.shape[1]}, got {rank}")
 
 
 def ntps_paper_all_k(u: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -36,10 +56,7 @@ def ntps_paper_all_k(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     Returns:
         (d,) array; entry k-1 is NTPS with the top k columns of both.
     """
-    g = _squared_alignments(u, v)
-    captured = np.diagonal(g.cumsum(axis=0).cumsum(axis=1))
-    total = (u**2).sum(axis=0).cumsum()
-    return captured / total
+    return _paper_scores(_squared_alignments(u, v), u)
 
 
 def ntps_signal_all_k(u: np.ndarray, v: np.ndarray, rank: int) -> np.ndarray:
@@ -52,11 +69,17 @@ def ntps_signal_all_k(u: np.ndarray, v: np.ndarray, rank: int) -> np.ndarray:
     Returns:
         (d,) array; entry k-1 is the share of U_r captured by span(V_k).
     """
-    if not 1 <= rank <= u.shape[1]:
-        raise NtpsInputError(f"signal rank must lie in 1..{u.shape[1]}, got {rank}")
+    _check_rank(u, rank)
     signal = u[:, :rank]
-    g = _squared_alignments(signal, v)
-    return g.cumsum(axis=0).sum(axis=1) / (signal**2).sum()
+    return _signal_scores(_squared_alignments(signal, v), signal)
+
+
+def ntps_paper_and_signal_all_k(u: np.ndarray, v: np.ndarray, rank: int) -> tuple[np.ndarray, np.ndarray]:
+    """(ntps_paper_all_k, ntps_signal_all_k) from one factorization of V and one product: U_r's
+    alignments are the first r columns of U's."""
+    _check_rank(u, rank)
+    g = _squared_alignments(u, v)
+    return _paper_scores(g, u), _signal_scores(g[:, :rank], u[:, :rank])
 
 
 def ntps_score(u: np.ndarray, v: np.ndarray, k: int) -> float:
@@ -135,13 +158,13 @@ def score_tables(
         moments = statistics.averaged(layer)
         u, v = subspaces.perception_vectors[layer], subspaces.autoregressive_vectors[layer]
         rank = int(subspaces.signal_ranks[layer])
-        paper = ntps_paper_all_k(u, v)
+        paper, signal = ntps_paper_and_signal_all_k(u, v, rank)
         loss = excess_loss_all_k(moments["mean_xx"], moments["mean_xy"], v, ridge)
         bounds = theorem2_bounds(loss, subspaces.perception_values[layer], u, paper, moments["mean_xx"], ridge)
         layer_keys = {"layer": layer, **keys}
         for variant, scores in (
             ("paper", paper),
-            ("signal", ntps_signal_all_k(u, v, rank)),
+            ("signal", signal),
             ("label_variance_kept", loss.kept_share),
         ):
             score_frames.append(
