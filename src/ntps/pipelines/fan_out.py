@@ -41,14 +41,19 @@ class RunGrid:
         return [(model, dataset) for model in self.models for dataset in self.datasets]
 
 
-def load_parameters(project_path: Path | None = None, env: str | None = None) -> dict[str, Any]:
-    """conf/base's parameters merged with those of env (default $KEDRO_ENV, else local), from disk."""
-    loader = settings.CONFIG_LOADER_CLASS(
+def config_loader(project_path: Path | None = None, env: str | None = None):
+    """The project's configuration as `kedro run` reads it: conf/base, then env (default $KEDRO_ENV,
+    else local), from disk."""
+    return settings.CONFIG_LOADER_CLASS(
         conf_source=str((project_path or Path.cwd()) / settings.CONF_SOURCE),
         env=env or os.environ.get("KEDRO_ENV"),
         **settings.CONFIG_LOADER_ARGS,
     )
-    return loader["parameters"]
+
+
+def load_parameters(project_path: Path | None = None, env: str | None = None) -> dict[str, Any]:
+    """conf/base's parameters merged with those of env (default $KEDRO_ENV, else local), from disk."""
+    return config_loader(project_path, env)["parameters"]
 
 
 _session_parameters: dict[str, Any] | None = None
