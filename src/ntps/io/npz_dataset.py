@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import os
 from pathlib import PurePosixPath
 from typing import Any
@@ -45,19 +44,23 @@ class NpzDataset(AbstractVersionedDataset[dict, dict]):
         return {"filepath": self._filepath, "protocol": self._protocol, "version": self._version}
 
     def load(self) -> dict[str, np.ndarray]:
+        """Each array is read from the archive straight into its own memory: the archive is never
+        held as a second copy (a paper-scale statistics archive is several GB)."""
         load_path = get_filepath_str(self._get_load_path(), self._protocol)
         with self._fs.open(load_path, mode="rb") as stream:
-            with np.load(io.BytesIO(stream.read()), allow_pickle=False) as archive:
+            with np.load(stream, allow_pickle=False) as archive:
                 return {name: archive[name] for name in archive.files}
 
     def save(self, data: dict[str, np.ndarray]) -> None:
+        """Streams the arrays into a partial file beside the version's path, then moves it there: a
+        crash mid-save leaves no truncated archive for a later run to load."""
         if not isinstance(data, dict):
             raise DatasetError(f"NpzDataset saves a dict of arrays, got {type(data).__name__}")
-        buffer = io.BytesIO()
-        np.savez(buffer, **{name: np.asarray(value) for name, value in data.items()})
         save_path = get_filepath_str(self._get_save_path(), self._protocol)
-        with self._fs.open(save_path, mode="wb") as stream:
-            stream.write(buffer.getbuffer())
+        partial_path = f"{save_path}.partial"
+        with self._fs.open(partial_path, mode="wb") as stream:
+            np.savez(stream, **{name: np.asarray(value) for name, value in data.items()})
+        self._fs.mv(partial_path, save_path)
         self._fs.invalidate_cache(get_filepath_str(self._filepath, self._protocol))
 
     def _exists(self) -> bool:
