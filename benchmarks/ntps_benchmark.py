@@ -30,12 +30,13 @@ import torch
 import transformers
 
 from ntps.core.excess_loss import excess_loss_all_k, theorem2_bounds
+from ntps.core.ntps import ntps_paper_all_k, ntps_score, ntps_signal_all_k, score_tables
 from ntps.core.released_code import released_alignment_scores
-from ntps.core.scores import ntps_paper_all_k, ntps_score, ntps_signal_all_k, score_tables
 from ntps.core.statistics import LayerStatistics
 from ntps.core.subspaces import layer_subspaces
-from ntps.extraction import extract_hidden_states, padded_batches, tokenize_labeled_texts
-from ntps.finetuning import accuracy, lora_classifier, train_classifier
+from ntps.modeling.classifiers import lora_classifier
+from ntps.modeling.hidden_states import extract_hidden_states, padded_batches, tokenize_labeled_texts
+from ntps.modeling.training import accuracy, train_classifier
 from ntps.pipelines.fan_out import load_parameters
 from ntps.sources.language_models import load_backbone, load_tokenizer, resolve_model_location
 from ntps.sources.text_datasets import read_raw_dataset, select_labeled_texts
@@ -175,7 +176,7 @@ def ntps_vs_lora(n_texts: int, max_tokens: int, batch_size: int) -> dict[str, fl
 
     def lora_seconds(steps: int, checkpoint: str) -> tuple[float, float]:
         """(the whole stage: load, train, score; the training steps alone)."""
-        settings = {**parameters["lora"], "steps": steps, "checkpoint_every": steps}
+        settings = {**parameters["training"], **parameters["lora"], "steps": steps, "checkpoint_every": steps}
         start = time.perf_counter()
         backbone = transformers.AutoModel.from_pretrained(location, dtype=torch.float32)
         classifier = lora_classifier(backbone, n_classes, settings, seed=settings["seed"])
@@ -186,7 +187,7 @@ def ntps_vs_lora(n_texts: int, max_tokens: int, batch_size: int) -> dict[str, fl
         return time.perf_counter() - start, training
 
     configured_steps = int(parameters["lora"]["steps"])
-    epoch_steps = -(-len(tokenized) // int(parameters["lora"]["batch_size"]))
+    epoch_steps = -(-len(tokenized) // int({**parameters["training"], **parameters["lora"]}["batch_size"]))
     with tempfile.TemporaryDirectory() as folder:
         configured, _ = lora_seconds(configured_steps, os.path.join(folder, "configured.pt"))
         epoch, epoch_training = lora_seconds(epoch_steps, os.path.join(folder, "epoch.pt"))

@@ -8,7 +8,7 @@ import scipy.stats
 import torch
 
 from ntps.core.errors import NtpsInputError
-from ntps.core.scores import (
+from ntps.core.ntps import (
     ntps_paper_all_k,
     ntps_paper_and_signal_all_k,
     ntps_score,

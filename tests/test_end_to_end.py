@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 import yaml
 
+from ntps.core.ntps import VARIANTS
 from ntps.core.released_code import RELEASED_FRACTIONS
-from ntps.core.scores import VARIANTS
 from tests.conftest import REPOSITORY, four_layer_run, kedro_run, offline_environment
 
 pytestmark = pytest.mark.end_to_end

@@ -16,20 +16,19 @@ import yaml
 from kedro.io.core import Version
 
 from ntps.core.errors import NtpsInputError
-from ntps.core.scores import VARIANTS
+from ntps.core.ntps import VARIANTS
 from ntps.core.statistics import LayerStatistics
-from ntps.finetuning import (
-    LoraAdapter,
-    accuracy,
+from ntps.io import LoraAdapterDataset
+from ntps.modeling.adapter_format import LoraAdapter
+from ntps.modeling.classifiers import (
     attention_projection_modules,
     lora_adapter,
     lora_classifier,
     scratch_classifier,
-    train_classifier,
     trainable_state,
 )
-from ntps.finetuning_reports import accuracy_gains, gain_correlation_summary, ntps_change_table
-from ntps.io import LoraAdapterDataset
+from ntps.modeling.training import accuracy, train_classifier
+from ntps.reports.lora_study import accuracy_gains, gain_correlation_summary, ntps_change_table
 from ntps.sources.language_models import load_backbone
 from tests.conftest import kedro_run
 from tests.test_sources_and_extraction import tiny_llama

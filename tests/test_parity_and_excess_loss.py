@@ -8,8 +8,8 @@ import pytest
 import scipy.stats
 
 from ntps.core.excess_loss import excess_loss_all_k, theorem2_bounds
+from ntps.core.ntps import ntps_paper_all_k, score_tables, scored_variants
 from ntps.core.released_code import RELEASED_FRACTIONS, released_alignment_scores, whitened_eigenvectors
-from ntps.core.scores import ntps_paper_all_k, score_tables, scored_variants
 from ntps.core.statistics import LayerStatistics
 from ntps.core.subspaces import layer_subspaces, perception_subspace
 from ntps.pipelines.reporting.nodes import plot_ntps_heatmaps

@@ -27,7 +27,7 @@ from ntps.core.probes import (
     log_maximum_evidence,
     one_hot,
 )
-from ntps.correlation_reports import correlation_summary, markdown_report
+from ntps.reports.correlation_study import correlation_summary, markdown_report
 
 
 def linear_classification(n: int, d: int, c: int, seed: int, noise: float = 0.0):

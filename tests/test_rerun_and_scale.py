@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from ntps.core.statistics import STATISTIC_NAMES
-from ntps.extraction import extract_hidden_states, shard_positions
+from ntps.modeling.hidden_states import extract_hidden_states, shard_positions
 from tests.conftest import SMALL_RUN_PARAMS, four_layer_run, kedro_run, offline_environment
 from tests.test_sources_and_extraction import tiny_llama
 

@@ -10,7 +10,7 @@ import transformers
 
 from ntps.core.errors import NtpsInputError
 from ntps.core.statistics import StatisticsAccumulator
-from ntps.extraction import extract_hidden_states, resolve_hidden_states, tokenize_labeled_texts
+from ntps.modeling.hidden_states import extract_hidden_states, resolve_hidden_states, tokenize_labeled_texts
 from ntps.pipelines.fan_out import grid_from_parameters, load_parameters
 from ntps.pipelines.reporting.nodes import summarize_ntps
 from ntps.sources.language_models import ModelNotAvailableError, load_tokenizer, resolve_model_location

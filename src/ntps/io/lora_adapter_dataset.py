@@ -10,7 +10,7 @@ from typing import Any
 
 from kedro.io.core import AbstractVersionedDataset, DatasetError, Version
 
-from ntps.finetuning import LoraAdapter
+from ntps.modeling.adapter_format import LoraAdapter
 
 
 def _is_folder(path: str) -> bool:

@@ -9,8 +9,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from ntps.core.scores import scored_variants
-from ntps.correlation_reports import (
+from ntps.core.ntps import scored_variants
+from ntps.reports.correlation_study import (
     TARGET_DIRECTIONS,
     configuration_correlations,
     correlation_summary,
@@ -18,7 +18,7 @@ from ntps.correlation_reports import (
     ntps_at,
     probe_targets,
 )
-from ntps.plots import empty_figure, scatter_with_fit
+from ntps.reports.plots import empty_figure, scatter_with_fit
 
 
 def correlate_configurations(

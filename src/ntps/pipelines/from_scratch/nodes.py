@@ -8,24 +8,28 @@ from typing import Any
 import pandas as pd
 import transformers
 
-from ntps.finetuning import scratch_classifier, train_and_score
-from ntps.finetuning_reports import linear_vs_full_markdown, linear_vs_full_table
+from ntps.modeling.classifiers import scratch_classifier
+from ntps.modeling.training import train_and_score
+from ntps.reports.lora_study import linear_vs_full_markdown, linear_vs_full_table
 from ntps.sources.language_models import DTYPES, load_tokenizer, resolve_device
 
 
 def train_from_scratch(
     tokenized_texts: pd.DataFrame,
     language_model_card: dict[str, Any],
+    training: dict[str, Any],
     from_scratch: dict[str, Any],
     model: str,
     dataset: str,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The model's architecture, randomly initialized, trained with a linear head on the training
-    split; scored on both splits. Resumes from its checkpoint like LoRA.
+    split; scored on both splits. Resumes from its checkpoint like LoRA. `from_scratch` overrides
+    `training`.
 
     Returns:
         (one row of accuracies, final loss and seconds; the loss per step).
     """
+    settings = {**training, **from_scratch}
     spec = language_model_card["spec"]
     trust_remote_code = spec.get("trust_remote_code", False)
     tokenizer = load_tokenizer(language_model_card["location"], spec)
@@ -34,13 +38,13 @@ def train_from_scratch(
     classifier = scratch_classifier(
         config,
         n_classes,
-        from_scratch["seed"],
-        DTYPES[from_scratch["dtype"]],
-        resolve_device(from_scratch["device"]),
+        settings["seed"],
+        DTYPES[settings["dtype"]],
+        resolve_device(settings["device"]),
         trust_remote_code,
     )
     return train_and_score(
-        classifier, tokenized_texts, language_model_card, from_scratch, tokenizer.pad_token_id, "scratch", model, dataset
+        classifier, tokenized_texts, language_model_card, settings, tokenizer.pad_token_id, "scratch", model, dataset
     )
 
 

@@ -13,7 +13,7 @@ def template(model: str, dataset: str) -> Pipeline:
         [
             node(
                 bind(train_from_scratch, model=model, dataset=dataset),
-                ["tokenized_texts", "language_model_card", "params:from_scratch"],
+                ["tokenized_texts", "language_model_card", "params:training", "params:from_scratch"],
                 ["from_scratch_metrics", "from_scratch_training_log"],
                 name="train_from_scratch",
             )

@@ -13,7 +13,7 @@ import pandas as pd
 
 from ntps.core.errors import NtpsInputError
 from ntps.core.statistics import LayerStatistics
-from ntps.extraction import PooledFeatures, extract_hidden_states, shard_positions
+from ntps.modeling.hidden_states import PooledFeatures, extract_hidden_states, shard_positions
 from ntps.sources.language_models import load_backbone, load_tokenizer
 
 logger = logging.getLogger(__name__)

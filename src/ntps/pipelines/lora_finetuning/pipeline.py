@@ -12,7 +12,7 @@ def template(model: str, dataset: str) -> Pipeline:
         [
             node(
                 bind(fine_tune_lora, model=model, dataset=dataset),
-                ["tokenized_texts", "language_model_card", "params:lora"],
+                ["tokenized_texts", "language_model_card", "params:training", "params:lora"],
                 ["lora_adapter", "lora_metrics", "lora_training_log"],
                 name="fine_tune_lora",
             ),

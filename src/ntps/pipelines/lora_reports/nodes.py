@@ -9,15 +9,15 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from ntps.correlation_reports import ntps_at
-from ntps.finetuning_reports import (
+from ntps.reports.correlation_study import ntps_at
+from ntps.reports.lora_study import (
     GAIN,
     accuracy_gains,
     gain_correlation_summary,
     lora_markdown_report,
     ntps_change_table,
 )
-from ntps.plots import empty_figure, scatter_with_fit
+from ntps.reports.plots import empty_figure, scatter_with_fit
 
 
 def summarize_gains(

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from ntps.core.errors import NtpsInputError
-from ntps.core.scores import score_tables
+from ntps.core.ntps import score_tables
 from ntps.core.statistics import LayerStatistics
 from ntps.core.subspaces import LayerSubspaces
 

@@ -7,8 +7,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ntps.extraction import PooledFeatures
-from ntps.probing import probe_metrics_table
+from ntps.modeling.hidden_states import PooledFeatures
+from ntps.modeling.probing import probe_metrics_table
 
 
 def fit_probes(pooled_features: dict[str, np.ndarray], probes: dict[str, Any], model: str, dataset: str) -> pd.DataFrame:

@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from ntps.core.scores import check_k_fractions, scored_variants  # noqa: E402
+from ntps.core.ntps import check_k_fractions, scored_variants  # noqa: E402
 
 
 def concatenate_tables(*tables: pd.DataFrame) -> pd.DataFrame:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pandas as pd
 
-from ntps.extraction import tokenize_labeled_texts
+from ntps.modeling.hidden_states import tokenize_labeled_texts
 from ntps.sources.language_models import load_tokenizer
 
 logger = logging.getLogger(__name__)

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 
 from ntps.core.errors import NtpsInputError
-from ntps.core.scores import check_k_fractions, scored_variants
-from ntps.correlation_reports import honest_ranking, ntps_matrix, probe_targets, summarize_targets, summary_table
+from ntps.core.ntps import check_k_fractions, scored_variants
+from ntps.reports.correlation_study import honest_ranking, ntps_matrix, probe_targets, summarize_targets, summary_table
 
 GAIN = "accuracy_gain"
 # A representation already aligned with the task should leave LoRA less to gain.

@@ -10,7 +10,7 @@ from tqdm.auto import tqdm
 
 from ntps.core.errors import NtpsInputError
 from ntps.core.probes import fit_least_squares_probe, fit_logistic_probe, h_score, log_maximum_evidence, one_hot
-from ntps.extraction import PooledFeatures
+from ntps.modeling.hidden_states import PooledFeatures
 
 
 def probe_metrics_table(pooled: PooledFeatures, settings: dict[str, Any]) -> pd.DataFrame:

@@ -19,7 +19,7 @@ from ntps.core.correlation import (
     target_permutations,
 )
 from ntps.core.errors import NtpsInputError
-from ntps.core.scores import scored_variants
+from ntps.core.ntps import scored_variants
 
 logger = logging.getLogger(__name__)
 
