@@ -1,0 +1,99 @@
+"""ntps.core.correlation: rank correlation, selection, permutation and bootstrap statistics."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from scipy.stats import spearmanr
+
+from ntps.core.correlation import (
+    bootstrap_interval,
+    leave_one_dataset_out,
+    permutation_p_value,
+    permuted_best_r,
+    select_best_configuration,
+    spearman,
+    target_permutations,
+)
+from ntps.core.errors import NtpsInputError
+
+
+def test_spearman_equals_scipy_with_ties_and_is_nan_for_constants():
+    rng = np.random.default_rng(9)
+    scores = rng.integers(0, 4, size=(50, 7)).astype(float)  # many ties
+    targets = rng.normal(size=7)
+    expected = [spearmanr(row, targets).statistic for row in scores]
+    np.testing.assert_allclose(spearman(scores, targets), expected, atol=1e-12)
+    paired = rng.normal(size=(20, 7))
+    np.testing.assert_allclose(
+        spearman(scores[:20], paired), [spearmanr(a, b).statistic for a, b in zip(scores, paired)], atol=1e-12
+    )
+    assert np.isnan(spearman(np.ones(7), targets))
+
+
+def test_best_configuration_follows_the_expected_sign():
+    targets = np.array([0.1, 0.5, 0.3, 0.9])
+    scores = np.array([[1, 2, 3, 4], [4, 3, 2, 1], [1, 3, 2, 4.0]])
+    assert select_best_configuration(scores, targets, sign=1).configuration == 2
+    assert select_best_configuration(scores, -targets, sign=-1).configuration == 2
+    assert select_best_configuration(np.ones((2, 4)), targets, 1).configuration is None
+
+
+def test_leave_one_out_never_selects_with_the_held_out_dataset():
+    targets = np.arange(5.0)
+    honest = [2, 0, 1, 4, 3]  # r = 0.6 on all five datasets
+    spurious = [0, 0, 0, 0, 5]  # r = 0.71, but only through dataset 4: constant without it
+    scores = np.array([honest, spurious], dtype=float)
+    assert select_best_configuration(scores, targets, 1).configuration == 1
+    result = leave_one_dataset_out(scores, targets, 1)
+    assert result.configurations[4] == 0 and result.held_out_scores[4] == 3
+    # Whatever the held-out dataset's scores are, its fold chooses the same configuration.
+    rng = np.random.default_rng(10)
+    many = rng.normal(size=(40, 6))
+    many_targets = rng.normal(size=6)
+    reference = leave_one_dataset_out(many, many_targets, -1)
+    for held in range(6):
+        changed = many.copy()
+        changed[:, held] = rng.normal(size=40) * 100
+        assert leave_one_dataset_out(changed, many_targets, -1).configurations[held] == reference.configurations[held]
+        others = np.arange(6) != held
+        assert (
+            reference.configurations[held]
+            == select_best_configuration(many[:, others], many_targets[others], -1).configuration
+        )
+    with pytest.raises(NtpsInputError, match="at least 3 datasets"):
+        leave_one_dataset_out(scores[:, :2], targets[:2], 1)
+
+
+def test_permutations_are_exhaustive_when_few_and_p_values_pay_for_the_search():
+    orderings, exact = target_permutations(4, 2000, seed=0)
+    assert exact and len(orderings) == 24 and len({tuple(row) for row in orderings}) == 24
+    orderings, exact = target_permutations(8, 500, seed=0)
+    assert not exact and orderings.shape == (500, 8)
+    targets = np.arange(5.0)
+    perfect = targets * 2 + 1
+    all_orders, _ = target_permutations(5, 2000, seed=0)
+    assert permutation_p_value(1.0, spearman(perfect, targets[all_orders]), exact=True) == pytest.approx(1 / 120)
+    # A search over many random configurations finds a strong r by chance: the max-statistic p
+    # of the selected one is far larger than the naive p of that configuration alone.
+    rng = np.random.default_rng(11)
+    noise = rng.normal(size=(300, 5))
+    best = select_best_configuration(noise, targets, 1)
+    naive = permutation_p_value(best.r, spearman(noise[best.configuration], targets[all_orders]), exact=True)
+    corrected = permutation_p_value(best.r, permuted_best_r(noise, targets[all_orders], 1), exact=True)
+    assert best.r >= 0.9 and naive <= 0.05 and corrected > 0.5
+    brute_force = [max(spearman(noise, targets[order])) for order in itertools.islice(all_orders, 10)]
+    np.testing.assert_allclose(permuted_best_r(noise, targets[all_orders[:10]], 1), brute_force, atol=1e-12)
+
+
+def test_bootstrap_interval_is_seeded_bounded_and_contains_a_clear_r():
+    rng = np.random.default_rng(12)
+    scores = np.arange(12.0)
+    targets = scores + rng.normal(scale=2, size=12)
+    low, high, defined = bootstrap_interval(scores, targets, 500, 0.95, seed=1)
+    assert (low, high, defined) == bootstrap_interval(scores, targets, 500, 0.95, seed=1)
+    assert -1 <= low <= float(spearman(scores, targets)) <= high <= 1 and defined > 450
+    with pytest.raises(NtpsInputError, match="confidence"):
+        bootstrap_interval(scores, targets, 10, 1.5, seed=0)

@@ -1,0 +1,81 @@
+"""The lora and from_scratch pipelines end to end on the embedded default."""
+
+from __future__ import annotations
+
+import json
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from ntps.core.ntps import VARIANTS
+from ntps.core.statistics import LayerStatistics
+from ntps.modeling.adapter_format import LoraAdapter
+from tests.conftest import kedro_run
+
+
+@pytest.mark.end_to_end
+def test_lora_and_from_scratch_pipelines_on_the_embedded_default(project, model_cache, embedded_model):
+    """ntps, then lora and from_scratch with a few steps, on the embedded model and 3 datasets."""
+    datasets = ["rotten_tomatoes", "election_tweets", "clothing_departments"]
+    (project / "conf/local/parameters.yml").write_text(
+        yaml.safe_dump({"run": {"models": ["smollm2_135m"], "datasets": datasets}})
+    )
+    # The released procedure's rows in Table 2 are tested on small tables; here it would only add minutes.
+    quick = {"ntps_scores.released_code": False}
+    assert kedro_run(project, model_cache, quick).returncode == 0
+    steps = {"batch_size": 4, "checkpoint_every": 2, "steps": 4}
+    lora_params = {**quick, **{f"lora.{key}": value for key, value in steps.items()}}
+    lora = kedro_run(project, model_cache, lora_params, pipeline="lora")
+    assert lora.returncode == 0, lora.stderr[-4000:]
+
+    pair = project / "data/06_models/smollm2_135m/election_tweets"
+    (adapter_folder,) = (pair / "lora_adapter").glob("*/lora_adapter")
+    adapter = LoraAdapter.load(adapter_folder)
+    # rank 32 adapters on q, k, v (576 -> 576 for q, 576 -> 192 for k and v) in each of 30 blocks
+    assert sum(value.size for value in adapter.adapter_weights.values()) == 30 * 32 * ((576 + 576) + 2 * (576 + 192))
+    assert adapter.head_weights["weight"].shape == (2, 576)
+    (card_path,) = (pair / "adapted_language_model_card.json").glob("*/*.json")
+    assert json.loads(card_path.read_text())["adapter"] == str(adapter_folder.resolve())
+
+    def statistics(relative):
+        (path,) = (project / "data/04_feature/smollm2_135m/election_tweets" / relative).glob("*/*.npz")
+        return LayerStatistics.from_arrays(dict(np.load(path)))
+
+    before, after = statistics("layer_statistics.npz"), statistics("after_lora/layer_statistics.npz")
+    # The adapters sit inside the attention blocks: the embeddings are untouched, the blocks are not.
+    np.testing.assert_allclose(after.cov0[0], before.cov0[0], rtol=1e-10, atol=0)
+    assert not np.allclose(after.cov0[-1], before.cov0[-1], rtol=1e-6)
+
+    reports = project / "data/08_reporting"
+    gains = pd.read_parquet(next((reports / "lora_gains.parquet").glob("*/*")))
+    assert sorted(gains["dataset"]) == sorted(datasets)
+    np.testing.assert_allclose(gains["accuracy_gain"], gains["lora_test_accuracy"] - gains["probe_test_accuracy"])
+    change = pd.read_parquet(next((reports / "ntps_change_after_lora.parquet").glob("*/*")))
+    assert len(change) == (len(VARIANTS) - 1) * len(datasets) and change["ntps_after"].between(0, 1).all()
+    report = next((reports / "lora_report.md").glob("*/*")).read_text()
+    assert "NTPS after LoRA (the paper's Table 2)" in report and "| smollm2_135m | ntps_paper | best_in_sample |" in report
+    for name in ("ntps_vs_lora_gain.png", "ntps_change_after_lora.png", "lora_training_curves.png"):
+        assert next((reports / name).glob("*/*")).stat().st_size > 10_000
+    assert not list((project / "data/06_models/training_checkpoints").rglob("*.pt")), "checkpoints go once training ends"
+
+    scratch = kedro_run(
+        project, model_cache, {f"from_scratch.{key}": value for key, value in steps.items()}, pipeline="from_scratch"
+    )
+    assert scratch.returncode == 0, scratch.stderr[-4000:]
+    table = pd.read_parquet(next((reports / "linear_vs_full.parquet").glob("*/*")))
+    assert sorted(table["dataset"]) == sorted(datasets) and table["full_test_accuracy"].between(0, 1).all()
+    assert (
+        "| dataset | smollm2_135m Linear | smollm2_135m Full |"
+        in next((reports / "linear_vs_full_report.md").glob("*/*")).read_text()
+    )
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("ntps").experiment_id], order_by=["attributes.start_time ASC"])
+    lora_run = runs[1]
+    assert {"reports/lora_report.md", "reports/ntps_vs_lora_gain.png", "reports/lora_gains.parquet"} <= {
+        item.path for item in client.list_artifacts(lora_run.info.run_id, "reports")
+    }
+    assert "lora_summary_metrics.accuracy_gain.smollm2_135m.election_tweets" in lora_run.data.metrics

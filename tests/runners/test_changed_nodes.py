@@ -1,0 +1,104 @@
+"""ntps.runners.ChangedNodesRunner: rerun only what a change reaches, finish a killed run."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from tests.conftest import SMALL_RUN_PARAMS, four_layer_run, kedro_run, offline_environment
+
+CHANGED_NODES_RUNNER = "--runner=ntps.runners.ChangedNodesRunner"
+
+
+def runner_log(result) -> tuple[set[str], set[str]]:
+    """(nodes the ChangedNodesRunner ran, nodes it skipped), from its log lines."""
+    ran, skipped = set(), set()
+    for line in (result.stdout + result.stderr).splitlines():
+        if "Skipped node: " in line:
+            skipped.add(line.split("Skipped node: ")[1].split(" ")[0])
+        elif "Running node " in line and "(" in line:
+            ran.add(line.split("Running node ")[1].split(" ")[0])
+    return ran, skipped
+
+
+@pytest.mark.end_to_end
+def test_changed_nodes_runner_reruns_what_a_change_reaches_and_finishes_a_killed_run(project, model_cache, four_layer_model):
+    (project / "conf/local/parameters.yml").write_text(yaml.safe_dump(four_layer_run(four_layer_model, ["rotten_tomatoes"])))
+    first = kedro_run(project, model_cache, extra_args=[CHANGED_NODES_RUNNER])
+    assert first.returncode == 0, first.stderr[-4000:]
+    everything, skipped = runner_log(first)
+    assert skipped == set() and len(everything) > 10
+
+    unchanged = kedro_run(project, model_cache, extra_args=[CHANGED_NODES_RUNNER])
+    assert unchanged.returncode == 0, unchanged.stderr[-4000:]
+    assert runner_log(unchanged) == (set(), everything)
+
+    ridge = kedro_run(project, model_cache, {"eigen_subspaces.ridge": 1.0e-5}, extra_args=[CHANGED_NODES_RUNNER])
+    assert ridge.returncode == 0, ridge.stderr[-4000:]
+    ran, skipped = runner_log(ridge)
+    downstream_of_the_ridge = {
+        "smollm2_4_layers.rotten_tomatoes.solve_eigen_subspaces",
+        "smollm2_4_layers.rotten_tomatoes.score_ntps",
+        "combine_ntps_tables",
+        "summarize_ntps",
+        "plot_ntps_heatmaps",
+        "combine_excess_loss_tables",
+        "summarize_theorem2",
+        "plot_excess_loss",
+        "correlate_configurations",
+        "summarize_correlations",
+        "write_correlation_report",
+        "log_correlation_metrics",
+        "plot_ntps_vs_probes",
+        "plot_correlation_heatmaps",
+    }
+    assert ran == downstream_of_the_ridge and skipped == everything - downstream_of_the_ridge
+
+    forced = kedro_run(
+        project,
+        model_cache,
+        {"eigen_subspaces.ridge": 1.0e-5, "rerun.force": "true"},
+        "eigen_subspaces",
+        [CHANGED_NODES_RUNNER],
+    )
+    assert forced.returncode == 0 and runner_log(forced) == (
+        {"smollm2_4_layers.rotten_tomatoes.solve_eigen_subspaces"},
+        set(),
+    )
+
+    # A change at the start of the DAG makes every later node run again; kill that run midway.
+    store = project / "data/node_fingerprints.json"
+    before = json.loads(store.read_text())
+    params = {**SMALL_RUN_PARAMS, "tokenization.max_tokens": 12, "model_cache_dir": str(model_cache)}
+    command = [sys.executable, "-m", "kedro", "run", "--pipeline=ntps", CHANGED_NODES_RUNNER, "--params"]
+    command.append(",".join(f"{key}={value}" for key, value in params.items()))
+    process = subprocess.Popen(
+        command, cwd=project, env=offline_environment(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.time() + 300
+    while time.time() < deadline and process.poll() is None:
+        recorded = json.loads(store.read_text())
+        if (
+            recorded["smollm2_4_layers.rotten_tomatoes.extract_hidden_features"]["fingerprint"]
+            != before["smollm2_4_layers.rotten_tomatoes.extract_hidden_features"]["fingerprint"]
+        ):
+            process.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.05)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    recorded = json.loads(store.read_text())
+    finished = {name for name in recorded if recorded[name]["fingerprint"] != before[name]["fingerprint"]}
+    assert "smollm2_4_layers.rotten_tomatoes.tokenize_texts" in finished
+
+    rerun = kedro_run(project, model_cache, {"tokenization.max_tokens": 12}, extra_args=[CHANGED_NODES_RUNNER])
+    assert rerun.returncode == 0, rerun.stderr[-4000:]
+    ran, skipped = runner_log(rerun)
+    assert finished <= skipped and ran.isdisjoint(finished) and ran | skipped == everything
+    assert "smollm2_4_layers.rotten_tomatoes.score_ntps" in ran, "the unfinished part of the DAG ran"

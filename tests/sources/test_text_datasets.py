@@ -1,0 +1,77 @@
+"""ntps.sources.text_datasets: the embedded datasets offline, sampling, and the errors on bad data."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from ntps.core.errors import NtpsInputError
+from ntps.pipelines.fan_out import load_parameters
+from ntps.sources.text_datasets import (
+    DatasetNotAvailableError,
+    read_raw_dataset,
+    select_labeled_texts,
+)
+from tests.conftest import REPOSITORY
+
+SAMPLING = {"seed": 0, "test_fraction": 0.3, "max_texts": {"train": 50, "test": 20}}
+
+
+@pytest.fixture(scope="module")
+def registry():
+    return load_parameters(REPOSITORY)
+
+
+EMBEDDED_LABEL_COUNTS = {
+    "rotten_tomatoes": 2,
+    "election_tweets": 2,
+    "newsgroups20": 20,
+    "clothing_ratings": 5,
+    "clothing_departments": 6,
+    "reuters_r8": 8,
+}
+
+
+@pytest.mark.parametrize("name", sorted(EMBEDDED_LABEL_COUNTS))
+def test_embedded_datasets_load_offline_with_their_labels(registry, name):
+    spec = registry["datasets"][name]
+    texts = select_labeled_texts(read_raw_dataset(spec), spec, SAMPLING)
+    assert set(texts["split"]) == {"train", "test"}
+    assert (texts["split"] == "train").sum() == 50 and (texts["split"] == "test").sum() == 20
+    assert texts["text"].str.len().gt(0).all()
+    assert texts.groupby("label")["label_id"].nunique().eq(1).all()
+    expected_labels = EMBEDDED_LABEL_COUNTS[name]
+    raw_labels = select_labeled_texts(read_raw_dataset(spec), spec, {"max_texts": {"train": None, "test": None}})
+    assert raw_labels["label"].nunique() == expected_labels
+
+
+def test_sampling_is_seeded_and_label_ids_follow_sorted_names():
+    raw = pd.DataFrame({"t": [f"text {i}" for i in range(100)], "y": ["b", "a", "c", "a"] * 25})
+    spec = {"text_column": "t", "label_column": "y"}
+    first, second = (select_labeled_texts(raw, spec, SAMPLING) for _ in range(2))
+    pd.testing.assert_frame_equal(first, second)
+    assert dict(zip(first["label"], first["label_id"])) == {"a": 0, "b": 1, "c": 2}
+
+
+def test_bad_datasets_are_named():
+    raw = pd.DataFrame({"sentence": ["good", "bad"], "label": [1, 0]})
+    with pytest.raises(
+        NtpsInputError, match=r"column\(s\) \['text'\] not found; the dataset has columns \['sentence', 'label'\]"
+    ):
+        select_labeled_texts(raw, {"text_column": "text", "label_column": "label"}, SAMPLING)
+    with pytest.raises(NtpsInputError, match="the dataset is empty"):
+        select_labeled_texts(raw.iloc[:0], {"text_column": "sentence", "label_column": "label"}, SAMPLING)
+    blank = pd.DataFrame({"sentence": ["  ", ""], "label": [1, 0]})
+    with pytest.raises(NtpsInputError, match="empty after dropping empty texts"):
+        select_labeled_texts(blank, {"text_column": "sentence", "label_column": "label"}, SAMPLING)
+    with pytest.raises(NtpsInputError, match="unknown embedded dataset 'imdb'"):
+        read_raw_dataset({"source": "embedded", "embedded_name": "imdb"})
+    with pytest.raises(NtpsInputError, match="dataset source must be"):
+        read_raw_dataset({"source": "ftp"})
+
+
+def test_hub_dataset_missing_offline_names_the_id_and_the_fix():
+    with pytest.raises(DatasetNotAvailableError, match="(?s)'no-such-org/no-such-dataset'.*offline.*load_dataset"):
+        read_raw_dataset(
+            {"source": "huggingface", "hf_id": "no-such-org/no-such-dataset", "text_column": "t", "label_column": "y"}
+        )
