@@ -61,3 +61,25 @@ def tiny_llama():
         num_key_value_heads=2,
     )
     return transformers.AutoModel.from_config(config, dtype=torch.float32).eval()
+
+
+CHARACTERS = "abcdefghijklmnopqrstuvwxyz0123456789 .,'!?-"
+
+
+def save_tiny_llama_with_tokenizer(folder):
+    """tiny_llama and a lower-case character tokenizer of fewer than 50 symbols, saved as a local
+    model folder that the project loads like any other (source: local)."""
+    import tokenizers
+
+    vocabulary = {"[PAD]": 0, "[UNK]": 1, "[EOS]": 2, **{char: 3 + i for i, char in enumerate(CHARACTERS)}}
+    tokenizer = tokenizers.Tokenizer(tokenizers.models.WordLevel(vocabulary, unk_token="[UNK]"))
+    tokenizer.normalizer = tokenizers.normalizers.Lowercase()
+    tokenizer.pre_tokenizer = tokenizers.pre_tokenizers.Split(tokenizers.Regex("."), behavior="isolated")
+    fast = transformers.PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, pad_token="[PAD]", unk_token="[UNK]", eos_token="[EOS]"
+    )
+    model = tiny_llama()
+    model.config.architectures = ["LlamaModel"]
+    model.save_pretrained(folder)
+    fast.save_pretrained(folder)
+    return folder

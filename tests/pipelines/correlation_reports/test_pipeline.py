@@ -1,0 +1,18 @@
+"""The correlation_reports stage in memory: NTPS of every pair against its probes, with the report."""
+
+from __future__ import annotations
+
+from ntps.core.ntps import VARIANTS
+from ntps.pipelines import correlation_reports
+from tests.pipelines.conftest import DATASETS, MODEL, build, run_in_memory
+
+
+def test_the_pairs_probe_metrics_are_combined_and_correlated_with_every_score(stage_parameters, stage_data):
+    outputs = run_in_memory(build(correlation_reports, stage_parameters), stage_parameters, stage_data)
+    assert sorted(outputs["probe_metrics"]["dataset"]) == sorted(DATASETS)
+    summary = outputs["correlation_summary"]
+    assert set(summary["score"]) == {f"ntps_{variant}" for variant in VARIANTS} | {"logme", "h_score"}
+    assert (summary["n_datasets"] == len(DATASETS)).all() and (summary["model"] == MODEL).all()
+    assert summary["spearman_r"].dropna().between(-1, 1).all()
+    assert f"## {MODEL} ({len(DATASETS)} datasets" in outputs["correlation_report"]
+    assert outputs["correlation_metrics"]
