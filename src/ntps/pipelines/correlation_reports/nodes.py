@@ -12,29 +12,10 @@ import pandas as pd
 from ntps.core.ntps import scored_variants
 from ntps.reports.correlation_study import (
     TARGET_DIRECTIONS,
-    configuration_correlations,
-    correlation_summary,
-    markdown_report,
     ntps_at,
     probe_targets,
 )
 from ntps.reports.plots import empty_figure, scatter_with_fit
-
-
-def correlate_configurations(
-    ntps_table: pd.DataFrame, probe_metrics: pd.DataFrame, correlation: dict[str, Any]
-) -> pd.DataFrame:
-    return configuration_correlations(ntps_table, probe_metrics, correlation)
-
-
-def summarize_correlations(
-    ntps_table: pd.DataFrame, probe_metrics: pd.DataFrame, correlation: dict[str, Any]
-) -> pd.DataFrame:
-    return correlation_summary(ntps_table, probe_metrics, correlation)
-
-
-def write_correlation_report(summary: pd.DataFrame, probe_metrics: pd.DataFrame) -> str:
-    return markdown_report(summary, probe_metrics)
 
 
 def correlation_metrics(summary: pd.DataFrame) -> dict[str, list[dict[str, float]]]:

@@ -4,14 +4,12 @@ from kedro.pipeline import Pipeline, node
 
 from ntps.pipelines.fan_out import run_grid
 from ntps.pipelines.reporting.nodes import concatenate_tables
+from ntps.reports.correlation_study import configuration_correlations, correlation_summary, markdown_report
 
 from .nodes import (
-    correlate_configurations,
     correlation_metrics,
     plot_correlation_heatmaps,
     plot_ntps_vs_probes,
-    summarize_correlations,
-    write_correlation_report,
 )
 
 
@@ -21,10 +19,10 @@ def create_pipeline(**kwargs) -> Pipeline:
     return Pipeline(
         [
             node(concatenate_tables, tables, "probe_metrics", name="combine_probe_metrics"),
-            node(correlate_configurations, inputs, "ntps_probe_correlations", name="correlate_configurations"),
-            node(summarize_correlations, inputs, "correlation_summary", name="summarize_correlations"),
+            node(configuration_correlations, inputs, "ntps_probe_correlations", name="correlate_configurations"),
+            node(correlation_summary, inputs, "correlation_summary", name="summarize_correlations"),
             node(
-                write_correlation_report,
+                markdown_report,
                 ["correlation_summary", "probe_metrics"],
                 "correlation_report",
                 name="write_correlation_report",

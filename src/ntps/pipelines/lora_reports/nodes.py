@@ -14,7 +14,6 @@ from ntps.reports.lora_study import (
     GAIN,
     accuracy_gains,
     gain_correlation_summary,
-    lora_markdown_report,
     ntps_change_table,
 )
 from ntps.reports.plots import empty_figure, scatter_with_fit
@@ -32,10 +31,6 @@ def compare_ntps_after_lora(
     ntps_table: pd.DataFrame, ntps_table_after_lora: pd.DataFrame, correlation: dict[str, Any], lora_report: dict[str, Any]
 ) -> pd.DataFrame:
     return ntps_change_table(ntps_table, ntps_table_after_lora, correlation, lora_report["ntps_change_at"])
-
-
-def write_lora_report(gains: pd.DataFrame, gain_correlations: pd.DataFrame, ntps_change: pd.DataFrame) -> str:
-    return lora_markdown_report(gains, gain_correlations, ntps_change)
 
 
 def lora_metrics_for_mlflow(

@@ -17,7 +17,6 @@ from .nodes import (
     plot_ntps_vs_gain,
     plot_training_curves,
     summarize_gains,
-    write_lora_report,
 )
 
 
@@ -52,7 +51,6 @@ def create_pipeline(**kwargs) -> Pipeline:
                 name="compare_ntps_after_lora",
             ),
             node(
-                write_lora_report,
                 ["lora_gains", "lora_gain_correlations", "ntps_change_after_lora"],
                 "lora_report",
                 name="write_lora_report",
