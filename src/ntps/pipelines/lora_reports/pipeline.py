@@ -9,6 +9,7 @@ from kedro.pipeline import Pipeline, node
 from ntps.pipelines.fan_out import run_grid
 from ntps.pipelines.ntps_after_lora.pipeline import NAMESPACE
 from ntps.pipelines.reporting.nodes import concatenate_tables
+from ntps.reports.lora_study import lora_markdown_report
 
 from .nodes import (
     compare_ntps_after_lora,
@@ -51,6 +52,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                 name="compare_ntps_after_lora",
             ),
             node(
+                lora_markdown_report,
                 ["lora_gains", "lora_gain_correlations", "ntps_change_after_lora"],
                 "lora_report",
                 name="write_lora_report",
