@@ -1,4 +1,4 @@
-"""This project's NTPS beside the authors' released procedure, on the latest `kedro run --pipeline=ntps`.
+"""This project's NTPS beside the authors' released procedure, on the latest `kedro run --pipelines=ntps`.
 
 For each model x dataset of the run and a few layers and fractions f it prints, as markdown:
 - `paper`: this project's Algorithm 1 (float64, ridge, top eigenvectors first) at k = round(f d);
@@ -11,7 +11,7 @@ statistics (a) with BLAS on one thread (only its summation order changes) and (b
 float32 statistic nudged by at most one unit in the last place (seeded), the largest |difference|
 over layers and fractions per dataset, for both orders of the columns.
 
-Run from the project root after a `kedro run --pipeline=ntps`:
+Run from the project root after a `kedro run --pipelines=ntps`:
     .venv/bin/python benchmarks/released_code_parity.py   # --layers 0 15 29 --fractions 0.05 0.25 0.5 0.75 0.95
 """
 

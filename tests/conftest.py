@@ -110,7 +110,7 @@ def kedro_run(
         "-m",
         "kedro",
         "run",
-        f"--pipeline={pipeline}",
+        f"--pipelines={pipeline}",
         "--params",
         ",".join(f"{key}={value}" for key, value in params.items()),
         *(extra_args or []),

@@ -2,8 +2,10 @@
 from the Kedro defaults. For further information, including these default values, see
 https://docs.kedro.org/en/stable/configure/configuration_basics/#configuration"""
 
+import logging
 import warnings
 
+import ntps.third_party_warnings  # noqa: F401 (filters for sessions started outside the CLI)
 from ntps.hooks import ResourceUsageHook, RunParametersHook
 
 HOOKS = (RunParametersHook(), ResourceUsageHook())
@@ -56,3 +58,14 @@ CONFIG_LOADER_ARGS = {
 # Namespaced pipelines exchange "<model>.<dataset>.<name>" datasets by design (see ntps.pipelines.fan_out);
 # Kedro's generic advice against dots in dataset names does not apply to them.
 warnings.filterwarnings("ignore", message="One or more dataset names contain '.'")
+
+class _MlflowMetricsRebinding(logging.Filter):
+    """kedro-mlflow replaces each MLflow metrics entry of the catalog with one bound to the run,
+    which Kedro logs as a warning per entry; every other replacement still shows."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.msg == "Replacing dataset '%s'" and str(record.args[0]).endswith("_metrics"))
+
+
+logging.getLogger("kedro.io.data_catalog").addFilter(_MlflowMetricsRebinding())
+

@@ -76,7 +76,7 @@ def test_changed_nodes_runner_reruns_what_a_change_reaches_and_finishes_a_killed
     store = project / "data/node_fingerprints.json"
     before = json.loads(store.read_text())
     params = {**SMALL_RUN_PARAMS, "tokenization.max_tokens": 12, "model_cache_dir": str(model_cache)}
-    command = [sys.executable, "-m", "kedro", "run", "--pipeline=ntps", CHANGED_NODES_RUNNER, "--params"]
+    command = [sys.executable, "-m", "kedro", "run", "--pipelines=ntps", CHANGED_NODES_RUNNER, "--params"]
     command.append(",".join(f"{key}={value}" for key, value in params.items()))
     process = subprocess.Popen(
         command, cwd=project, env=offline_environment(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL

@@ -8,7 +8,6 @@ features, so that NTPS can be compared with them at ranking datasets.
 
 from __future__ import annotations
 
-import logging
 import warnings
 from dataclasses import dataclass
 
@@ -19,8 +18,6 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from ntps.core.errors import NtpsInputError
-
-logger = logging.getLogger(__name__)
 
 
 def one_hot(label_ids: np.ndarray, n_classes: int) -> np.ndarray:
@@ -126,9 +123,8 @@ def fit_logistic_probe(
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
         probe.fit(train_features, train_labels)
+    # Reported by the caller, once per table, with what to change; the warning itself would name neither.
     converged = not any(issubclass(item.category, ConvergenceWarning) for item in caught)
-    if not converged:
-        logger.warning("the logistic probe did not converge in %d iterations (saga)", max_iterations)
     test_accuracy = float("nan")
     if len(test_labels):
         test_accuracy = float(probe.score(np.asarray(test_features, dtype=np.float64), test_labels))

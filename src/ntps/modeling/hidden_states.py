@@ -85,7 +85,8 @@ def padded_batches(
         input_ids = torch.full((len(rows), width), pad_token_id, dtype=torch.long)
         attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
         for row, ids in enumerate(rows["input_ids"]):
-            input_ids[row, : len(ids)] = torch.as_tensor(ids, dtype=torch.long)
+            # A copy: parquet hands back read-only arrays, which torch will not wrap without a warning.
+            input_ids[row, : len(ids)] = torch.from_numpy(np.array(ids, dtype=np.int64))
             attention_mask[row, : len(ids)] = 1
         yield positions, input_ids, attention_mask, torch.tensor(rows["label_id"].to_numpy(), dtype=torch.long)
 

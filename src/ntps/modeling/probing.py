@@ -3,6 +3,7 @@ is meant to predict, and the peer transferability scores it is compared with."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pandas as pd
@@ -11,6 +12,8 @@ from tqdm.auto import tqdm
 from ntps.core.errors import NtpsInputError
 from ntps.core.probes import fit_least_squares_probe, fit_logistic_probe, h_score, log_maximum_evidence, one_hot
 from ntps.modeling.hidden_states import PooledFeatures
+
+logger = logging.getLogger(__name__)
 
 
 def probe_metrics_table(pooled: PooledFeatures, settings: dict[str, Any]) -> pd.DataFrame:
@@ -60,4 +63,14 @@ def probe_metrics_table(pooled: PooledFeatures, settings: dict[str, Any]) -> pd.
                 "h_score": h_score(train_features, train_labels, rcond=settings["h_score_rcond"]),
             }
         )
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    not_converged = table.loc[~table["logistic_converged"], "hidden_state"].tolist()
+    if not_converged:
+        logger.warning(
+            "the logistic probe did not converge in %d saga iterations on hidden state(s) %s: its accuracies "
+            "there may be too low; raise probes.logistic.max_iterations or probes.logistic.tolerance "
+            "(the table's logistic_converged column marks these rows)",
+            logistic["max_iterations"],
+            not_converged,
+        )
+    return table

@@ -31,7 +31,7 @@ def _check_pairs(kind: str, wanted: pd.DataFrame, available: pd.DataFrame, sourc
     missing = sorted(set(map(tuple, wanted[PAIR].to_numpy())) - set(map(tuple, available[PAIR].to_numpy())))
     if missing:
         raise NtpsInputError(
-            f"{kind} for {missing}, but {source} has no such model x dataset: run `kedro run --pipeline=ntps` "
+            f"{kind} for {missing}, but {source} has no such model x dataset: run `kedro run --pipelines=ntps` "
             "with the same run: selection first"
         )
 

@@ -1,4 +1,4 @@
-"""`kedro run --pipeline=from_scratch` (optional, after a `--pipeline=ntps` run): each model's
+"""`kedro run --pipelines=from_scratch` (optional, after a `--pipelines=ntps` run): each model's
 architecture trained from scratch on each dataset, and the linear-vs-full table (paper, Table 1)."""
 
 from kedro.pipeline import Pipeline, node

@@ -1,4 +1,4 @@
-"""`kedro run --pipeline=lora`: the whole LoRA study."""
+"""`kedro run --pipelines=lora`: the whole LoRA study."""
 
 from .pipeline import create_pipeline
 

@@ -1,4 +1,4 @@
-"""`kedro run --pipeline=lora` (after a `--pipeline=ntps` run): LoRA fine-tuning of every pair, the
+"""`kedro run --pipelines=lora` (after a `--pipelines=ntps` run): LoRA fine-tuning of every pair, the
 NTPS stages rerun on the adapted models, and the reports that answer "is LoRA worth it for this
 model on this task?" (paper, Section 4.2 and Appendix A.6).
 

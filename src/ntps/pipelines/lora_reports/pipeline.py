@@ -1,7 +1,7 @@
 """The LoRA reports: every pair's results combined, the accuracy gains and their correlation with
 NTPS (Figure 3), NTPS after LoRA (Table 2), training curves, a markdown report, MLflow metrics.
 
-They read the run-level ntps_table and probe_metrics of the latest `--pipeline=ntps` run.
+They read the run-level ntps_table and probe_metrics of the latest `--pipelines=ntps` run.
 """
 
 from kedro.pipeline import Pipeline, node

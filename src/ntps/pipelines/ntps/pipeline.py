@@ -1,4 +1,4 @@
-r"""`kedro run --pipeline=ntps`: every stage pipeline, joined by their catalog names.
+r"""`kedro run --pipelines=ntps`: every stage pipeline, joined by their catalog names.
 
 The fan-out (ntps.pipelines.fan_out), for run.models = [m] and run.datasets = [a, b]:
 
