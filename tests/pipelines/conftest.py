@@ -12,36 +12,14 @@ import pytest
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 
-from ntps.pipelines import (
-    correlation_reports,
-    data_ingestion,
-    eigen_subspaces,
-    fan_out,
-    hidden_statistics,
-    language_model,
-    ntps_scores,
-    probes,
-    reporting,
-    tokenization,
-)
+from ntps.pipelines import fan_out
 from ntps.pipelines.fan_out import load_parameters
+from ntps.pipelines.ntps.pipeline import STAGES
 from tests.conftest import REPOSITORY
 from tests.modeling.tiny_models import save_tiny_llama_with_tokenizer
 
 MODEL = "tiny_llama"
 DATASETS = ["rotten_tomatoes", "election_tweets", "clothing_ratings"]
-# The ntps pipeline's stages in the order they feed each other.
-NTPS_STAGES = (
-    data_ingestion,
-    language_model,
-    tokenization,
-    hidden_statistics,
-    eigen_subspaces,
-    ntps_scores,
-    probes,
-    reporting,
-    correlation_reports,
-)
 
 
 def parameter(parameters: dict[str, Any], dotted: str) -> Any:
@@ -101,7 +79,7 @@ def stage_parameters(tmp_path_factory) -> dict[str, Any]:
 def stage_data(stage_parameters) -> dict[str, Any]:
     """Every output of the ntps pipeline's stages, each stage run in memory on its predecessors'."""
     data: dict[str, Any] = {}
-    for stage in NTPS_STAGES:
+    for stage in STAGES:  # the ntps pipeline's stages, in the order they feed each other
         data.update(run_in_memory(build(stage, stage_parameters), stage_parameters, data))
     return data
 
