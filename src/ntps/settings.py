@@ -59,6 +59,7 @@ CONFIG_LOADER_ARGS = {
 # Kedro's generic advice against dots in dataset names does not apply to them.
 warnings.filterwarnings("ignore", message="One or more dataset names contain '.'")
 
+
 class _MlflowMetricsRebinding(logging.Filter):
     """kedro-mlflow replaces each MLflow metrics entry of the catalog with one bound to the run,
     which Kedro logs as a warning per entry; every other replacement still shows."""
@@ -68,4 +69,3 @@ class _MlflowMetricsRebinding(logging.Filter):
 
 
 logging.getLogger("kedro.io.data_catalog").addFilter(_MlflowMetricsRebinding())
-

@@ -28,9 +28,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.linalg
+import torch
 
 from ntps.core.errors import NtpsInputError
+from ntps.core.linalg import cholesky_lower, extreme_eigenvalues, matmul, q_transpose_times, solve_lower
 from ntps.core.subspaces import regularized
 
 
@@ -60,7 +61,9 @@ class ExcessLoss:
         return self.explained / self.explainable
 
 
-def excess_loss_all_k(mean_xx: np.ndarray, mean_xy: np.ndarray, v: np.ndarray, ridge: float) -> ExcessLoss:
+def excess_loss_all_k(
+    mean_xx: np.ndarray, mean_xy: np.ndarray, v: np.ndarray, ridge: float, device: torch.device | None = None
+) -> ExcessLoss:
     """Delta L(k) of the autoregressive directions V_k, for every k.
 
     Args:
@@ -68,18 +71,19 @@ def excess_loss_all_k(mean_xx: np.ndarray, mean_xy: np.ndarray, v: np.ndarray, r
         mean_xy: (d, c) M = E[m y^T].
         v: (d, d) autoregressive eigenvectors, descending eigenvalue order, full column rank.
         ridge: the eigen stage's relative ridge on N.
+        device: None runs scipy on the CPU, a torch.device torch.linalg there.
     """
     d = mean_xx.shape[0]
     if mean_xx.shape != (d, d) or mean_xy.shape[0] != d or v.shape != (d, d):
         raise NtpsInputError(f"shapes do not match: N {mean_xx.shape}, M {mean_xy.shape}, V {v.shape}")
     try:
-        lower = scipy.linalg.cholesky(regularized(mean_xx, ridge), lower=True)
+        lower = cholesky_lower(regularized(mean_xx, ridge), device)
     except np.linalg.LinAlgError as error:
         raise NtpsInputError(f"meanXX is numerically singular (ridge={ridge}); raise the ridge") from error
-    whitened_labels = scipy.linalg.solve_triangular(lower, mean_xy, lower=True)
-    # (Z^T Q) without forming Q: Householder reflections applied to the c rows of Z^T.
-    labels_in_q, _ = scipy.linalg.qr_multiply(lower.T @ v, whitened_labels.T, mode="right")
-    explained = np.cumsum((labels_in_q**2).sum(axis=0))
+    whitened_labels = solve_lower(lower, mean_xy, device)
+    # Q^T Z without forming Q: the Householder reflections of L^T V applied to the c columns of Z.
+    labels_in_q = q_transpose_times(matmul(lower.T, v, device), whitened_labels, device)
+    explained = np.cumsum((labels_in_q**2).sum(axis=1))
     return ExcessLoss(explained=explained, explainable=float((whitened_labels**2).sum()))
 
 
@@ -112,6 +116,7 @@ def theorem2_bounds(
     ntps_paper: np.ndarray,
     mean_xx: np.ndarray,
     ridge: float,
+    device: torch.device | None = None,
 ) -> Theorem2Bounds:
     """Evaluate Theorem 2 on one layer.
 
@@ -122,17 +127,18 @@ def theorem2_bounds(
         ntps_paper: (d,) NTPS(U_k, V_k).
         mean_xx: (d, d) N before the ridge.
         ridge: the eigen stage's relative ridge.
+        device: None runs scipy on the CPU, a torch.device torch.linalg there.
     """
     # Lambda >= 0 in exact arithmetic; the d - r zero eigenvalues come back as +-1e-17 or so.
     eigenvalues = np.clip(perception_values, 0.0, None)
-    n_eigenvalues = scipy.linalg.eigvalsh(regularized(mean_xx, ridge))
+    n_eigenvalue_min, n_eigenvalue_max = extreme_eigenvalues(regularized(mean_xx, ridge), device)
     u_norms = np.cumsum((perception_vectors**2).sum(axis=0))
     excess_loss_vs_u = np.cumsum(eigenvalues) - loss.explained
     # 1 - NTPS lies in [0, 1]; at k = d rounding can leave -1e-16, which C_max (up to ~1e10) would
     # turn into a negative upper bound.
     misalignment = np.clip(1 - ntps_paper, 0.0, 1.0)
-    lower = n_eigenvalues[0] * eigenvalues * u_norms * misalignment
-    upper = n_eigenvalues[-1] * eigenvalues[0] * u_norms * misalignment
+    lower = n_eigenvalue_min * eigenvalues * u_norms * misalignment
+    upper = n_eigenvalue_max * eigenvalues[0] * u_norms * misalignment
     rounding = 1e-9 * max(loss.explainable, np.finfo(float).tiny)
     holds = (lower <= excess_loss_vs_u + rounding) & (excess_loss_vs_u <= upper + rounding)
     return Theorem2Bounds(
@@ -140,6 +146,6 @@ def theorem2_bounds(
         lower=lower,
         upper=upper,
         holds=holds,
-        n_eigenvalue_min=float(n_eigenvalues[0]),
-        n_eigenvalue_max=float(n_eigenvalues[-1]),
+        n_eigenvalue_min=n_eigenvalue_min,
+        n_eigenvalue_max=n_eigenvalue_max,
     )

@@ -11,23 +11,23 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import scipy.linalg
+import torch
 from tqdm.auto import tqdm
 
 from ntps.core.errors import NtpsInputError
 from ntps.core.excess_loss import excess_loss_all_k, theorem2_bounds
+from ntps.core.linalg import q_transpose_times
 from ntps.core.released_code import released_alignment_scores
 from ntps.core.statistics import LayerStatistics
 from ntps.core.subspaces import LayerSubspaces
 
 
-def _squared_alignments(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+def _squared_alignments(u: np.ndarray, v: np.ndarray, device: torch.device | None = None) -> np.ndarray:
     """G[i, j] = (q_i . u_j)^2 with Q the orthonormal factor of V = Q R, whose first k columns span
     V's first k; (k_v, m). Q is never formed: V's Householder reflections are applied to U."""
     if u.ndim != 2 or v.ndim != 2 or u.shape[0] != v.shape[0]:
         raise NtpsInputError(f"U and V must be (d, .) matrices of equal d, got {u.shape} and {v.shape}")
-    u_in_q, _ = scipy.linalg.qr_multiply(v, u.T, mode="right")  # U^T Q
-    return u_in_q.T**2
+    return q_transpose_times(v, u, device) ** 2
 
 
 def _paper_scores(g: np.ndarray, u: np.ndarray) -> np.ndarray:
@@ -74,11 +74,13 @@ def ntps_signal_all_k(u: np.ndarray, v: np.ndarray, rank: int) -> np.ndarray:
     return _signal_scores(_squared_alignments(signal, v), signal)
 
 
-def ntps_paper_and_signal_all_k(u: np.ndarray, v: np.ndarray, rank: int) -> tuple[np.ndarray, np.ndarray]:
+def ntps_paper_and_signal_all_k(
+    u: np.ndarray, v: np.ndarray, rank: int, device: torch.device | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """(ntps_paper_all_k, ntps_signal_all_k) from one factorization of V and one product: U_r's
-    alignments are the first r columns of U's."""
+    alignments are the first r columns of U's. device: None runs scipy, a torch.device torch."""
     _check_rank(u, rank)
-    g = _squared_alignments(u, v)
+    g = _squared_alignments(u, v, device)
     return _paper_scores(g, u), _signal_scores(g[:, :rank], u[:, :rank])
 
 
@@ -128,6 +130,7 @@ def score_tables(
     ridge: float,
     paper_fractions: list[float],
     released_code: bool = True,
+    device: torch.device | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Every score variant for every layer and k, and the excess loss Theorem 2 bounds.
 
@@ -138,6 +141,8 @@ def score_tables(
         paper_fractions: fractions of d flagged as the paper's grid (0.05..0.95).
         released_code: also score the released code's procedure, whose 19 float32 pseudo-inverses
             per layer cost far more than every other variant together.
+        device: None computes the float64 variants with scipy on the CPU, a torch.device with
+            torch.linalg there (the released procedure always runs as released: scipy, float32).
     Returns:
         (ntps_table, excess_loss_table).
         ntps_table: one row per layer x variant x k with layer, k, k_fraction, on_paper_grid,
@@ -158,9 +163,9 @@ def score_tables(
         moments = statistics.averaged(layer)
         u, v = subspaces.perception_vectors[layer], subspaces.autoregressive_vectors[layer]
         rank = int(subspaces.signal_ranks[layer])
-        paper, signal = ntps_paper_and_signal_all_k(u, v, rank)
-        loss = excess_loss_all_k(moments["mean_xx"], moments["mean_xy"], v, ridge)
-        bounds = theorem2_bounds(loss, subspaces.perception_values[layer], u, paper, moments["mean_xx"], ridge)
+        paper, signal = ntps_paper_and_signal_all_k(u, v, rank, device)
+        loss = excess_loss_all_k(moments["mean_xx"], moments["mean_xy"], v, ridge, device)
+        bounds = theorem2_bounds(loss, subspaces.perception_values[layer], u, paper, moments["mean_xx"], ridge, device)
         layer_keys = {"layer": layer, **keys}
         for variant, scores in (
             ("paper", paper),

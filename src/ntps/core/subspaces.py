@@ -10,10 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.linalg
+import torch
 from tqdm.auto import tqdm
 
 from ntps.core.errors import NtpsInputError
+from ntps.core.linalg import generalized_eigh, matmul
 from ntps.core.statistics import LayerStatistics
 
 
@@ -42,7 +43,7 @@ def regularized(b: np.ndarray, ridge: float) -> np.ndarray:
     return (b + b.T) / 2 + ridge_shift(b, ridge) * np.eye(b.shape[0])
 
 
-def generalized_eigenspace(a: np.ndarray, b: np.ndarray, ridge: float) -> EigenSubspace:
+def generalized_eigenspace(a: np.ndarray, b: np.ndarray, ridge: float, device: torch.device | None = None) -> EigenSubspace:
     """Top-first generalized eigenvectors of the symmetric pencil (A, B).
 
     Args:
@@ -51,6 +52,7 @@ def generalized_eigenspace(a: np.ndarray, b: np.ndarray, ridge: float) -> EigenS
         ridge: relative regularization; B + ridge * trace(B)/d * I is used, which keeps the
             problem solvable when B is singular (fewer texts than dimensions) and is invariant
             to a rescaling or rotation of the hidden states.
+        device: None solves with scipy on the CPU, a torch.device with torch.linalg there.
     """
     if a.shape != b.shape or a.ndim != 2 or a.shape[0] != a.shape[1]:
         raise NtpsInputError(f"A and B must be square of the same shape, got {a.shape} and {b.shape}")
@@ -63,7 +65,7 @@ def generalized_eigenspace(a: np.ndarray, b: np.ndarray, ridge: float) -> EigenS
     a_sym = (a + a.T) / 2
     b_reg = regularized(b, ridge)
     try:
-        eigenvalues, eigenvectors = scipy.linalg.eigh(a_sym, b_reg)
+        eigenvalues, eigenvectors = generalized_eigh(a_sym, b_reg, device)
     except np.linalg.LinAlgError as error:
         raise NtpsInputError(f"the covariance B is numerically singular (ridge={ridge}); raise the ridge") from error
     return EigenSubspace(
@@ -73,14 +75,18 @@ def generalized_eigenspace(a: np.ndarray, b: np.ndarray, ridge: float) -> EigenS
     )
 
 
-def perception_subspace(mean_xx: np.ndarray, mean_xy: np.ndarray, ridge: float) -> EigenSubspace:
+def perception_subspace(
+    mean_xx: np.ndarray, mean_xy: np.ndarray, ridge: float, device: torch.device | None = None
+) -> EigenSubspace:
     """U of eq. (9) from meanXX (d, d) and meanXY (d, c)."""
-    return generalized_eigenspace(mean_xy @ mean_xy.T, mean_xx, ridge)
+    return generalized_eigenspace(mean_xy @ mean_xy.T, mean_xx, ridge, device)
 
 
-def autoregressive_subspace(cov0: np.ndarray, cov1: np.ndarray, ridge: float) -> EigenSubspace:
+def autoregressive_subspace(
+    cov0: np.ndarray, cov1: np.ndarray, ridge: float, device: torch.device | None = None
+) -> EigenSubspace:
     """V of eq. (8) from cov0 (d, d) and cov1 (d, d)."""
-    return generalized_eigenspace(cov1 @ cov1.T, cov0, ridge)
+    return generalized_eigenspace(matmul(cov1, cov1.T, device), cov0, ridge, device)
 
 
 def signal_rank(mean_xy: np.ndarray) -> int:
@@ -118,13 +124,14 @@ class LayerSubspaces:
         return cls(**{name: np.asarray(arrays[name]) for name in cls.__dataclass_fields__})
 
 
-def layer_subspaces(statistics: LayerStatistics, ridge: float) -> LayerSubspaces:
-    """Solve both eigenproblems of Theorem 1 on every layer's averaged statistics."""
+def layer_subspaces(statistics: LayerStatistics, ridge: float, device: torch.device | None = None) -> LayerSubspaces:
+    """Solve both eigenproblems of Theorem 1 on every layer's averaged statistics (device: see
+    generalized_eigenspace)."""
     perception, autoregressive, ranks = [], [], []
     for layer in tqdm(range(statistics.n_layers), desc="eigen subspaces", unit="layer"):
         moments = statistics.averaged(layer)
-        perception.append(perception_subspace(moments["mean_xx"], moments["mean_xy"], ridge))
-        autoregressive.append(autoregressive_subspace(moments["cov0"], moments["cov1"], ridge))
+        perception.append(perception_subspace(moments["mean_xx"], moments["mean_xy"], ridge, device))
+        autoregressive.append(autoregressive_subspace(moments["cov0"], moments["cov1"], ridge, device))
         ranks.append(signal_rank(moments["mean_xy"]))
     return LayerSubspaces(
         perception_vectors=np.stack([s.eigenvectors for s in perception]),

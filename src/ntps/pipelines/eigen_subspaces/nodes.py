@@ -6,10 +6,12 @@ from typing import Any
 
 import numpy as np
 
+from ntps.core.linalg import linalg_device
 from ntps.core.statistics import LayerStatistics
 from ntps.core.subspaces import layer_subspaces
 
 
 def solve_eigen_subspaces(layer_statistics: dict[str, np.ndarray], eigen_subspaces: dict[str, Any]) -> dict[str, np.ndarray]:
     statistics = LayerStatistics.from_arrays(layer_statistics)
-    return layer_subspaces(statistics, ridge=float(eigen_subspaces["ridge"])).to_arrays()
+    device = linalg_device(eigen_subspaces["device"])
+    return layer_subspaces(statistics, ridge=float(eigen_subspaces["ridge"]), device=device).to_arrays()

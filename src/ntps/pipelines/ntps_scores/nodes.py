@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from ntps.core.errors import NtpsInputError
+from ntps.core.linalg import linalg_device
 from ntps.core.ntps import score_tables
 from ntps.core.statistics import LayerStatistics
 from ntps.core.subspaces import LayerSubspaces
@@ -30,6 +31,7 @@ def score_ntps(
         ridge=float(eigen_settings["ridge"]),
         paper_fractions=ntps_scores["paper_k_fractions"],
         released_code=released_code,
+        device=linalg_device(eigen_settings["device"]),
     )
     for table in tables:
         table.insert(0, "dataset", dataset)

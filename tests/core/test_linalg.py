@@ -1,0 +1,82 @@
+"""ntps.core.linalg: the torch.linalg path (run here on the CPU) gives the scipy path's subspaces
+and scores, and the device setting is checked."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from ntps.core.errors import NtpsInputError
+from ntps.core.linalg import generalized_eigh, linalg_device, q_transpose_times
+from ntps.core.ntps import score_tables
+from ntps.core.subspaces import layer_subspaces
+from tests.core.synthetic import accumulate, random_texts
+
+TORCH_CPU = torch.device("cpu")
+
+
+def same_up_to_column_signs(a: np.ndarray, b: np.ndarray, atol: float) -> None:
+    signs = np.sign((a * b).sum(axis=0))
+    np.testing.assert_allclose(a * signs, b, atol=atol, rtol=0)
+
+
+def test_pencil_and_householder_products_match_scipy():
+    rng = np.random.default_rng(20)
+    d = 30
+    root_a, root_b = rng.normal(size=(d, d)), rng.normal(size=(d, 2 * d))
+    a, b = root_a @ root_a.T, root_b @ root_b.T / d
+    values, vectors = generalized_eigh(a, b)
+    torch_values, torch_vectors = generalized_eigh(a, b, TORCH_CPU)
+    np.testing.assert_allclose(torch_values, values, rtol=1e-9)
+    same_up_to_column_signs(torch_vectors, vectors, atol=1e-8 * np.abs(vectors).max())
+    np.testing.assert_allclose(torch_vectors.T @ b @ torch_vectors, np.eye(d), atol=1e-9)
+    v, c = rng.normal(size=(d, d)), rng.normal(size=(d, 7))
+    for columns in (d, 12):  # square, and a tall V whose Q has fewer columns than d
+        expected = q_transpose_times(v[:, :columns], c)
+        assert expected.shape == (columns, 7)
+        np.testing.assert_allclose(np.abs(q_transpose_times(v[:, :columns], c, TORCH_CPU)), np.abs(expected), atol=1e-12)
+
+
+def test_torch_path_gives_the_scipy_subspaces_and_every_score():
+    rng = np.random.default_rng(21)
+    statistics = accumulate(*random_texts(rng, n_texts=60, max_length=8))
+    scipy_subspaces = layer_subspaces(statistics, ridge=1e-6)
+    torch_subspaces = layer_subspaces(statistics, ridge=1e-6, device=TORCH_CPU)
+    for name in ("perception_values", "autoregressive_values"):
+        values = getattr(scipy_subspaces, name)
+        np.testing.assert_allclose(getattr(torch_subspaces, name), values, atol=1e-10 * np.abs(values).max())
+    np.testing.assert_array_equal(torch_subspaces.signal_ranks, scipy_subspaces.signal_ranks)
+    for layer, rank in enumerate(scipy_subspaces.signal_ranks):
+        # V and U's signal columns are unique up to sign; U's other columns span an eigenspace of
+        # eigenvalue 0 whose basis each solver picks freely.
+        v = scipy_subspaces.autoregressive_vectors[layer]
+        same_up_to_column_signs(torch_subspaces.autoregressive_vectors[layer], v, atol=1e-8 * np.abs(v).max())
+        u = scipy_subspaces.perception_vectors[layer][:, :rank]
+        same_up_to_column_signs(torch_subspaces.perception_vectors[layer][:, :rank], u, atol=1e-8 * np.abs(u).max())
+
+    # The same subspaces scored on either path: every variant and every loss to 1e-8.
+    tables = [
+        score_tables(statistics, scipy_subspaces, 1e-6, [0.5], released_code=False, device=device)
+        for device in (None, TORCH_CPU)
+    ]
+    (scipy_scores, scipy_losses), (torch_scores, torch_losses) = tables
+    np.testing.assert_allclose(torch_scores["ntps"], scipy_scores["ntps"], atol=1e-8)
+    for column in ("excess_loss", "label_variance_kept", "theorem2_lower", "theorem2_upper", "n_eigenvalue_min"):
+        scale = max(np.abs(scipy_losses[column]).max(), 1e-300)
+        np.testing.assert_allclose(torch_losses[column], scipy_losses[column], atol=1e-8 * scale)
+    # Subspaces from the torch path: the basis-free scores agree too.
+    torch_path, _ = score_tables(statistics, torch_subspaces, 1e-6, [0.5], released_code=False, device=TORCH_CPU)
+    for variant in ("signal", "label_variance_kept"):
+        rows = scipy_scores["variant"] == variant
+        np.testing.assert_allclose(torch_path.loc[rows, "ntps"], scipy_scores.loc[rows, "ntps"], atol=1e-8)
+
+
+def test_device_settings():
+    assert linalg_device("cpu") is None
+    assert linalg_device("auto") == (torch.device("cuda") if torch.cuda.is_available() else None)
+    with pytest.raises(NtpsInputError, match="auto, cpu or cuda"):
+        linalg_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(NtpsInputError, match="no CUDA GPU is visible"):
+            linalg_device("cuda")
