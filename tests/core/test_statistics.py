@@ -52,6 +52,32 @@ def test_statistics_of_shards_add_up_to_the_whole():
     np.testing.assert_array_equal(restored.cov1, whole.cov1)
 
 
+def test_stored_statistics_keep_symmetric_sums_once_and_round_trip_exactly():
+    rng = np.random.default_rng(4)
+    texts, labels = random_texts(rng, n_texts=20, max_length=6)
+    first, second = accumulate([t[:8] for t in texts], labels[:8]), accumulate([t[8:] for t in texts], labels[8:])
+    stored = first.to_arrays()
+    assert {"mean_xx", "cov0"}.isdisjoint(stored) and stored["cov0_upper"].shape == (N_LAYERS, HIDDEN * (HIDDEN + 1) // 2)
+    full_bytes = sum(getattr(first, name).nbytes for name in ("mean_xx", "mean_xy", "cov0", "cov1"))
+    assert sum(stored[name].nbytes for name in ("mean_xx_upper", "mean_xy", "cov0_upper", "cov1")) < 0.8 * full_bytes
+    restored = LayerStatistics.from_arrays(stored)
+    for name in ("mean_xx", "cov0"):
+        symmetric = (getattr(first, name) + np.swapaxes(getattr(first, name), 1, 2)) / 2
+        np.testing.assert_allclose(getattr(restored, name), symmetric, rtol=0, atol=1e-12 * np.abs(symmetric).max())
+        np.testing.assert_array_equal(getattr(restored, name), np.swapaxes(getattr(restored, name), 1, 2))
+    for name in ("mean_xy", "cov1"):
+        np.testing.assert_array_equal(getattr(restored, name), getattr(first, name))
+    # Stored shards still add up: the packed sums of two shards are the packed sum of their sum.
+    summed = LayerStatistics.from_arrays(stored) + LayerStatistics.from_arrays(second.to_arrays())
+    np.testing.assert_array_equal(summed.to_arrays()["cov0_upper"], stored["cov0_upper"] + second.to_arrays()["cov0_upper"])
+    # Archives from before the packing (whole matrices) still load.
+    legacy = {
+        **{name: getattr(first, name) for name in ("mean_xx", "mean_xy", "cov0", "cov1")},
+        **{name: stored[name] for name in ("n_texts", "n_transitions", "class_counts")},
+    }
+    np.testing.assert_array_equal(LayerStatistics.from_arrays(legacy).cov0, first.cov0)
+
+
 def test_non_finite_hidden_states_are_refused():
     accumulator = StatisticsAccumulator(2, 3, 2)
     good = torch.ones(1, 2, 3)

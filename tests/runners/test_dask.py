@@ -6,14 +6,15 @@ import numpy as np
 import pytest
 import yaml
 
-from ntps.core.statistics import STATISTIC_NAMES
+from ntps.core.statistics import STATISTIC_NAMES, LayerStatistics
 from tests.conftest import four_layer_run, kedro_run
 
 
 def load_statistics(project, dataset):
     (path,) = sorted((project / f"data/04_feature/smollm2_4_layers/{dataset}/layer_statistics.npz").glob("*/*.npz"))[-1:]
     with np.load(path) as archive:
-        return {name: archive[name] for name in archive.files}
+        statistics = LayerStatistics.from_arrays({name: archive[name] for name in archive.files})
+    return {**{name: getattr(statistics, name) for name in STATISTIC_NAMES}, "n_texts": statistics.n_texts}
 
 
 @pytest.mark.end_to_end

@@ -22,6 +22,23 @@ import torch
 from ntps.core.errors import NtpsInputError
 
 STATISTIC_NAMES = ("mean_xx", "mean_xy", "cov0", "cov1")
+# Sums of m m^T and of S_i S_i^T equal their transposes: stored as upper triangles, half the bytes.
+SYMMETRIC_NAMES = ("mean_xx", "cov0")
+
+
+def pack_symmetric(matrices: np.ndarray) -> np.ndarray:
+    """(L, d, d) symmetric -> (L, d (d + 1) / 2), each matrix's upper triangle row by row."""
+    rows, columns = np.triu_indices(matrices.shape[-1])
+    return matrices[:, rows, columns]
+
+
+def unpack_symmetric(packed: np.ndarray, d: int) -> np.ndarray:
+    """(L, d (d + 1) / 2) -> (L, d, d), the inverse of pack_symmetric."""
+    rows, columns = np.triu_indices(d)
+    matrices = np.empty((packed.shape[0], d, d), dtype=packed.dtype)
+    matrices[:, rows, columns] = packed
+    matrices[:, columns, rows] = packed
+    return matrices
 
 
 @dataclass
@@ -79,8 +96,10 @@ class LayerStatistics:
         )
 
     def to_arrays(self) -> dict[str, np.ndarray]:
-        """Flat name -> array mapping, for storage as one archive."""
-        arrays = {name: getattr(self, name) for name in STATISTIC_NAMES}
+        """Flat name -> array mapping, for storage as one archive: meanXY and cov1 whole, meanXX
+        and cov0 as "<name>_upper" (pack_symmetric), all float64 sums, so stored shards still add up."""
+        arrays = {name: getattr(self, name) for name in STATISTIC_NAMES if name not in SYMMETRIC_NAMES}
+        arrays.update({f"{name}_upper": pack_symmetric(getattr(self, name)) for name in SYMMETRIC_NAMES})
         arrays["n_texts"] = np.asarray(self.n_texts)
         arrays["n_transitions"] = np.asarray(self.n_transitions)
         arrays["class_counts"] = self.class_counts
@@ -88,8 +107,17 @@ class LayerStatistics:
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray]) -> LayerStatistics:
+        """The inverse of to_arrays; archives written before the symmetric packing (whole
+        meanXX and cov0) load too."""
+        d = np.shape(arrays["mean_xy"])[1]
+        statistics = {
+            name: unpack_symmetric(np.asarray(arrays[f"{name}_upper"], dtype=np.float64), d)
+            if f"{name}_upper" in arrays
+            else np.asarray(arrays[name], dtype=np.float64)
+            for name in STATISTIC_NAMES
+        }
         return cls(
-            **{name: np.asarray(arrays[name], dtype=np.float64) for name in STATISTIC_NAMES},
+            **statistics,
             n_texts=int(arrays["n_texts"]),
             n_transitions=int(arrays["n_transitions"]),
             class_counts=np.asarray(arrays["class_counts"], dtype=np.int64),
