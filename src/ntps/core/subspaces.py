@@ -105,7 +105,9 @@ class LayerSubspaces:
     Attributes:
         perception_vectors: (L, d, d) U per layer, columns by descending eigenvalue.
         perception_values: (L, d).
-        autoregressive_vectors: (L, d, d) V per layer.
+        autoregressive_vectors: (L, d, d) V per layer, or, as loaded from storage (from_arrays),
+            an orthonormal basis with the same nested spans: its first k columns span V_k for
+            every k, which is all the scores use.
         autoregressive_values: (L, d).
         signal_ranks: (L,) r per layer.
     """
@@ -117,11 +119,32 @@ class LayerSubspaces:
     signal_ranks: np.ndarray
 
     def to_arrays(self) -> dict[str, np.ndarray]:
-        return dict(vars(self))
+        """The stored form, half the bytes of the float64 subspaces: U in float32, and instead of V
+        the float32 orthonormal factor Q of V = Q R ("autoregressive_basis"), whose first k columns
+        span V_k; V's columns are far from orthogonal, so V itself would lose its spans to float32
+        rounding, Q does not. Eigenvalues and ranks stay exact."""
+        basis = np.stack([np.linalg.qr(v)[0] for v in self.autoregressive_vectors])
+        return {
+            "perception_vectors": self.perception_vectors.astype(np.float32),
+            "perception_values": self.perception_values,
+            "autoregressive_basis": basis.astype(np.float32),
+            "autoregressive_values": self.autoregressive_values,
+            "signal_ranks": self.signal_ranks,
+        }
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray]) -> LayerSubspaces:
-        return cls(**{name: np.asarray(arrays[name]) for name in cls.__dataclass_fields__})
+        """The stored form back in float64 (archives from before it, with V itself, load too)."""
+        autoregressive = (
+            arrays["autoregressive_basis"] if "autoregressive_basis" in arrays else arrays["autoregressive_vectors"]
+        )
+        return cls(
+            perception_vectors=np.asarray(arrays["perception_vectors"], dtype=np.float64),
+            perception_values=np.asarray(arrays["perception_values"], dtype=np.float64),
+            autoregressive_vectors=np.asarray(autoregressive, dtype=np.float64),
+            autoregressive_values=np.asarray(arrays["autoregressive_values"], dtype=np.float64),
+            signal_ranks=np.asarray(arrays["signal_ranks"]),
+        )
 
 
 def layer_subspaces(statistics: LayerStatistics, ridge: float, device: torch.device | None = None) -> LayerSubspaces:
