@@ -4,8 +4,10 @@
    over the same forward passes alone (same batches, same model). Target: <= 1.3x.
 2. All-k sweep: NTPS for every k from one QR and prefix sums, over Algorithm 1's pseudo-inverse
    per k, at d=1024 on synthetic statistics. Target: >= 50x faster, same numbers to 1e-10.
-   Then the whole scores stage per layer at d=576 and d=2048 (`--measure scores`): the paper and
-   signal sweeps it was before the parity issue, and all it computes now.
+   Then the whole scores stage per layer at d=576 and d=2048 (`--measure scores`, widths with
+   `--scores-hidden-sizes`): the paper and signal sweeps with an explicit Q per variant, as they
+   were, against the shared Householder sweep, and the whole stage (excess loss and Theorem 2
+   included) against the old sweeps alone. Target at d=4096: the whole stage <= 0.4x.
 3. NTPS vs LoRA: the NTPS stages (forward pass with statistics, eigen subspaces, all-k scores of
    every layer) over the LoRA stage (adapters and head trained with the project's `lora:`
    settings, then scored), on the same model and texts. Measured for the configured steps and
@@ -30,8 +32,7 @@ import torch
 import transformers
 
 from ntps.core.excess_loss import excess_loss_all_k, theorem2_bounds
-from ntps.core.ntps import ntps_paper_all_k, ntps_score, ntps_signal_all_k, score_tables
-from ntps.core.released_code import released_alignment_scores
+from ntps.core.ntps import ntps_paper_all_k, ntps_paper_and_signal_all_k, ntps_score, score_tables
 from ntps.core.statistics import LayerStatistics
 from ntps.core.subspaces import layer_subspaces
 from ntps.modeling.classifiers import lora_classifier
@@ -117,31 +118,52 @@ def synthetic_subspaces(hidden_size: int, n_classes: int, seed: int) -> tuple[np
     return subspaces.perception_vectors[0], subspaces.autoregressive_vectors[0]
 
 
+def explicit_q_sweeps(u: np.ndarray, v: np.ndarray, rank: int) -> tuple[np.ndarray, np.ndarray]:
+    """The paper and signal sweeps as the scores stage computed them before paper-scale work: each
+    variant its own QR with an explicit Q, a product, and full two-dimensional prefix sums."""
+    q, _ = np.linalg.qr(v)
+    g = (q.T @ u) ** 2
+    paper = np.diagonal(g.cumsum(axis=0).cumsum(axis=1)) / (u**2).sum(axis=0).cumsum()
+    q, _ = np.linalg.qr(v)
+    g_signal = (q.T @ u[:, :rank]) ** 2
+    signal = g_signal.cumsum(axis=0).sum(axis=1) / (u[:, :rank] ** 2).sum()
+    return paper, signal
+
+
 def scores_stage_cost(hidden_size: int, repeats: int) -> dict[str, float]:
-    """Seconds per layer of the scores stage: before the parity issue (the paper and signal sweeps
-    alone) and now (score_tables: those, the released code's procedure, the excess loss and
-    Theorem 2's bounds), and of each part."""
+    """Seconds per layer of the scores stage, measured in one run: the paper and signal sweeps as
+    they were (explicit_q_sweeps) and as they are (one Householder QR applied without forming Q,
+    shared), the excess loss with Theorem 2's bounds, the whole stage without and with the
+    released code's procedure, and the largest difference between the old and new sweeps."""
     statistics = synthetic_statistics(hidden_size, n_classes=8, seed=0)
     subspaces = layer_subspaces(statistics, ridge=1e-6)
     u, v, rank = subspaces.perception_vectors[0], subspaces.autoregressive_vectors[0], int(subspaces.signal_ranks[0])
     moments = statistics.averaged(0)
     fractions = [round(0.05 * i, 2) for i in range(1, 20)]
+    difference = max(
+        np.abs(old - new).max() for old, new in zip(explicit_q_sweeps(u, v, rank), ntps_paper_and_signal_all_k(u, v, rank))
+    )
     return {
         "hidden_size": hidden_size,
-        "before_s": best_of(repeats, lambda: (ntps_paper_all_k(u, v), ntps_signal_all_k(u, v, rank))),
-        "now_s": best_of(repeats, lambda: score_tables(statistics, subspaces, 1e-6, fractions)),
-        "released_code_s": best_of(repeats, lambda: released_alignment_scores(**moments)),
+        "explicit_q_sweeps_s": best_of(repeats, lambda: explicit_q_sweeps(u, v, rank)),
+        "shared_sweeps_s": best_of(repeats, lambda: ntps_paper_and_signal_all_k(u, v, rank)),
         "excess_loss_s": best_of(
             repeats,
             lambda: theorem2_bounds(
                 excess_loss_all_k(moments["mean_xx"], moments["mean_xy"], v, 1e-6),
                 subspaces.perception_values[0],
                 u,
-                ntps_paper_all_k(u, v),
+                ntps_paper_and_signal_all_k(u, v, rank)[0],
                 moments["mean_xx"],
                 1e-6,
             ),
         ),
+        "stage_s": best_of(repeats, lambda: score_tables(statistics, subspaces, 1e-6, fractions, released_code=False)),
+        # The released procedure's 19 float32 pseudo-inverses take minutes per layer beyond d = 2048.
+        "stage_with_released_code_s": best_of(1, lambda: score_tables(statistics, subspaces, 1e-6, fractions))
+        if hidden_size <= 2048
+        else float("nan"),
+        "max_abs_difference": float(difference),
     }
 
 
@@ -272,14 +294,18 @@ def report_scores_stage_cost(arguments: argparse.Namespace) -> None:
     for hidden_size in arguments.scores_hidden_sizes:
         cost = scores_stage_cost(hidden_size, arguments.repeats)
         logger.info(
-            "scores stage at d=%d, per layer: before the parity issue (paper + signal) %.3f s, now %.3f s (%.1fx), "
-            "of which released_code %.3f s and excess loss + Theorem 2 %.3f s",
+            "scores stage at d=%d, per layer: paper + signal sweeps with explicit Q %.3f s, shared Householder "
+            "%.3f s (%.2fx, max |difference| %.1e); excess loss + Theorem 2 %.3f s; whole stage %.3f s, "
+            "%.2fx the old sweeps alone; with released_code %.3f s",
             cost["hidden_size"],
-            cost["before_s"],
-            cost["now_s"],
-            cost["now_s"] / cost["before_s"],
-            cost["released_code_s"],
+            cost["explicit_q_sweeps_s"],
+            cost["shared_sweeps_s"],
+            cost["shared_sweeps_s"] / cost["explicit_q_sweeps_s"],
+            cost["max_abs_difference"],
             cost["excess_loss_s"],
+            cost["stage_s"],
+            cost["stage_s"] / cost["explicit_q_sweeps_s"],
+            cost["stage_with_released_code_s"],
         )
 
 
