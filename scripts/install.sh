@@ -8,7 +8,9 @@ if [ ! -x .venv/bin/python ]; then
 fi
 # Exactly the stack the tests last passed with: requirements.lock pins every package with its
 # sha256 (bash scripts/refresh_lock.sh rewrites it); the project itself then needs nothing more.
-.venv/bin/python -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r requirements.lock
+# --no-compile: byte-compiling every installed module (torch alone has thousands) took a quarter of
+# the install; Python compiles the modules a run imports on first use instead.
+.venv/bin/python -m pip install --quiet --disable-pip-version-check --no-compile --require-hashes --no-deps -r requirements.lock
 .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
 .venv/bin/python -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps -r requirements-embedded.txt
 # Debian's Chromium renders the kedro-viz build in the tests (headless); installed once.
