@@ -13,7 +13,7 @@ from ntps.core.ntps import (
     ntps_paper_and_signal_all_k,
     ntps_score,
     ntps_signal_all_k,
-    paper_grid_ks,
+    paper_fraction_ks,
     score_tables,
 )
 from ntps.core.released_code import RELEASED_FRACTIONS
@@ -101,7 +101,7 @@ def test_bad_k_and_bad_labels_are_named():
         with pytest.raises(NtpsInputError, match="k must be an integer in 1..5"):
             ntps_score(u, u, bad_k)
     with pytest.raises(NtpsInputError, match="k fractions"):
-        paper_grid_ks(5, [0.0, 0.5])
+        paper_fraction_ks(5, [0.0, 0.5])
     accumulator = StatisticsAccumulator(1, 2, 2)
     with pytest.raises(NtpsInputError, match=r"label ids must lie in \[0, 2\)"):
         accumulator.update([torch.zeros(1, 2, 2)], torch.ones(1, 2), torch.tensor([2]))
@@ -111,7 +111,7 @@ def test_bad_k_and_bad_labels_are_named():
 
 def test_paper_grid_covers_five_to_ninety_five_percent():
     fractions = [round(0.05 * i, 2) for i in range(1, 20)]
-    ks = paper_grid_ks(576, fractions)
+    ks = paper_fraction_ks(576, fractions)
     assert ks[0] == 29 and ks[-1] == 547 and len(set(ks)) == 19
 
 

@@ -9,7 +9,7 @@ from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 
 from ntps.core.errors import NtpsInputError
-from ntps.pipelines.fan_out import grid_from_parameters, load_parameters
+from ntps.pipelines.fan_out import load_parameters, selection_from_parameters
 from tests.conftest import REPOSITORY, kedro_run
 
 
@@ -65,23 +65,23 @@ def test_pipelines_built_outside_a_session_read_the_environment_from_disk(projec
     monkeypatch.chdir(project)
     monkeypatch.delenv("KEDRO_ENV", raising=False)
     monkeypatch.setattr("ntps.pipelines.fan_out._session_parameters", None)
-    from ntps.pipelines.fan_out import run_grid
+    from ntps.pipelines.fan_out import run_selection
 
-    assert run_grid().datasets == ("reuters_r8", "newsgroups20")
+    assert run_selection().datasets == ("reuters_r8", "newsgroups20")
     monkeypatch.setenv("KEDRO_ENV", "paper_grid")
-    assert len(run_grid().pairs()) == 96
+    assert len(run_selection().pairs()) == 96
 
 
-def test_run_grid_refuses_unknown_names():
+def test_run_selection_refuses_unknown_names():
     parameters = {"run": {"models": ["m"], "datasets": ["d", "e"]}, "models": {"m": {}}, "datasets": {"d": {}}}
     with pytest.raises(NtpsInputError, match=r"run.datasets names \['e'\], which are not in the `datasets:` registry"):
-        grid_from_parameters(parameters)
+        selection_from_parameters(parameters)
     parameters["datasets"]["e"] = {}
-    assert grid_from_parameters(parameters).pairs() == [("m", "d"), ("m", "e")]
+    assert selection_from_parameters(parameters).pairs() == [("m", "d"), ("m", "e")]
 
 
 def test_the_paper_grid_environment_selects_8_models_by_12_datasets():
-    grid = grid_from_parameters(load_parameters(REPOSITORY, env="paper_grid"))
-    assert len(grid.models) == 8 and len(grid.datasets) == 12 and len(grid.pairs()) == 96
+    selection = selection_from_parameters(load_parameters(REPOSITORY, env="paper_grid"))
+    assert len(selection.models) == 8 and len(selection.datasets) == 12 and len(selection.pairs()) == 96
     forward = load_parameters(REPOSITORY, env="paper_grid")["forward_pass"]
     assert (forward["device"], forward["dtype"]) == ("cuda", "bfloat16")

@@ -101,7 +101,7 @@ def check_k_fractions(fractions: list[float]) -> None:
         raise NtpsInputError(f"k fractions must lie in (0, 1], got {bad}")
 
 
-def paper_grid_ks(hidden_size: int, fractions: list[float]) -> np.ndarray:
+def paper_fraction_ks(hidden_size: int, fractions: list[float]) -> np.ndarray:
     """The integer k for each fraction of the hidden size (the paper's 0.05..0.95 grid).
 
     Returns:
@@ -157,7 +157,7 @@ def score_tables(
     """
     d = statistics.hidden_size
     ks = np.arange(1, d + 1)
-    keys = {"k": ks, "k_fraction": ks / d, "on_paper_grid": np.isin(ks, paper_grid_ks(d, paper_fractions))}
+    keys = {"k": ks, "k_fraction": ks / d, "on_paper_grid": np.isin(ks, paper_fraction_ks(d, paper_fractions))}
     score_frames, loss_frames = [], []
     for layer in tqdm(range(statistics.n_layers), desc="NTPS scores", unit="layer"):
         moments = statistics.averaged(layer)

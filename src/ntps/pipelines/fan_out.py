@@ -33,7 +33,7 @@ PAIR_INPUTS = {"labeled_texts": "{dataset}.labeled_texts", "language_model_card"
 
 
 @dataclass(frozen=True)
-class RunGrid:
+class RunSelection:
     models: tuple[str, ...]
     datasets: tuple[str, ...]
 
@@ -83,13 +83,13 @@ def run_parameters() -> dict[str, Any]:
     return _session_parameters if _session_parameters is not None else load_parameters()
 
 
-def grid_from_parameters(parameters: dict[str, Any]) -> RunGrid:
+def selection_from_parameters(parameters: dict[str, Any]) -> RunSelection:
     """The `run:` selection, checked against the `models:` and `datasets:` registries."""
     run = parameters.get("run") or {}
-    grid = RunGrid(models=tuple(run.get("models") or ()), datasets=tuple(run.get("datasets") or ()))
-    if not grid.models or not grid.datasets:
+    selection = RunSelection(models=tuple(run.get("models") or ()), datasets=tuple(run.get("datasets") or ()))
+    if not selection.models or not selection.datasets:
         raise NtpsInputError("parameters `run.models` and `run.datasets` must each list at least one name")
-    for kind, names in (("models", grid.models), ("datasets", grid.datasets)):
+    for kind, names in (("models", selection.models), ("datasets", selection.datasets)):
         registry = parameters.get(kind) or {}
         unknown = [name for name in names if name not in registry]
         if unknown:
@@ -97,12 +97,12 @@ def grid_from_parameters(parameters: dict[str, Any]) -> RunGrid:
         bad = [name for name in names if not name.isidentifier()]
         if bad:
             raise NtpsInputError(f"{kind} names must be identifiers (they become namespaces), got {bad}")
-    return grid
+    return selection
 
 
-def run_grid() -> RunGrid:
+def run_selection() -> RunSelection:
     """The models and datasets of this run."""
-    return grid_from_parameters(run_parameters())
+    return selection_from_parameters(run_parameters())
 
 
 def bind(func: Callable, **bound: Any) -> Callable:
@@ -122,7 +122,7 @@ def per_entry(template: Pipeline, registry: str) -> Pipeline:
     `params:datasets.<name>`.
     """
     entry = f"params:{registry.removesuffix('s')}"
-    names = getattr(run_grid(), registry)
+    names = getattr(run_selection(), registry)
     shared = _global_parameters(template, exclude=(entry,))
     return Pipeline(
         [Pipeline(template, namespace=name, parameters={entry: f"params:{registry}.{name}", **shared}) for name in names]
@@ -144,7 +144,7 @@ def per_pair(
             those the template does not take are ignored, so one mapping serves a chain of stages.
     """
     copies = []
-    for model, dataset in run_grid().pairs():
+    for model, dataset in run_selection().pairs():
         pair_template = template(model, dataset)
         free_inputs = pair_template.inputs()
         patterns = {name: pattern for name, pattern in {**PAIR_INPUTS, **(inputs or {})}.items() if name in free_inputs}

@@ -2,7 +2,7 @@
 
 from kedro.pipeline import Pipeline, node
 
-from ntps.pipelines.fan_out import run_grid
+from ntps.pipelines.fan_out import run_selection
 from ntps.pipelines.reporting.nodes import concatenate_tables
 from ntps.reports.correlation_study import configuration_correlations, correlation_summary, markdown_report
 
@@ -14,7 +14,7 @@ from .nodes import (
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    tables = [f"{model}.{dataset}.probe_metrics" for model, dataset in run_grid().pairs()]
+    tables = [f"{model}.{dataset}.probe_metrics" for model, dataset in run_selection().pairs()]
     inputs = ["ntps_table", "probe_metrics", "params:correlation"]
     return Pipeline(
         [

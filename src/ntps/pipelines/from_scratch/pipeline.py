@@ -3,7 +3,7 @@ architecture trained from scratch on each dataset, and the linear-vs-full table 
 
 from kedro.pipeline import Pipeline, node
 
-from ntps.pipelines.fan_out import bind, per_pair, run_grid
+from ntps.pipelines.fan_out import bind, per_pair, run_selection
 
 from .nodes import compare_linear_and_full, train_from_scratch
 
@@ -22,7 +22,7 @@ def template(model: str, dataset: str) -> Pipeline:
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    tables = [f"{model}.{dataset}.from_scratch_metrics" for model, dataset in run_grid().pairs()]
+    tables = [f"{model}.{dataset}.from_scratch_metrics" for model, dataset in run_selection().pairs()]
     return Pipeline(
         [
             per_pair(template),

@@ -6,7 +6,7 @@ They read the run-level ntps_table and probe_metrics of the latest `--pipelines=
 
 from kedro.pipeline import Pipeline, node
 
-from ntps.pipelines.fan_out import run_grid
+from ntps.pipelines.fan_out import run_selection
 from ntps.pipelines.ntps_after_lora.pipeline import NAMESPACE
 from ntps.pipelines.reporting.nodes import concatenate_tables
 from ntps.reports.lora_study import lora_markdown_report
@@ -22,7 +22,7 @@ from .nodes import (
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    pairs = run_grid().pairs()
+    pairs = run_selection().pairs()
     combined = {
         "lora_metrics": "lora_metrics",
         "lora_training_log": "lora_training_log",

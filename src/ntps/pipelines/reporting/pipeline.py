@@ -2,13 +2,13 @@
 
 from kedro.pipeline import Pipeline, node
 
-from ntps.pipelines.fan_out import run_grid
+from ntps.pipelines.fan_out import run_selection
 
 from .nodes import concatenate_tables, plot_excess_loss, plot_ntps_heatmaps, summarize_ntps, summarize_theorem2
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    pairs = run_grid().pairs()
+    pairs = run_selection().pairs()
     return Pipeline(
         [
             node(
