@@ -32,8 +32,14 @@ def matmul(a: np.ndarray, b: np.ndarray, device: torch.device | None = None) -> 
     return _array(_tensor(a, device) @ _tensor(b, device))
 
 
-def generalized_eigh(a: np.ndarray, b: np.ndarray, device: torch.device | None = None) -> tuple[np.ndarray, np.ndarray]:
+def generalized_eigh(
+    a: np.ndarray, b: np.ndarray, device: torch.device | None = None, divide_and_conquer: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     """Solutions of A w = lambda B w, A symmetric, B symmetric positive definite.
+
+    divide_and_conquer: on the CPU, LAPACK's sygvd instead of scipy's default sygv (4x faster at
+    d = 576). Both are exact to rounding where eigenvalues are distinct, but pick different bases
+    of a repeated eigenvalue's eigenspace, so only pencils without one should switch.
 
     Returns:
         (eigenvalues (d,) ascending, eigenvectors (d, d) with W^T B W = I).
@@ -41,7 +47,7 @@ def generalized_eigh(a: np.ndarray, b: np.ndarray, device: torch.device | None =
         np.linalg.LinAlgError: B is not numerically positive definite.
     """
     if device is None:
-        return scipy.linalg.eigh(a, b)
+        return scipy.linalg.eigh(a, b, driver="gvd" if divide_and_conquer else "gv")
     a_t, b_t = _tensor(a, device), _tensor(b, device)
     lower, info = torch.linalg.cholesky_ex(b_t)
     if int(info) != 0:

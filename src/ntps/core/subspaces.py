@@ -43,7 +43,9 @@ def regularized(b: np.ndarray, ridge: float) -> np.ndarray:
     return (b + b.T) / 2 + ridge_shift(b, ridge) * np.eye(b.shape[0])
 
 
-def generalized_eigenspace(a: np.ndarray, b: np.ndarray, ridge: float, device: torch.device | None = None) -> EigenSubspace:
+def generalized_eigenspace(
+    a: np.ndarray, b: np.ndarray, ridge: float, device: torch.device | None = None, divide_and_conquer: bool = False
+) -> EigenSubspace:
     """Top-first generalized eigenvectors of the symmetric pencil (A, B).
 
     Args:
@@ -53,6 +55,7 @@ def generalized_eigenspace(a: np.ndarray, b: np.ndarray, ridge: float, device: t
             problem solvable when B is singular (fewer texts than dimensions) and is invariant
             to a rescaling or rotation of the hidden states.
         device: None solves with scipy on the CPU, a torch.device with torch.linalg there.
+        divide_and_conquer: see core.linalg.generalized_eigh.
     """
     if a.shape != b.shape or a.ndim != 2 or a.shape[0] != a.shape[1]:
         raise NtpsInputError(f"A and B must be square of the same shape, got {a.shape} and {b.shape}")
@@ -65,7 +68,7 @@ def generalized_eigenspace(a: np.ndarray, b: np.ndarray, ridge: float, device: t
     a_sym = (a + a.T) / 2
     b_reg = regularized(b, ridge)
     try:
-        eigenvalues, eigenvectors = generalized_eigh(a_sym, b_reg, device)
+        eigenvalues, eigenvectors = generalized_eigh(a_sym, b_reg, device, divide_and_conquer)
     except np.linalg.LinAlgError as error:
         raise NtpsInputError(f"the covariance B is numerically singular (ridge={ridge}); raise the ridge") from error
     return EigenSubspace(
@@ -85,8 +88,11 @@ def perception_subspace(
 def autoregressive_subspace(
     cov0: np.ndarray, cov1: np.ndarray, ridge: float, device: torch.device | None = None
 ) -> EigenSubspace:
-    """V of eq. (8) from cov0 (d, d) and cov1 (d, d)."""
-    return generalized_eigenspace(matmul(cov1, cov1.T, device), cov0, ridge, device)
+    """V of eq. (8) from cov0 (d, d) and cov1 (d, d). cov1 cov1^T has full rank once the texts hold
+    more next-token pairs than dimensions (the default and the paper's runs), so V is unique up to
+    signs and the faster divide-and-conquer solver gives the same V; U's pencil has d - r equal (zero)
+    eigenvalues and keeps the solver whose basis the README's measurements used."""
+    return generalized_eigenspace(matmul(cov1, cov1.T, device), cov0, ridge, device, divide_and_conquer=True)
 
 
 def signal_rank(mean_xy: np.ndarray) -> int:
