@@ -97,15 +97,20 @@ def extreme_eigenvalues(n: np.ndarray, device: torch.device | None = None) -> tu
     return float(values[0]), float(values[-1])
 
 
+def resolve_device(device: str) -> torch.device:
+    """A device setting as torch reads it: "auto" is CUDA when a GPU is visible, else the CPU; a
+    CUDA device that is not visible is refused by name."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise NtpsInputError(f"device '{device}' was asked for but no CUDA GPU is visible")
+    return torch.device(device)
+
+
 def linalg_device(setting: str) -> torch.device | None:
     """Where the eigen and scores stages compute: "auto" is CUDA when a GPU is visible, else the
     CPU with scipy (None); "cpu" is scipy; "cuda" or "cuda:<i>" requires that GPU."""
-    if setting == "auto":
-        return torch.device("cuda") if torch.cuda.is_available() else None
-    if setting == "cpu":
-        return None
-    if setting.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise NtpsInputError(f"device '{setting}' was asked for but no CUDA GPU is visible")
-        return torch.device(setting)
-    raise NtpsInputError(f"device must be auto, cpu or cuda[:<index>], got {setting!r}")
+    if setting not in ("auto", "cpu") and not setting.startswith("cuda"):
+        raise NtpsInputError(f"device must be auto, cpu or cuda[:<index>], got {setting!r}")
+    device = resolve_device(setting)
+    return None if device.type == "cpu" else device

@@ -62,8 +62,7 @@ def stale_versions(folders: list[Path], keep: int) -> list[StaleVersion]:
     return stale
 
 
-def remove_versions(stale: list[StaleVersion]) -> int:
-    """Delete the versions; returns the bytes freed."""
+def remove_versions(stale: list[StaleVersion]) -> None:
+    """Delete the versions (the caller has listed them and their bytes)."""
     for version in stale:
         shutil.rmtree(version.path)
-    return sum(version.bytes for version in stale)

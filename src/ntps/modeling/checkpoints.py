@@ -14,7 +14,7 @@ import torch
 from ntps.modeling.classifiers import trainable_state
 
 
-def checkpoint_path(
+def run_checkpoint_path(
     kind: str,
     tokenized_texts: pd.DataFrame,
     language_model_card: dict[str, Any],

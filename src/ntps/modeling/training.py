@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from transformers.optimization import Adafactor
 
 from ntps.core.errors import NtpsInputError
-from ntps.modeling.checkpoints import checkpoint_path, resume_checkpoint, save_checkpoint
+from ntps.modeling.checkpoints import resume_checkpoint, run_checkpoint_path, save_checkpoint
 from ntps.modeling.classifiers import MeanPooledClassifier
 from ntps.modeling.hidden_states import padded_batches
 
@@ -133,7 +133,7 @@ def train_and_score(
     dataset: str,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Trains on the texts of split "train" (train_classifier, resuming from and checkpointing to
-    checkpoints.checkpoint_path) and scores both splits; the checkpoint is removed at the end, as the
+    checkpoints.run_checkpoint_path) and scores both splits; the checkpoint is removed at the end, as the
     caller's versioned outputs then hold the result.
 
     Args:
@@ -144,7 +144,7 @@ def train_and_score(
         <kind>_train_accuracy, <kind>_test_accuracy (NaN without test texts), training_seconds;
         the training log: model, dataset, step, loss).
     """
-    checkpoint = checkpoint_path(kind, tokenized_texts, language_model_card, settings, model, dataset)
+    checkpoint = run_checkpoint_path(kind, tokenized_texts, language_model_card, settings, model, dataset)
     started = time.perf_counter()
     train = tokenized_texts[tokenized_texts["split"] == "train"]
     test = tokenized_texts[tokenized_texts["split"] == "test"]

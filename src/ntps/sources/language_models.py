@@ -18,6 +18,7 @@ import torch
 import transformers
 
 from ntps.core.errors import NtpsInputError
+from ntps.core.linalg import resolve_device
 from ntps.sources.hub import offline_note
 from ntps.sources.text_datasets import package_data_path
 
@@ -95,14 +96,6 @@ def load_tokenizer(location: str, spec: dict[str, Any]) -> transformers.PreTrain
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise NtpsInputError(f"device '{device}' was asked for but no CUDA GPU is visible")
-    return torch.device(device)
 
 
 class _LoadedBackbone:

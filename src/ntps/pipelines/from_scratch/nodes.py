@@ -8,10 +8,11 @@ from typing import Any
 import pandas as pd
 import transformers
 
+from ntps.core.linalg import resolve_device
 from ntps.modeling.classifiers import scratch_classifier
 from ntps.modeling.training import train_and_score
 from ntps.reports.lora_study import linear_vs_full_markdown, linear_vs_full_table
-from ntps.sources.language_models import DTYPES, load_tokenizer, resolve_device
+from ntps.sources.language_models import DTYPES, load_tokenizer
 
 
 def train_from_scratch(

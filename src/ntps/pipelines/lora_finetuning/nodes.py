@@ -7,10 +7,11 @@ from typing import Any
 import pandas as pd
 import transformers
 
+from ntps.core.linalg import resolve_device
 from ntps.modeling.adapter_format import LoraAdapter
 from ntps.modeling.classifiers import lora_adapter, lora_classifier
 from ntps.modeling.training import train_and_score
-from ntps.sources.language_models import DTYPES, load_tokenizer, resolve_device
+from ntps.sources.language_models import DTYPES, load_tokenizer
 
 
 def fine_tune_lora(
