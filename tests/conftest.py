@@ -73,6 +73,14 @@ def four_layer_model(embedded_model, tmp_path_factory):
     return folder
 
 
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """A tiny random Llama (2 blocks, width 16) with a character tokenizer, as a local model folder."""
+    from tests.modeling.tiny_models import save_tiny_llama_with_tokenizer
+
+    return save_tiny_llama_with_tokenizer(tmp_path_factory.mktemp("tiny_llama"))
+
+
 def make_project_copy(root: Path) -> Path:
     shutil.copytree(REPOSITORY / "conf", root / "conf", ignore=shutil.ignore_patterns("local"))
     (root / "conf" / "local").mkdir()

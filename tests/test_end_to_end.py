@@ -13,8 +13,10 @@ import pandas as pd
 import pytest
 import yaml
 
+from ntps.core.correlation import STATISTICS
 from ntps.core.ntps import VARIANTS
 from ntps.core.released_code import RELEASED_FRACTIONS
+from ntps.reports.correlation_study import REFERENCE_SCORES
 from tests.conftest import REPOSITORY, four_layer_run, kedro_run, offline_environment
 
 pytestmark = pytest.mark.end_to_end
@@ -36,6 +38,7 @@ REPORTS = {
     "correlation_report.md",
     "ntps_vs_probes.png",
     "correlation_heatmaps.png",
+    "score_comparison.png",
     "excess_loss_table.parquet",
     "theorem2_summary.csv",
     "excess_loss.png",
@@ -57,9 +60,9 @@ def versions(root, relative):
     return sorted(path.name for path in (root / relative).iterdir())
 
 
-def test_ntps_run_covers_every_layer_and_k_and_reruns_as_new_versions(project, model_cache, embedded_model):
+def test_ntps_run_covers_every_layer_and_k(project, model_cache, embedded_model):
     # The released code's float32 procedure (about 1 s per layer here, 3 minutes of this run) is
-    # left off; the notebook test below runs it end to end on the embedded model's first 4 blocks.
+    # left off; the rerun test below runs it end to end on the embedded model's first 4 blocks.
     first = kedro_run(project, model_cache)
     assert first.returncode == 0, first.stderr[-4000:]
     # Third-party notices a user cannot act on are filtered (ntps.third_party_warnings); none is left.
@@ -96,11 +99,11 @@ def test_ntps_run_covers_every_layer_and_k_and_reruns_as_new_versions(project, m
     probes = pd.read_parquet(probes_path)
     assert set(probes["dataset"]) == DEFAULT_DATASETS and (probes["hidden_state"] == n_layers - 1).all()
     assert probes[["logistic_train_accuracy", "logistic_test_accuracy"]].stack().between(0, 1).all()
-    assert probes[["ols_training_mse", "logme", "h_score"]].notna().all().all()
+    assert probes[["ols_training_mse", "logme", "h_score", *REFERENCE_SCORES]].notna().all().all()
     (summary_path,) = (project / "data/08_reporting/correlation_summary.parquet").glob("*/correlation_summary.parquet")
     summary = pd.read_parquet(summary_path)
     scored = {f"ntps_{variant}" for variant in VARIANTS if variant != "released_code"}
-    assert set(summary["score"]) == scored | {"logme", "h_score"}
+    assert set(summary["score"]) == scored | set(REFERENCE_SCORES) and set(summary["statistic"]) == set(STATISTICS)
     assert set(summary["selection"]) == {"best_in_sample", "leave_one_dataset_out", "none"}
     assert (summary["n_datasets"] == len(DEFAULT_DATASETS)).all() and (summary["permutation"] == "exact 720").all()
     searched = summary.dropna(subset=["layer"])
@@ -108,41 +111,17 @@ def test_ntps_run_covers_every_layer_and_k_and_reruns_as_new_versions(project, m
     (report_path,) = (project / "data/08_reporting/correlation_report.md").glob("*/correlation_report.md")
     assert "## smollm2_135m (6 datasets" in report_path.read_text()
 
-    before = snapshot(project)
-    second = kedro_run(project, model_cache)
-    assert second.returncode == 0, second.stderr[-4000:]
-    (_, second_table_path) = sorted((project / "data/08_reporting/ntps_table.parquet").glob("*/ntps_table.parquet"))
-    second_table = pd.read_parquet(second_table_path)
-    assert len(second_table) == len(table) and set(second_table["variant"]) == set(table["variant"])
-    after = snapshot(project)
-    assert {path: after.get(path) for path in before} == before, "a rerun changed an earlier run's file"
-    for relative in (
-        "data/01_raw/rotten_tomatoes/labeled_texts.parquet",
-        "data/02_intermediate/smollm2_135m/newsgroups20/tokenized_texts.parquet",
-        "data/04_feature/smollm2_135m/election_tweets/layer_statistics.npz",
-        "data/05_model_input/smollm2_135m/clothing_ratings/eigen_subspaces.npz",
-        "data/07_model_output/smollm2_135m/rotten_tomatoes/ntps_table.parquet",
-        "data/07_model_output/smollm2_135m/rotten_tomatoes/excess_loss_table.parquet",
-        "data/04_feature/smollm2_135m/reuters_r8/pooled_features.npz",
-        "data/07_model_output/smollm2_135m/clothing_departments/probe_metrics.parquet",
-        *(f"data/08_reporting/{name}" for name in REPORTS),
-    ):
-        assert len(versions(project, relative)) == 2, relative
-
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
-    experiment = client.get_experiment_by_name("ntps")
-    runs = client.search_runs([experiment.experiment_id])
-    assert len(runs) == 2
-    for run in runs:
-        assert run.info.status == "FINISHED"
-        artifacts = {item.path for item in client.list_artifacts(run.info.run_id, "reports")}
-        assert {f"reports/{name}" for name in REPORTS} <= artifacts
-        assert any(name.startswith("correlation_metrics.spearman.smollm2_135m.") for name in run.data.metrics)
-        signal_metrics = [name for name in run.data.metrics if name.startswith("ntps_summary_metrics.ntps_signal_")]
-        assert len(signal_metrics) == len(DEFAULT_DATASETS)
-        history = client.get_metric_history(run.info.run_id, signal_metrics[0])
-        assert sorted(metric.step for metric in history) == list(range(n_layers))
-        assert run.data.params["tokenization.max_tokens"] == "16"
+    (run,) = client.search_runs([client.get_experiment_by_name("ntps").experiment_id])
+    assert run.info.status == "FINISHED"
+    artifacts = {item.path for item in client.list_artifacts(run.info.run_id, "reports")}
+    assert {f"reports/{name}" for name in REPORTS} <= artifacts
+    assert any(name.startswith("correlation_metrics.spearman.smollm2_135m.") for name in run.data.metrics)
+    signal_metrics = [name for name in run.data.metrics if name.startswith("ntps_summary_metrics.ntps_signal_")]
+    assert len(signal_metrics) == len(DEFAULT_DATASETS)
+    history = client.get_metric_history(run.info.run_id, signal_metrics[0])
+    assert sorted(metric.step for metric in history) == list(range(n_layers))
+    assert run.data.params["tokenization.max_tokens"] == "16"
 
 
 NOTEBOOK_RUNNER = """
@@ -156,7 +135,7 @@ print("heatmaps", len(figure.axes), "summary rows", len(namespace["correlation_s
 """
 
 
-def test_results_notebook_runs_on_the_latest_catalog_entries(project, model_cache, four_layer_model):
+def test_a_rerun_writes_new_versions_and_the_notebook_reads_the_latest(project, model_cache, four_layer_model):
     datasets = ["rotten_tomatoes", "election_tweets", "newsgroups20"]
     (project / "conf/local/parameters.yml").write_text(yaml.safe_dump(four_layer_run(four_layer_model, datasets)))
     assert kedro_run(project, model_cache, {"ntps_scores.released_code": True}).returncode == 0
@@ -170,6 +149,35 @@ def test_results_notebook_runs_on_the_latest_catalog_entries(project, model_cach
         assert rows.groupby("layer")["k_fraction"].apply(lambda f: np.allclose(f, RELEASED_FRACTIONS)).all()
         assert (rows[["k", "v_columns"]].max(axis=1) <= rows["k_fraction"] * hidden).all()
         assert rows["ntps"].between(-1e-6, 1 + 1e-6).all()
+
+    before = snapshot(project)
+    second = kedro_run(project, model_cache, {"ntps_scores.released_code": True})
+    assert second.returncode == 0, second.stderr[-4000:]
+    (_, second_table_path) = sorted((project / "data/08_reporting/ntps_table.parquet").glob("*/ntps_table.parquet"))
+    second_table = pd.read_parquet(second_table_path)
+    assert len(second_table) == len(table) and set(second_table["variant"]) == set(table["variant"])
+    after = snapshot(project)
+    assert {path: after.get(path) for path in before} == before, "a rerun changed an earlier run's file"
+    pair = "smollm2_4_layers/election_tweets"
+    for relative in (
+        "data/01_raw/rotten_tomatoes/labeled_texts.parquet",
+        "data/02_intermediate/smollm2_4_layers/newsgroups20/tokenized_texts.parquet",
+        f"data/04_feature/{pair}/layer_statistics.npz",
+        f"data/04_feature/{pair}/pooled_features.npz",
+        f"data/05_model_input/{pair}/eigen_subspaces.npz",
+        f"data/07_model_output/{pair}/ntps_table.parquet",
+        f"data/07_model_output/{pair}/excess_loss_table.parquet",
+        f"data/07_model_output/{pair}/probe_metrics.parquet",
+        *(f"data/08_reporting/{name}" for name in REPORTS),
+    ):
+        assert len(versions(project, relative)) == 2, relative
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("ntps").experiment_id])
+    assert len(runs) == 2 and all(run.info.status == "FINISHED" for run in runs)
+    for run in runs:
+        artifacts = {item.path for item in client.list_artifacts(run.info.run_id, "reports")}
+        assert {f"reports/{name}" for name in REPORTS} <= artifacts
+
     notebook = REPOSITORY / "notebooks" / "ntps_results.ipynb"
     result = subprocess.run(
         [sys.executable, "-c", NOTEBOOK_RUNNER, str(notebook)],
@@ -179,5 +187,6 @@ def test_results_notebook_runs_on_the_latest_catalog_entries(project, model_cach
         text=True,
     )
     assert result.returncode == 0, result.stderr[-4000:]
-    # 3 heatmaps and their colour bar; 3 targets x 10 scores rows (4 variants x 2 selections, LogME, H-score)
-    assert "heatmaps 4 summary rows 30" in result.stdout
+    # 3 heatmaps and their colour bar; 4 targets x 3 statistics x 15 score rows (4 variants x 2
+    # selections, 7 reference scores)
+    assert "heatmaps 4 summary rows 180" in result.stdout

@@ -6,13 +6,16 @@ import itertools
 
 import numpy as np
 import pytest
-from scipy.stats import spearmanr
+from scipy.stats import kendalltau, spearmanr, weightedtau
 
 from ntps.core.correlation import (
+    STATISTICS,
     bootstrap_interval,
     leave_one_dataset_out,
     permutation_p_value,
     permuted_best_r,
+    permuted_leave_one_out_r,
+    rank_correlation,
     select_best_configuration,
     spearman,
     target_permutations,
@@ -31,6 +34,32 @@ def test_spearman_equals_scipy_with_ties_and_is_nan_for_constants():
         spearman(scores[:20], paired), [spearmanr(a, b).statistic for a, b in zip(scores, paired)], atol=1e-12
     )
     assert np.isnan(spearman(np.ones(7), targets))
+
+
+@pytest.mark.parametrize("statistic, reference", [("kendall", kendalltau), ("weighted_tau", weightedtau)])
+def test_kendall_and_weighted_tau_equal_scipy_with_ties_and_are_nan_for_constants(statistic, reference):
+    rng = np.random.default_rng(13)
+    for trial in range(200):
+        n = int(rng.integers(3, 12))
+        scores = rng.integers(0, 4, size=n).astype(float) if trial % 2 else rng.normal(size=n)
+        targets = rng.integers(0, 3, size=n).astype(float) if trial % 3 == 0 else rng.normal(size=n)
+        expected = reference(scores, targets).statistic
+        np.testing.assert_allclose(rank_correlation(scores, targets, statistic), expected, atol=1e-12, equal_nan=True)
+    many, targets = rng.normal(size=(30, 7)), rng.normal(size=7)
+    np.testing.assert_allclose(
+        rank_correlation(many, targets, statistic), [reference(row, targets).statistic for row in many], atol=1e-12
+    )
+    assert np.isnan(rank_correlation(np.ones(7), targets, statistic))
+    with pytest.raises(NtpsInputError, match="rank statistic"):
+        rank_correlation(many, targets, "pearson")
+
+
+def test_weighted_tau_counts_agreement_at_the_top_most():
+    targets = np.arange(8.0)
+    swapped_top, swapped_bottom = targets.copy(), targets.copy()
+    swapped_top[[6, 7]], swapped_bottom[[0, 1]] = swapped_top[[7, 6]], swapped_bottom[[1, 0]]
+    assert rank_correlation(swapped_top, targets, "kendall") == rank_correlation(swapped_bottom, targets, "kendall")
+    assert rank_correlation(swapped_top, targets, "weighted_tau") < rank_correlation(swapped_bottom, targets, "weighted_tau")
 
 
 def test_best_configuration_follows_the_expected_sign():
@@ -84,8 +113,10 @@ def test_permutations_are_exhaustive_when_few_and_p_values_pay_for_the_search():
     naive = permutation_p_value(best.r, spearman(noise[best.configuration], targets[all_orders]), exact=True)
     corrected = permutation_p_value(best.r, permuted_best_r(noise, targets[all_orders], 1), exact=True)
     assert best.r >= 0.9 and naive <= 0.05 and corrected > 0.5
-    brute_force = [max(spearman(noise, targets[order])) for order in itertools.islice(all_orders, 10)]
-    np.testing.assert_allclose(permuted_best_r(noise, targets[all_orders[:10]], 1), brute_force, atol=1e-12)
+    for statistic in STATISTICS:
+        brute_force = [max(rank_correlation(noise, targets[order], statistic)) for order in itertools.islice(all_orders, 10)]
+        searched = permuted_best_r(noise, targets[all_orders[:10]], 1, statistic)
+        np.testing.assert_allclose(searched, brute_force, atol=1e-12)
 
 
 def test_bootstrap_interval_is_seeded_bounded_and_contains_a_clear_r():
@@ -97,3 +128,30 @@ def test_bootstrap_interval_is_seeded_bounded_and_contains_a_clear_r():
     assert -1 <= low <= float(spearman(scores, targets)) <= high <= 1 and defined > 450
     with pytest.raises(NtpsInputError, match="confidence"):
         bootstrap_interval(scores, targets, 10, 1.5, seed=0)
+
+
+@pytest.mark.parametrize("statistic", STATISTICS)
+def test_bootstrap_interval_covers_the_planted_value_in_most_samples(statistic):
+    """Samples of 15 (score, target) pairs from a bivariate normal with correlation 0.6: the
+    statistic's expected value at that size is estimated from 4,000 other samples; the 95%
+    percentile intervals of most of 100 samples cover it."""
+    rng = np.random.default_rng(14)
+    covariance = [[1.0, 0.6], [0.6, 1.0]]
+    planted = rng.multivariate_normal([0, 0], covariance, size=(4000, 15))
+    true_value = float(np.mean(rank_correlation(planted[..., 0], planted[..., 1], statistic)))
+    covered = 0
+    for sample in rng.multivariate_normal([0, 0], covariance, size=(100, 15)):
+        low, high, _ = bootstrap_interval(sample[:, 0], sample[:, 1], 1000, 0.95, seed=0, statistic=statistic)
+        covered += low <= true_value <= high
+    assert covered >= 80
+
+
+@pytest.mark.parametrize("statistic", STATISTICS)
+def test_the_vectorized_leave_one_out_null_equals_the_selection_repeated_per_permutation(statistic):
+    rng = np.random.default_rng(15)
+    scores = rng.normal(size=(40, 6))
+    scores[3] = 1.0  # a constant configuration is never chosen
+    scores[5:10] = rng.integers(0, 3, size=(5, 6))  # tied correlations: the first configuration wins
+    permuted = rng.normal(size=(50, 6))
+    expected = [leave_one_dataset_out(scores, targets, -1, statistic).r for targets in permuted]
+    np.testing.assert_allclose(permuted_leave_one_out_r(scores, permuted, -1, statistic), expected, atol=1e-12)

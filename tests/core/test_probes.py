@@ -9,10 +9,13 @@ from sklearn.linear_model import Ridge
 
 from ntps.core.errors import NtpsInputError
 from ntps.core.probes import (
+    cross_validated_logistic_accuracy,
     fit_least_squares_probe,
     fit_logistic_probe,
     h_score,
+    knn_accuracy,
     log_maximum_evidence,
+    majority_rate,
     one_hot,
 )
 
@@ -101,3 +104,48 @@ def test_h_score_matches_its_definition_is_bounded_and_invariant_to_invertible_m
     mixing = np.random.default_rng(7).normal(size=(5, 5))
     assert h_score(features @ mixing + 3.0, labels) == pytest.approx(score, rel=1e-8)
     assert h_score(features, labels) > h_score(features, np.random.default_rng(8).permutation(labels))
+
+
+def test_majority_rate_is_the_accuracy_of_always_guessing_the_most_frequent_label():
+    assert majority_rate(np.array([0, 1, 1, 2, 1])) == pytest.approx(0.6)
+    assert majority_rate(np.array([3, 3])) == 1.0
+
+
+def held_out_only_signal(seed: int):
+    """Training features unrelated to the labels, held-out features that give them away."""
+    rng = np.random.default_rng(seed)
+    train_labels, test_labels = np.tile([0, 1], 60), np.tile([0, 1], 40)
+    train_features = rng.normal(size=(120, 5))
+    test_features = rng.normal(size=(80, 5)) * 0.1 + 3 * test_labels[:, None]
+    return train_features, train_labels, test_features, test_labels
+
+
+def test_knn_and_cross_validated_probe_choose_and_score_without_held_out_texts():
+    train_features, train_labels, test_features, test_labels = held_out_only_signal(seed=20)
+    knn = knn_accuracy(train_features, train_labels, test_features, test_labels, neighbors=[1, 5, 15], folds=5)
+    cross_validated = cross_validated_logistic_accuracy(train_features, train_labels, folds=5)
+    # Training texts carry no signal, so cross-validation on them is near chance...
+    assert 0.3 < knn.cv_accuracy < 0.7 and 0.3 < cross_validated.accuracy < 0.7 and cross_validated.converged
+    # ...whatever the held-out texts say: other held-out texts change only the held-out accuracy.
+    shuffled = np.random.default_rng(21).permutation(len(test_labels))
+    again = knn_accuracy(train_features, train_labels, test_features[shuffled], test_labels, neighbors=[1, 5, 15], folds=5)
+    assert (again.n_neighbors, again.cv_accuracy) == (knn.n_neighbors, knn.cv_accuracy)
+    assert knn.test_accuracy != again.test_accuracy
+    # k-NN on the chosen k equals scikit-learn's classifier on features standardized on the training texts.
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.preprocessing import StandardScaler
+
+    scaler = StandardScaler().fit(train_features)
+    reference = KNeighborsClassifier(knn.n_neighbors).fit(scaler.transform(train_features), train_labels)
+    assert knn.test_accuracy == pytest.approx(reference.score(scaler.transform(test_features), test_labels))
+
+
+def test_knn_keeps_only_neighbour_counts_a_fold_can_hold_and_rare_labels_fall_back_to_plain_folds():
+    features, labels = linear_classification(12, 3, 2, seed=22)
+    labels[0] = 2  # a label seen once: no stratified fold can hold it twice
+    result = knn_accuracy(features, labels, features[:0], labels[:0], neighbors=[1, 3, 50], folds=4)
+    assert result.n_neighbors in (1, 3) and np.isnan(result.test_accuracy)
+    with pytest.raises(NtpsInputError, match="neighbour count"):
+        knn_accuracy(features, labels, features[:0], labels[:0], neighbors=[50], folds=4)
+    with pytest.raises(NtpsInputError, match="at least 2 folds"):
+        cross_validated_logistic_accuracy(features, labels, folds=1)

@@ -6,14 +6,18 @@ from __future__ import annotations
 import logging
 
 import numpy as np
+import pytest
 
+from ntps.core.errors import NtpsInputError
 from ntps.modeling.hidden_states import PooledFeatures
 from ntps.modeling.probing import probe_metrics_table
 
 SETTINGS = {
+    "hidden_states": "all",
     "ols_ridge": 0.0,
     "logistic": {"inverse_regularization": 1.0, "max_iterations": 1000, "tolerance": 1e-4, "seed": 0},
     "h_score_rcond": 1e-10,
+    "reference_scores": {"folds": 3, "knn_neighbors": [1, 5]},
 }
 
 
@@ -30,7 +34,10 @@ def test_one_row_per_hidden_state_and_a_converged_probe_says_nothing(caplog):
         table = probe_metrics_table(pooled(), SETTINGS)
     assert table["hidden_state"].tolist() == [3, 5]
     assert (table[["n_train", "n_test", "n_classes"]].to_numpy() == [90, 30, 3]).all()
-    assert table["logistic_converged"].all() and not caplog.records
+    assert table["logistic_converged"].all() and table["logistic_cv_converged"].all() and not caplog.records
+    assert (table["majority_rate"] == 1 / 3).all() and np.allclose(table["log_n_train"], np.log(90))
+    assert table[["knn_test_accuracy", "logistic_cv_accuracy"]].stack().between(0, 1).all()
+    assert set(table["knn_neighbors"]) <= {1, 5}
 
 
 def test_a_probe_that_did_not_converge_is_reported_once_with_what_to_change(caplog):
@@ -41,3 +48,10 @@ def test_a_probe_that_did_not_converge_is_reported_once_with_what_to_change(capl
     (record,) = [record for record in caplog.records if record.levelno == logging.WARNING]
     message = record.getMessage()
     assert "hidden state(s) [3, 5]" in message and "probes.logistic.max_iterations" in message
+
+
+def test_only_the_chosen_pooled_hidden_states_are_probed_and_unpooled_ones_are_refused():
+    assert probe_metrics_table(pooled(), {**SETTINGS, "hidden_states": [-1]})["hidden_state"].tolist() == [5]
+    assert probe_metrics_table(pooled(), {**SETTINGS, "hidden_states": [3]})["hidden_state"].tolist() == [3]
+    with pytest.raises(NtpsInputError, match=r"hidden state\(s\) \[4\], which were not pooled"):
+        probe_metrics_table(pooled(), {**SETTINGS, "hidden_states": [4]})

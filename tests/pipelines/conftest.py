@@ -16,7 +16,6 @@ from ntps.pipelines import fan_out
 from ntps.pipelines.fan_out import load_parameters
 from ntps.pipelines.ntps.pipeline import STAGES
 from tests.conftest import REPOSITORY
-from tests.modeling.tiny_models import save_tiny_llama_with_tokenizer
 
 MODEL = "tiny_llama"
 DATASETS = ["rotten_tomatoes", "election_tweets", "clothing_ratings"]
@@ -62,12 +61,11 @@ def run_in_memory(pipeline, parameters: dict[str, Any], data: dict[str, Any]) ->
 
 
 @pytest.fixture(scope="session")
-def stage_parameters(tmp_path_factory) -> dict[str, Any]:
+def stage_parameters(tmp_path_factory, tiny_model) -> dict[str, Any]:
     """conf/base's parameters for a small run of the tiny model on three embedded datasets."""
-    folder = save_tiny_llama_with_tokenizer(tmp_path_factory.mktemp("tiny_llama"))
     parameters = load_parameters(REPOSITORY)
     parameters["run"] = {"models": [MODEL], "datasets": DATASETS}
-    parameters["models"][MODEL] = {"source": "local", "path": str(folder)}
+    parameters["models"][MODEL] = {"source": "local", "path": str(tiny_model)}
     parameters["sampling"]["max_texts"] = {"train": 48, "test": 16}
     parameters["tokenization"]["max_tokens"] = 24
     parameters["forward_pass"]["batch_size"] = 8

@@ -102,10 +102,12 @@ def test_ntps_that_ranks_datasets_by_gain_gets_r_minus_one_and_the_probe_baselin
         "confidence": 0.95,
         "seed": 0,
     }
-    summary = gain_correlation_summary(ntps, gains, settings).set_index(["score", "selection"])
-    best = summary.loc[("ntps_paper", "best_in_sample")]
-    assert best["spearman_r"] == pytest.approx(-1.0) and best["layer"] == 1 and best["expected_sign"] == -1
-    assert summary.loc[("probe_test_accuracy", "none"), "spearman_r"] == pytest.approx(
-        scipy.stats.spearmanr(gains["probe_test_accuracy"], gain).statistic
-    )
-    assert np.isnan(summary.loc[("logme", "none"), "spearman_r"]), "a constant score ranks nothing"
+    summary = gain_correlation_summary(ntps, gains, settings).set_index(["statistic", "score", "selection"])
+    for statistic, reference in (("spearman", scipy.stats.spearmanr), ("kendall", scipy.stats.kendalltau)):
+        best = summary.loc[(statistic, "ntps_paper", "best_in_sample")]
+        assert best["r"] == pytest.approx(-1.0) and best["layer"] == 1 and best["expected_sign"] == -1
+        assert summary.loc[(statistic, "probe_test_accuracy", "none"), "r"] == pytest.approx(
+            reference(gains["probe_test_accuracy"], gain).statistic
+        )
+        assert np.isnan(summary.loc[(statistic, "logme", "none"), "r"]), "a constant score ranks nothing"
+    assert summary.loc[("weighted_tau", "ntps_paper", "best_in_sample"), "r"] == pytest.approx(-1.0)

@@ -48,6 +48,8 @@ def test_changed_nodes_runner_reruns_what_a_change_reaches_and_finishes_a_killed
         "combine_ntps_tables",
         "summarize_ntps",
         "plot_ntps_heatmaps",
+        "summarize_label_null",
+        "plot_ntps_null_heatmaps",
         "combine_excess_loss_tables",
         "summarize_theorem2",
         "plot_excess_loss",
@@ -57,6 +59,7 @@ def test_changed_nodes_runner_reruns_what_a_change_reaches_and_finishes_a_killed
         "log_correlation_metrics",
         "plot_ntps_vs_probes",
         "plot_correlation_heatmaps",
+        "plot_score_comparison",
     }
     assert ran == downstream_of_the_ridge and skipped == everything - downstream_of_the_ridge
 

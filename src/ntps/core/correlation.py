@@ -1,5 +1,9 @@
 """Rank correlation between a score and a downstream metric across datasets, with honest selection.
 
+Three rank statistics (STATISTICS): Spearman r, as the paper; Kendall's tau-b; and weighted tau
+(Vigna's, scipy.stats.weightedtau's default), which counts agreement among the top-ranked datasets
+most, what a user choosing a model or task cares about.
+
 The paper reports, per model, the Spearman r of the (layer, k) configuration that correlates
 best. Chosen on the same datasets it is reported on, that number is optimistic. Here the same
 selection is also run leave-one-dataset-out, with bootstrap intervals and permutation p-values
@@ -18,38 +22,120 @@ from scipy.stats import rankdata
 
 from ntps.core.errors import NtpsInputError
 
+STATISTICS = ("spearman", "kendall", "weighted_tau")
+
 
 def _standardized_ranks(values: np.ndarray) -> np.ndarray:
     """Ranks along the last axis (ties averaged), centred and scaled to unit norm; rows with
     constant values become NaN, as their correlation is undefined."""
     ranks = rankdata(values, axis=-1)
     ranks = ranks - ranks.mean(axis=-1, keepdims=True)
-    norms = np.sqrt((ranks**2).sum(axis=-1, keepdims=True))
+    return _unit_rows(ranks)
+
+
+def _unit_rows(values: np.ndarray) -> np.ndarray:
+    norms = np.sqrt((values**2).sum(axis=-1, keepdims=True))
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(norms > 0, ranks / np.where(norms > 0, norms, 1), np.nan)
+        return np.where(norms > 0, values / np.where(norms > 0, norms, 1), np.nan)
 
 
-def spearman(scores: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """Spearman r along the last axis, broadcasting leading axes.
+def _pair_signs(values: np.ndarray) -> np.ndarray:
+    """(..., n) -> (..., n (n - 1) / 2): sign(values_i - values_j) for every pair i < j."""
+    first, second = np.triu_indices(values.shape[-1], k=1)
+    return np.sign(values[..., first] - values[..., second])
+
+
+def _standardized_pair_signs(values: np.ndarray) -> np.ndarray:
+    """Pair signs scaled to unit norm: their dot product is Kendall's tau-b (tied pairs count in
+    neither side's norm); NaN rows for constant values."""
+    return _unit_rows(_pair_signs(values))
+
+
+# Spearman r and Kendall's tau-b are dot products of a per-side transform, so the search over
+# configurations under many permutations is one matrix product.
+_TRANSFORMS = {"spearman": _standardized_ranks, "kendall": _standardized_pair_signs}
+
+
+def _check_statistic(statistic: str) -> None:
+    if statistic not in STATISTICS:
+        raise NtpsInputError(f"rank statistic must be one of {STATISTICS}, got {statistic!r}")
+
+
+def _hyperbolic_pair_weights(primary: np.ndarray, secondary: np.ndarray) -> np.ndarray:
+    """Vigna's additive hyperbolic weights of every pair i < j: 1 / (rank_i + 1) + 1 / (rank_j + 1),
+    rank 0 the largest by (primary, then secondary), as scipy.stats.weightedtau ranks."""
+    n = primary.shape[-1]
+    ascending = np.lexsort((secondary, primary), axis=-1)  # stable, ties in both by position
+    rank = np.empty_like(ascending)
+    np.put_along_axis(rank, ascending, np.broadcast_to(np.arange(n - 1, -1, -1), ascending.shape), axis=-1)
+    weights = 1.0 / (rank + 1.0)
+    first, second = np.triu_indices(n, k=1)
+    return weights[..., first] + weights[..., second]
+
+
+def _weighted_tau_one_way(x_signs, y_signs, weights) -> np.ndarray:
+    numerator = (weights * x_signs * y_signs).sum(axis=-1)
+    denominator = np.sqrt((weights * x_signs**2).sum(axis=-1) * (weights * y_signs**2).sum(axis=-1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denominator > 0, np.clip(numerator / np.where(denominator > 0, denominator, 1), -1, 1), np.nan)
+
+
+def weighted_tau(scores: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """scipy.stats.weightedtau's default (additive hyperbolic weights, rank=True: the mean of the
+    tau weighted by the ranking of scores and the one weighted by the ranking of targets) along the
+    last axis, broadcasting leading axes: agreement at the top counts most.
 
     Args:
-        scores: (..., n) e.g. (n_configurations, n_datasets).
-        targets: (..., n) broadcastable against scores, e.g. (n_datasets,).
+        scores, targets: (..., n) broadcastable.
 
     Returns:
         (...) correlations; NaN where either side is constant.
     """
+    scores, targets = np.broadcast_arrays(np.asarray(scores, dtype=np.float64), np.asarray(targets, dtype=np.float64))
+    x_signs, y_signs = _pair_signs(scores), _pair_signs(targets)
+    by_scores = _weighted_tau_one_way(x_signs, y_signs, _hyperbolic_pair_weights(scores, targets))
+    by_targets = _weighted_tau_one_way(x_signs, y_signs, _hyperbolic_pair_weights(targets, scores))
+    return (by_scores + by_targets) / 2
+
+
+def rank_correlation(scores: np.ndarray, targets: np.ndarray, statistic: str = "spearman") -> np.ndarray:
+    """Spearman r, Kendall's tau-b or weighted tau along the last axis, broadcasting leading axes.
+
+    Args:
+        scores: (..., n) e.g. (n_configurations, n_datasets).
+        targets: (..., n) broadcastable against scores, e.g. (n_datasets,).
+        statistic: one of STATISTICS.
+
+    Returns:
+        (...) correlations; NaN where either side is constant.
+    """
+    _check_statistic(statistic)
     scores, targets = np.asarray(scores, dtype=np.float64), np.asarray(targets, dtype=np.float64)
     if scores.shape[-1] != targets.shape[-1]:
         raise NtpsInputError(f"scores and targets cover different datasets: {scores.shape} vs {targets.shape}")
-    return (_standardized_ranks(scores) * _standardized_ranks(targets)).sum(axis=-1)
+    if statistic == "weighted_tau":
+        return weighted_tau(scores, targets)
+    transform = _TRANSFORMS[statistic]
+    # A dot product of unit vectors can land an ulp outside [-1, 1].
+    return np.clip((transform(scores) * transform(targets)).sum(axis=-1), -1, 1)
 
 
-def _best(signed_r: np.ndarray) -> int | None:
-    """Index of the largest finite entry (first one on ties), None when there is none."""
-    if not np.isfinite(signed_r).any():
+def spearman(scores: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """Spearman r along the last axis (rank_correlation's default)."""
+    return rank_correlation(scores, targets, "spearman")
+
+
+def _comparable(r: np.ndarray, sign: int) -> np.ndarray:
+    """sign * r rounded to 12 decimals, -inf where undefined: configurations whose r ties (common
+    with few datasets) compare equal however r was summed, so every selection keeps the first."""
+    return np.where(np.isfinite(r), np.round(sign * r, 12), -np.inf)
+
+
+def _best(r: np.ndarray, sign: int) -> int | None:
+    """Index of the configuration with the largest sign * r (first one on ties), None when no r is defined."""
+    if not np.isfinite(r).any():
         return None
-    return int(np.nanargmax(np.where(np.isfinite(signed_r), signed_r, -np.inf)))
+    return int(np.argmax(_comparable(r, sign)))
 
 
 @dataclass(frozen=True)
@@ -61,20 +147,38 @@ class Selection:
     r: float
 
 
-def select_best_configuration(scores: np.ndarray, targets: np.ndarray, sign: int) -> Selection:
+def select_best_configuration(scores: np.ndarray, targets: np.ndarray, sign: int, statistic: str = "spearman") -> Selection:
     """The paper's choice: the configuration whose r has the expected sign and largest size.
 
     Args:
         scores: (n_configurations, n_datasets).
         targets: (n_datasets,).
         sign: +1 when a higher score should mean a higher target (accuracy), -1 when lower (MSE).
+        statistic: the rank correlation searched (STATISTICS).
     """
-    r = spearman(scores, targets)
-    best = _best(sign * r)
+    r = rank_correlation(scores, targets, statistic)
+    best = _best(r, sign)
     return Selection(best, float("nan") if best is None else float(r[best]))
 
 
-def permuted_best_r(scores: np.ndarray, permuted_targets: np.ndarray, sign: int, chunk: int = 64) -> np.ndarray:
+def _permuted_correlations(scores: np.ndarray, permuted_targets: np.ndarray, statistic: str):
+    """(chunk, n_configurations) correlations of every configuration with a chunk of the permuted
+    targets at a time, in order; Spearman and Kendall transform the scores once."""
+    _check_statistic(statistic)
+    scores = np.asarray(scores, dtype=np.float64)
+    permuted_targets = np.asarray(permuted_targets, dtype=np.float64)
+    n_pairs = scores.shape[1] * (scores.shape[1] - 1) // 2
+    chunk = max(1, 2_000_000 // max(1, len(scores) * n_pairs))
+    if statistic in _TRANSFORMS:
+        transformed = _TRANSFORMS[statistic](scores).T
+        for start in range(0, len(permuted_targets), chunk):
+            yield _TRANSFORMS[statistic](permuted_targets[start : start + chunk]) @ transformed
+    else:
+        for start in range(0, len(permuted_targets), chunk):
+            yield weighted_tau(scores[None], permuted_targets[start : start + chunk, None])
+
+
+def permuted_best_r(scores: np.ndarray, permuted_targets: np.ndarray, sign: int, statistic: str = "spearman") -> np.ndarray:
     """The selected configuration's sign * r under each permuted labelling (the max statistic
     of a permutation test that accounts for the search).
 
@@ -85,15 +189,40 @@ def permuted_best_r(scores: np.ndarray, permuted_targets: np.ndarray, sign: int,
     Returns:
         (P,) max over configurations of sign * r; NaN where no configuration has a defined r.
     """
-    ranked_scores = _standardized_ranks(np.asarray(scores, dtype=np.float64))
-    ranked_scores = ranked_scores[np.isfinite(ranked_scores).all(axis=1)]
-    if not len(ranked_scores):
-        return np.full(len(permuted_targets), np.nan)
-    best = []
-    for start in range(0, len(permuted_targets), chunk):
-        ranked_targets = _standardized_ranks(np.asarray(permuted_targets[start : start + chunk], dtype=np.float64))
-        best.append((sign * (ranked_targets @ ranked_scores.T)).max(axis=1))
-    return np.concatenate(best)
+    best = [
+        np.where(np.isfinite(r).any(axis=1), np.where(np.isfinite(r), sign * r, -np.inf).max(axis=1), np.nan)
+        for r in _permuted_correlations(scores, permuted_targets, statistic)
+    ]
+    return np.concatenate(best) if best else np.empty(0)
+
+
+def permuted_leave_one_out_r(
+    scores: np.ndarray, permuted_targets: np.ndarray, sign: int, statistic: str = "spearman"
+) -> np.ndarray:
+    """leave_one_dataset_out(scores, targets, sign, statistic).r for every row of permuted_targets,
+    vectorized over the rows: the null distribution of the out-of-sample r, selection included.
+
+    Args:
+        scores: (n_configurations, n_datasets), n_datasets >= 3.
+        permuted_targets: (P, n_datasets).
+
+    Returns:
+        (P,) r; NaN where some fold had no configuration with a defined r.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    permuted_targets = np.asarray(permuted_targets, dtype=np.float64)
+    n_datasets = scores.shape[1]
+    held_out = np.full(permuted_targets.shape, np.nan)
+    for held in range(n_datasets):
+        others = np.arange(n_datasets) != held
+        chosen = []
+        for r in _permuted_correlations(scores[:, others], permuted_targets[:, others], statistic):
+            best = _comparable(r, sign).argmax(axis=1)
+            defined = np.isfinite(r).any(axis=1)
+            chosen.append(np.where(defined, scores[best, held], np.nan))
+        held_out[:, held] = np.concatenate(chosen)
+    r = rank_correlation(held_out, permuted_targets, statistic)
+    return np.where(np.isfinite(held_out).all(axis=1), r, np.nan)
 
 
 @dataclass(frozen=True)
@@ -107,7 +236,9 @@ class LeaveOneOutResult:
     r: float
 
 
-def leave_one_dataset_out(scores: np.ndarray, targets: np.ndarray, sign: int) -> LeaveOneOutResult:
+def leave_one_dataset_out(
+    scores: np.ndarray, targets: np.ndarray, sign: int, statistic: str = "spearman"
+) -> LeaveOneOutResult:
     """For each dataset j, select the configuration on the other datasets only, and read dataset
     j's score there; the out-of-fold scores are then correlated with the targets.
 
@@ -115,6 +246,7 @@ def leave_one_dataset_out(scores: np.ndarray, targets: np.ndarray, sign: int) ->
         scores: (n_configurations, n_datasets), n_datasets >= 3.
         targets: (n_datasets,).
         sign: +1 or -1, as select_best_configuration.
+        statistic: the rank correlation searched and reported (STATISTICS).
     """
     scores, targets = np.asarray(scores, dtype=np.float64), np.asarray(targets, dtype=np.float64)
     n_datasets = scores.shape[1]
@@ -124,18 +256,18 @@ def leave_one_dataset_out(scores: np.ndarray, targets: np.ndarray, sign: int) ->
     held_out = np.full(n_datasets, np.nan)
     for held in range(n_datasets):
         others = np.arange(n_datasets) != held
-        chosen = select_best_configuration(scores[:, others], targets[others], sign).configuration
+        chosen = select_best_configuration(scores[:, others], targets[others], sign, statistic).configuration
         if chosen is not None:
             configurations[held] = chosen
             held_out[held] = scores[chosen, held]
-    r = float(spearman(held_out, targets)) if np.isfinite(held_out).all() else float("nan")
+    r = float(rank_correlation(held_out, targets, statistic)) if np.isfinite(held_out).all() else float("nan")
     return LeaveOneOutResult(configurations, held_out, r)
 
 
 def bootstrap_interval(
-    scores: np.ndarray, targets: np.ndarray, n_resamples: int, confidence: float, seed: int
+    scores: np.ndarray, targets: np.ndarray, n_resamples: int, confidence: float, seed: int, statistic: str = "spearman"
 ) -> tuple[float, float, int]:
-    """Percentile interval of Spearman r over datasets resampled with replacement.
+    """Percentile interval of a rank correlation (STATISTICS) over datasets resampled with replacement.
 
     Args:
         scores, targets: (n_datasets,) paired values.
@@ -149,7 +281,7 @@ def bootstrap_interval(
         raise NtpsInputError(f"confidence must lie in (0, 1), got {confidence}")
     rng = np.random.default_rng(seed)
     resamples = rng.integers(0, len(scores), size=(n_resamples, len(scores)))
-    r = spearman(scores[resamples], targets[resamples])
+    r = rank_correlation(scores[resamples], targets[resamples], statistic)
     r = r[np.isfinite(r)]
     if not r.size:
         return float("nan"), float("nan"), 0

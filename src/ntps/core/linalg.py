@@ -88,6 +88,13 @@ def solve_lower(lower: np.ndarray, b: np.ndarray, device: torch.device | None = 
     return _array(torch.linalg.solve_triangular(_tensor(lower, device), _tensor(b, device), upper=False))
 
 
+def solve_lower_transposed(lower: np.ndarray, b: np.ndarray, device: torch.device | None = None) -> np.ndarray:
+    """L^-T B for lower-triangular L."""
+    if device is None:
+        return scipy.linalg.solve_triangular(lower, b, lower=True, trans="T")
+    return _array(torch.linalg.solve_triangular(_tensor(lower.T, device), _tensor(b, device), upper=True))
+
+
 def extreme_eigenvalues(n: np.ndarray, device: torch.device | None = None) -> tuple[float, float]:
     """(smallest, largest) eigenvalue of symmetric N."""
     if device is None:

@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 
 from ntps.core.errors import NtpsInputError
 from ntps.core.excess_loss import excess_loss_all_k, theorem2_bounds
+from ntps.core.label_null import LabelNull, null_columns, shuffled_label_scores
 from ntps.core.linalg import q_transpose_times
 from ntps.core.released_code import released_alignment_scores
 from ntps.core.statistics import LayerStatistics
@@ -118,6 +119,9 @@ def paper_fraction_ks(hidden_size: int, fractions: list[float]) -> np.ndarray:
 VARIANTS = ("paper", "signal", "released_code", "label_variance_kept")
 
 
+NULL_COLUMNS = ["null_mean", "null_sd", "excess_over_null", "null_p_value", "n_shuffles"]
+
+
 def scored_variants(ntps_table: pd.DataFrame) -> list[str]:
     """The score variants the table holds, in VARIANTS' order (released_code can be switched off)."""
     present = set(ntps_table["variant"])
@@ -131,6 +135,7 @@ def score_tables(
     paper_fractions: list[float],
     released_code: bool = True,
     device: torch.device | None = None,
+    label_null: LabelNull | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Every score variant for every layer and k, and the excess loss Theorem 2 bounds.
 
@@ -143,13 +148,17 @@ def score_tables(
             per layer cost far more than every other variant together.
         device: None computes the float64 variants with scipy on the CPU, a torch.device with
             torch.linalg there (the released procedure always runs as released: scipy, float32).
+        label_null: the pooled states and shuffles of the shuffled-label null (core.label_null);
+            None leaves its columns out.
     Returns:
         (ntps_table, excess_loss_table).
         ntps_table: one row per layer x variant x k with layer, k, k_fraction, on_paper_grid,
             variant, signal_rank, v_columns, ntps (the variant's score). paper, signal and
             label_variance_kept have k = 1..d and use V_k (v_columns = k); released_code has the
             released fractions f (k_fraction = f, on the paper's grid), k = int(f rank_U) columns
-            of U and v_columns = int(f rank_V) of V.
+            of U and v_columns = int(f rank_V) of V. With label_null, also null_mean, null_sd,
+            excess_over_null, null_p_value (null_columns) and n_shuffles, NaN where a layer has no
+            pooled states or a variant no null (released_code; paper beyond the signal rank).
         excess_loss_table: one row per layer x k with layer, k, k_fraction, on_paper_grid,
             signal_rank, excess_loss (Delta L(k)), explainable_label_variance (sum(Lambda)),
             label_variance_kept, excess_loss_vs_u (L*(V_k) - L*(U_k)), ntps_paper,
@@ -167,14 +176,27 @@ def score_tables(
         loss = excess_loss_all_k(moments["mean_xx"], moments["mean_xy"], v, ridge, device)
         bounds = theorem2_bounds(loss, subspaces.perception_values[layer], u, paper, moments["mean_xx"], ridge, device)
         layer_keys = {"layer": layer, **keys}
+        null = None
+        if label_null is not None and layer in label_null.pooled_states:
+            null = shuffled_label_scores(
+                label_null.pooled_states[layer],
+                label_null.label_ids,
+                label_null.n_classes,
+                label_null.orderings,
+                moments["mean_xx"],
+                v,
+                ridge,
+                device,
+            )
         for variant, scores in (
             ("paper", paper),
             ("signal", signal),
             ("label_variance_kept", loss.kept_share),
         ):
-            score_frames.append(
-                pd.DataFrame({**layer_keys, "variant": variant, "signal_rank": rank, "v_columns": ks, "ntps": scores})
-            )
+            frame = pd.DataFrame({**layer_keys, "variant": variant, "signal_rank": rank, "v_columns": ks, "ntps": scores})
+            if null is not None:
+                frame = frame.assign(**null_columns(scores, null.variant(variant)), n_shuffles=len(label_null.orderings))
+            score_frames.append(frame)
         if released_code:
             released = released_alignment_scores(**moments)
             score_frames.append(
@@ -209,4 +231,8 @@ def score_tables(
                 }
             )
         )
-    return pd.concat(score_frames, ignore_index=True), pd.concat(loss_frames, ignore_index=True)
+    scores = pd.concat(score_frames, ignore_index=True)
+    if label_null is not None:
+        # Every row gets the columns, NaN where there is no null (a layer not pooled, released_code).
+        scores = scores.reindex(columns=[*scores.columns.drop(NULL_COLUMNS, errors="ignore"), *NULL_COLUMNS])
+    return scores, pd.concat(loss_frames, ignore_index=True)

@@ -3,17 +3,23 @@
 The probes are the paper's Section 4.1 performance measures: a closed-form least-squares probe
 (its training MSE) and a logistic-regression probe (its accuracy). LogME (You et al., ICML 2021)
 and H-score (Bao et al., ICIP 2019) are peer transferability metrics computed on the same
-features, so that NTPS can be compared with them at ranking datasets.
+features, so that NTPS can be compared with them at ranking datasets. The reference scores a
+transferability score must beat (arXiv 2405.20420, 2503.18528) are here too: the majority-class
+rate, k-NN accuracy with k chosen by cross-validation, and the logistic probe's cross-validated
+accuracy, each on the training texts only unless it says "test".
 """
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from dataclasses import dataclass
 
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV, KFold, StratifiedKFold, cross_val_score
+from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -84,6 +90,31 @@ def fit_least_squares_probe(features: np.ndarray, targets: np.ndarray, ridge: fl
     return LeastSquaresProbe(weights, bias, float((residuals**2).sum() / targets.shape[0]))
 
 
+def _logistic_probe(inverse_regularization: float, max_iterations: int, tolerance: float, seed: int):
+    # saga converges slowly on unscaled features; the scaler is part of the probe, fitted on train only.
+    return make_pipeline(
+        StandardScaler(),
+        LogisticRegression(
+            solver="saga", C=inverse_regularization, max_iter=max_iterations, tol=tolerance, random_state=seed
+        ),
+    )
+
+
+@contextlib.contextmanager
+def _few_texts_per_class_allowed():
+    """scikit-learn warns that a fold with more classes than half its texts may be a regression
+    target; here the labels are class ids by construction, and the probe table already shows
+    n_classes and n_train, so the warning tells the user nothing new."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The number of unique classes is greater than 50%", category=UserWarning)
+        yield
+
+
+def _converged(caught: list[warnings.WarningMessage]) -> bool:
+    # Reported by the caller, once per table, with what to change; the warning itself would name neither.
+    return not any(issubclass(item.category, ConvergenceWarning) for item in caught)
+
+
 @dataclass(frozen=True)
 class LogisticProbeResult:
     train_accuracy: float
@@ -113,18 +144,11 @@ def fit_logistic_probe(
     train_features = _check_features(train_features, len(train_labels))
     if len(np.unique(train_labels)) < 2:
         raise NtpsInputError("the training texts hold a single label: a classifier cannot be fitted")
-    # saga converges slowly on unscaled features; the scaler is part of the probe, fitted on train only.
-    probe = make_pipeline(
-        StandardScaler(),
-        LogisticRegression(
-            solver="saga", C=inverse_regularization, max_iter=max_iterations, tol=tolerance, random_state=seed
-        ),
-    )
+    probe = _logistic_probe(inverse_regularization, max_iterations, tolerance, seed)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
         probe.fit(train_features, train_labels)
-    # Reported by the caller, once per table, with what to change; the warning itself would name neither.
-    converged = not any(issubclass(item.category, ConvergenceWarning) for item in caught)
+    converged = _converged(caught)
     test_accuracy = float("nan")
     if len(test_labels):
         test_accuracy = float(probe.score(np.asarray(test_features, dtype=np.float64), test_labels))
@@ -216,3 +240,102 @@ def h_score(features: np.ndarray, label_ids: np.ndarray, rcond: float = 1e-10) -
         class_means[rows] = centered[rows].mean(axis=0)
     between_class = class_means.T @ class_means / len(centered)
     return float(np.trace(np.linalg.pinv(covariance, rcond=rcond, hermitian=True) @ between_class))
+
+
+def majority_rate(train_labels: np.ndarray) -> float:
+    """The share of the most frequent label among the training texts: the accuracy of always
+    guessing it, a task's trivial baseline."""
+    counts = np.bincount(np.asarray(train_labels))
+    return float(counts.max() / counts.sum())
+
+
+def cross_validation_folds(train_labels: np.ndarray, folds: int, seed: int) -> StratifiedKFold | KFold:
+    """Stratified shuffled folds over the training texts, as many as the rarest label allows (at
+    least 2); plain shuffled folds when a label occurs once."""
+    if folds < 2:
+        raise NtpsInputError(f"cross-validation needs at least 2 folds, got {folds}")
+    rarest = int(np.unique(train_labels, return_counts=True)[1].min())
+    if rarest >= 2:
+        return StratifiedKFold(n_splits=min(folds, rarest), shuffle=True, random_state=seed)
+    return KFold(n_splits=min(folds, len(train_labels)), shuffle=True, random_state=seed)
+
+
+@dataclass(frozen=True)
+class KnnResult:
+    test_accuracy: float
+    n_neighbors: int
+    cv_accuracy: float
+
+
+def knn_accuracy(
+    train_features: np.ndarray,
+    train_labels: np.ndarray,
+    test_features: np.ndarray,
+    test_labels: np.ndarray,
+    neighbors: list[int],
+    folds: int = 5,
+    seed: int = 0,
+) -> KnnResult:
+    """k-NN accuracy on the held-out texts (arXiv 2503.18528's estimator), k chosen among neighbors
+    by cross-validated accuracy on the training texts only; features standardized on the training
+    texts, as the logistic probe's.
+
+    Args:
+        train_features: (n, d); test_features: (m, d), m may be 0 (test_accuracy NaN).
+        train_labels: (n,) and test_labels: (m,) integer label ids.
+        neighbors: candidate k; those larger than a training fold are dropped.
+    """
+    train_labels, test_labels = np.asarray(train_labels), np.asarray(test_labels)
+    train_features = _check_features(train_features, len(train_labels))
+    splitter = cross_validation_folds(train_labels, folds, seed)
+    smallest_fold = len(train_labels) - -(-len(train_labels) // splitter.get_n_splits())
+    candidates = sorted({int(k) for k in neighbors if 1 <= int(k) <= smallest_fold})
+    if not candidates:
+        raise NtpsInputError(f"no k-NN neighbour count in {neighbors} fits a training fold of {smallest_fold} texts")
+    search = GridSearchCV(
+        make_pipeline(StandardScaler(), KNeighborsClassifier()),
+        {"kneighborsclassifier__n_neighbors": candidates},
+        cv=splitter,
+        scoring="accuracy",
+    )
+    with _few_texts_per_class_allowed():
+        search.fit(train_features, train_labels)
+    test_accuracy = float("nan")
+    if len(test_labels):
+        test_accuracy = float(search.score(np.asarray(test_features, dtype=np.float64), test_labels))
+    return KnnResult(
+        test_accuracy=test_accuracy,
+        n_neighbors=int(search.best_params_["kneighborsclassifier__n_neighbors"]),
+        cv_accuracy=float(search.best_score_),
+    )
+
+
+@dataclass(frozen=True)
+class CrossValidatedAccuracy:
+    accuracy: float
+    converged: bool
+
+
+def cross_validated_logistic_accuracy(
+    train_features: np.ndarray,
+    train_labels: np.ndarray,
+    folds: int = 5,
+    inverse_regularization: float = 1.0,
+    max_iterations: int = 1000,
+    tolerance: float = 1e-4,
+    seed: int = 0,
+) -> CrossValidatedAccuracy:
+    """The logistic probe's (fit_logistic_probe's) mean accuracy over cross-validation folds of the
+    training texts: what a cheap probe already says about the task, without held-out labels."""
+    train_labels = np.asarray(train_labels)
+    train_features = _check_features(train_features, len(train_labels))
+    with warnings.catch_warnings(record=True) as caught, _few_texts_per_class_allowed():
+        warnings.simplefilter("always", ConvergenceWarning)
+        accuracies = cross_val_score(
+            _logistic_probe(inverse_regularization, max_iterations, tolerance, seed),
+            train_features,
+            train_labels,
+            cv=cross_validation_folds(train_labels, folds, seed),
+            scoring="accuracy",
+        )
+    return CrossValidatedAccuracy(accuracy=float(np.mean(accuracies)), converged=_converged(caught))

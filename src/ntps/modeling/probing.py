@@ -6,28 +6,57 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
 from ntps.core.errors import NtpsInputError
-from ntps.core.probes import fit_least_squares_probe, fit_logistic_probe, h_score, log_maximum_evidence, one_hot
-from ntps.modeling.hidden_states import PooledFeatures
+from ntps.core.probes import (
+    cross_validated_logistic_accuracy,
+    fit_least_squares_probe,
+    fit_logistic_probe,
+    h_score,
+    knn_accuracy,
+    log_maximum_evidence,
+    majority_rate,
+    one_hot,
+)
+from ntps.modeling.hidden_states import PooledFeatures, resolve_hidden_states
 
 logger = logging.getLogger(__name__)
 
 
+def probed_hidden_states(pooled: PooledFeatures, selection: str | list[int]) -> list[int]:
+    """The pooled hidden states to probe: "all" of them, or those of a list of indices (-1 the last
+    pooled one, the final block's when it was pooled), each of which must have been pooled."""
+    n_hidden_states = int(pooled.hidden_states.max()) + 1
+    if selection == "all":
+        return pooled.hidden_states.tolist()
+    wanted = resolve_hidden_states(selection, n_hidden_states).tolist()
+    missing = sorted(set(wanted) - set(pooled.hidden_states.tolist()))
+    if missing:
+        raise NtpsInputError(
+            f"probes.hidden_states asks for hidden state(s) {missing}, which were not pooled "
+            f"(pooled: {pooled.hidden_states.tolist()}); add them to forward_pass.pooled_hidden_states"
+        )
+    return wanted
+
+
 def probe_metrics_table(pooled: PooledFeatures, settings: dict[str, Any]) -> pd.DataFrame:
-    """One row per pooled hidden state.
+    """One row per probed hidden state (settings["hidden_states"], see probed_hidden_states).
 
     Columns: hidden_state, n_train, n_test, n_classes, ols_training_mse, ols_test_mse,
     logistic_train_accuracy, logistic_test_accuracy, logistic_iterations, logistic_converged,
-    logme, h_score. The OLS probe, LogME and H-score see the training texts only (the split NTPS
-    is computed on); the held-out numbers use the probes fitted there.
+    logme, h_score, and the reference scores: majority_rate, log_n_train, knn_test_accuracy (with
+    knn_neighbors, the k chosen), logistic_cv_accuracy (with logistic_cv_converged). The OLS probe,
+    LogME, H-score and the cross-validation see the training texts only (the split NTPS is computed
+    on); the held-out numbers use the probes fitted there.
     """
     n_classes = int(pooled.label_ids.max()) + 1
     logistic = settings["logistic"]
+    reference = settings["reference_scores"]
     rows = []
-    for hidden_state in tqdm(pooled.hidden_states.tolist(), desc="probes", unit="hidden state"):
+    for hidden_state in tqdm(probed_hidden_states(pooled, settings["hidden_states"]), desc="probes", unit="hidden state"):
         train_features, train_labels = pooled.split("train", hidden_state)
         test_features, test_labels = pooled.split("test", hidden_state)
         if len(train_labels) < 2:
@@ -47,6 +76,24 @@ def probe_metrics_table(pooled: PooledFeatures, settings: dict[str, Any]) -> pd.
             tolerance=logistic["tolerance"],
             seed=logistic["seed"],
         )
+        knn = knn_accuracy(
+            train_features,
+            train_labels,
+            test_features,
+            test_labels,
+            neighbors=reference["knn_neighbors"],
+            folds=reference["folds"],
+            seed=logistic["seed"],
+        )
+        cross_validated = cross_validated_logistic_accuracy(
+            train_features,
+            train_labels,
+            folds=reference["folds"],
+            inverse_regularization=logistic["inverse_regularization"],
+            max_iterations=logistic["max_iterations"],
+            tolerance=logistic["tolerance"],
+            seed=logistic["seed"],
+        )
         rows.append(
             {
                 "hidden_state": hidden_state,
@@ -61,15 +108,21 @@ def probe_metrics_table(pooled: PooledFeatures, settings: dict[str, Any]) -> pd.
                 "logistic_converged": logistic_result.converged,
                 "logme": log_maximum_evidence(train_features, train_labels).score,
                 "h_score": h_score(train_features, train_labels, rcond=settings["h_score_rcond"]),
+                "majority_rate": majority_rate(train_labels),
+                "log_n_train": float(np.log(len(train_labels))),
+                "knn_test_accuracy": knn.test_accuracy,
+                "knn_neighbors": knn.n_neighbors,
+                "logistic_cv_accuracy": cross_validated.accuracy,
+                "logistic_cv_converged": cross_validated.converged,
             }
         )
     table = pd.DataFrame(rows)
-    not_converged = table.loc[~table["logistic_converged"], "hidden_state"].tolist()
+    not_converged = table.loc[~(table["logistic_converged"] & table["logistic_cv_converged"]), "hidden_state"].tolist()
     if not_converged:
         logger.warning(
             "the logistic probe did not converge in %d saga iterations on hidden state(s) %s: its accuracies "
             "there may be too low; raise probes.logistic.max_iterations or probes.logistic.tolerance "
-            "(the table's logistic_converged column marks these rows)",
+            "(the table's logistic_converged and logistic_cv_converged columns mark these rows)",
             logistic["max_iterations"],
             not_converged,
         )

@@ -1,8 +1,10 @@
 """Does NTPS rank datasets as the probes do? The tables behind the paper's Figure 2, with the
-honest numbers next to the paper's, and LogME / H-score as peer baselines."""
+honest numbers next to the paper's, and beside NTPS every score that needs no NTPS: the peers
+(LogME, H-score), the task's trivial baselines and simple estimators on the same features."""
 
 from __future__ import annotations
 
+import itertools
 import logging
 from typing import Any
 
@@ -10,22 +12,43 @@ import numpy as np
 import pandas as pd
 
 from ntps.core.correlation import (
+    STATISTICS,
     bootstrap_interval,
     leave_one_dataset_out,
     permutation_p_value,
     permuted_best_r,
+    permuted_leave_one_out_r,
+    rank_correlation,
     select_best_configuration,
-    spearman,
     target_permutations,
 )
 from ntps.core.errors import NtpsInputError
 from ntps.core.ntps import scored_variants
+from ntps.reports.label_null import label_null_markdown
 
 logger = logging.getLogger(__name__)
 
 # +1: a better representation should raise the target; -1: lower it.
-TARGET_DIRECTIONS = {"ols_training_mse": -1, "logistic_train_accuracy": 1, "logistic_test_accuracy": 1}
-PEER_SCORES = ("logme", "h_score")
+TARGET_DIRECTIONS = {
+    "ols_training_mse": -1,
+    "ols_test_mse": -1,
+    "logistic_train_accuracy": 1,
+    "logistic_test_accuracy": 1,
+}
+# Scores without NTPS, each with the sign that makes larger mean "the features serve the task
+# better" (fewer classes: an easier task). Peers: transferability metrics like NTPS. Trivial
+# baselines: what the task alone says. Estimators: cheap probes on the same pooled features.
+PEER_SCORES = {"logme": 1, "h_score": 1}
+TRIVIAL_BASELINES = {"n_classes": -1, "majority_rate": 1, "log_n_train": 1}
+ESTIMATORS = {"knn_test_accuracy": 1, "logistic_cv_accuracy": 1}
+REFERENCE_SCORES = {**PEER_SCORES, **TRIVIAL_BASELINES, **ESTIMATORS}
+
+
+def score_kind(score: str) -> str:
+    """ntps, peer, trivial or estimator."""
+    if score.startswith("ntps_"):
+        return "ntps"
+    return "peer" if score in PEER_SCORES else "trivial" if score in TRIVIAL_BASELINES else "estimator"
 
 
 def probe_targets(probe_metrics: pd.DataFrame, settings: dict[str, Any]) -> pd.DataFrame:
@@ -39,7 +62,7 @@ def probe_targets(probe_metrics: pd.DataFrame, settings: dict[str, Any]) -> pd.D
         if hidden_state not in available:
             raise NtpsInputError(
                 f"correlation.probe_hidden_state {wanted} was not probed (probed: {available}); "
-                "add it to forward_pass.pooled_hidden_states"
+                "add it to probes.hidden_states (and forward_pass.pooled_hidden_states)"
             )
         rows.append(metrics[metrics["hidden_state"] == hidden_state])
     return pd.concat(rows, ignore_index=True)
@@ -103,28 +126,39 @@ def model_frames(ntps_table: pd.DataFrame, targets: pd.DataFrame):
 def configuration_correlations(
     ntps_table: pd.DataFrame, probe_metrics: pd.DataFrame, settings: dict[str, Any]
 ) -> pd.DataFrame:
-    """Spearman r across datasets for every model, variant, searched (layer, k) and target."""
+    """Each rank statistic (correlation.statistics) across datasets for every model, variant,
+    searched (layer, k) and target."""
     frames = []
     for model, datasets, targets, model_ntps in model_frames(ntps_table, probe_targets(probe_metrics, settings)):
         for variant in scored_variants(model_ntps):
             configurations, scores = ntps_matrix(model_ntps[model_ntps["variant"] == variant], datasets, settings)
-            for target in TARGET_DIRECTIONS:
+            for target, statistic in itertools.product(TARGET_DIRECTIONS, statistics(settings)):
                 frames.append(
                     configurations.assign(
                         model=model,
                         variant=variant,
                         target=target,
-                        spearman_r=spearman(scores, targets[target].to_numpy()),
+                        statistic=statistic,
+                        r=rank_correlation(scores, targets[target].to_numpy(), statistic),
                         n_datasets=len(datasets),
                     )
                 )
-    columns = ["model", "variant", "target", "layer", "k", "k_fraction", "spearman_r", "n_datasets"]
+    columns = ["model", "variant", "target", "statistic", "layer", "k", "k_fraction", "r", "n_datasets"]
     return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
 
 
-def _uncertainty(scores: np.ndarray, targets: np.ndarray, settings: dict[str, Any]) -> dict[str, float]:
+def statistics(settings: dict[str, Any]) -> list[str]:
+    """The rank statistics a report computes (correlation.statistics), checked."""
+    chosen = list(settings.get("statistics", STATISTICS))
+    unknown = sorted(set(chosen) - set(STATISTICS))
+    if unknown or not chosen:
+        raise NtpsInputError(f"correlation.statistics must list some of {list(STATISTICS)}, got {chosen}")
+    return chosen
+
+
+def _uncertainty(scores: np.ndarray, targets: np.ndarray, settings: dict[str, Any], statistic: str) -> dict[str, float]:
     low, high, n_defined = bootstrap_interval(
-        scores, targets, settings["bootstrap_resamples"], settings["confidence"], settings["seed"]
+        scores, targets, settings["bootstrap_resamples"], settings["confidence"], settings["seed"], statistic
     )
     return {"ci_low": low, "ci_high": high, "n_bootstrap_defined": n_defined}
 
@@ -134,8 +168,11 @@ SUMMARY_COLUMNS = [
     "target",
     "expected_sign",
     "score",
+    "score_kind",
+    "score_sign",
     "selection",
-    "spearman_r",
+    "statistic",
+    "r",
     "ci_low",
     "ci_high",
     "n_bootstrap_defined",
@@ -155,11 +192,12 @@ def target_rows(
     datasets: list[str],
     y: np.ndarray,
     direction: int,
-    fixed_scores: dict[str, np.ndarray],
+    reference_scores: dict[str, tuple[np.ndarray, int]],
     settings: dict[str, Any],
     common: dict[str, Any],
 ) -> list[dict[str, Any]]:
-    """How well each score ranks one target across one model's datasets, one row per way of scoring:
+    """How well each score ranks one target across one model's datasets, one row per way of scoring
+    and rank statistic (correlation.statistics):
 
     - ntps_<variant>, best_in_sample: the paper's number, the (layer, k) with the strongest r in
       the expected direction, chosen and reported on the same datasets; its p-value repeats the
@@ -168,15 +206,16 @@ def target_rows(
     - ntps_<variant>, leave_one_dataset_out: each dataset's NTPS at the configuration chosen
       without it; r, interval and p of those out-of-fold scores (the selection is repeated
       under each permutation).
-    - each of fixed_scores (selection none): a score with no search, e.g. LogME.
+    - each of reference_scores (selection none): a score with no search, e.g. LogME, multiplied by
+      its sign (score_sign) so that larger means better served.
 
     p-values are one-sided in the expected direction.
 
     Args:
-        model_ntps: the model's NTPS rows (both variants).
+        model_ntps: the model's NTPS rows (every variant).
         y: (n_datasets,) the target, in the order of datasets.
         direction: +1 when a better-aligned representation should raise the target, -1 lower it.
-        fixed_scores: name -> (n_datasets,) scores.
+        reference_scores: name -> ((n_datasets,) scores, sign).
         common: columns every row carries (model, target, ...).
     """
     orderings, exact = target_permutations(len(datasets), settings["permutations"], settings["seed"])
@@ -188,48 +227,57 @@ def target_rows(
         "permutation": f"{'exact' if exact else 'random'} {len(orderings)}",
     }
     permuted_targets = y[orderings]
+    matrices = {
+        variant: ntps_matrix(model_ntps[model_ntps["variant"] == variant], datasets, settings)
+        for variant in scored_variants(model_ntps)
+    }
     rows = []
-    for variant in scored_variants(model_ntps):
-        configurations, scores = ntps_matrix(model_ntps[model_ntps["variant"] == variant], datasets, settings)
-        best = select_best_configuration(scores, y, direction)
-        permuted_best = permuted_best_r(scores, permuted_targets, direction)
-        row = {**common, "score": f"ntps_{variant}", "selection": "best_in_sample", "spearman_r": best.r}
-        if best.configuration is not None:
-            row.update(configurations.iloc[best.configuration].to_dict())
-            row.update(_uncertainty(scores[best.configuration], y, settings))
-        row["p_value"] = permutation_p_value(direction * best.r, permuted_best, exact)
-        rows.append(row)
+    for statistic in statistics(settings):
+        for variant, (configurations, scores) in matrices.items():
+            ntps = {**common, "score": f"ntps_{variant}", "score_kind": "ntps", "score_sign": 1, "statistic": statistic}
+            best = select_best_configuration(scores, y, direction, statistic)
+            permuted_best = permuted_best_r(scores, permuted_targets, direction, statistic)
+            row = {**ntps, "selection": "best_in_sample", "r": best.r}
+            if best.configuration is not None:
+                row.update(configurations.iloc[best.configuration].to_dict())
+                row.update(_uncertainty(scores[best.configuration], y, settings, statistic))
+            row["p_value"] = permutation_p_value(direction * best.r, permuted_best, exact)
+            rows.append(row)
 
-        held_out = leave_one_dataset_out(scores, y, direction)
-        permuted_held_out = np.array([leave_one_dataset_out(scores, t, direction).r for t in permuted_targets])
-        chosen = [
-            f"{dataset}:L{configurations['layer'].iloc[index]}/k{configurations['k'].iloc[index]}"
-            for dataset, index in zip(datasets, held_out.configurations)
-            if index >= 0
-        ]
-        rows.append(
-            {
-                **common,
-                "score": f"ntps_{variant}",
-                "selection": "leave_one_dataset_out",
-                "spearman_r": held_out.r,
-                "chosen_per_held_out_dataset": "; ".join(chosen),
-                **_uncertainty(held_out.held_out_scores, y, settings),
-                "p_value": permutation_p_value(direction * held_out.r, direction * permuted_held_out, exact),
-            }
-        )
-    for name, scores in fixed_scores.items():
-        r = float(spearman(scores, y))
-        rows.append(
-            {
-                **common,
-                "score": name,
-                "selection": "none",
-                "spearman_r": r,
-                **_uncertainty(scores, y, settings),
-                "p_value": permutation_p_value(direction * r, direction * spearman(scores, permuted_targets), exact),
-            }
-        )
+            held_out = leave_one_dataset_out(scores, y, direction, statistic)
+            permuted_held_out = permuted_leave_one_out_r(scores, permuted_targets, direction, statistic)
+            chosen = [
+                f"{dataset}:L{configurations['layer'].iloc[index]}/k{configurations['k'].iloc[index]}"
+                for dataset, index in zip(datasets, held_out.configurations)
+                if index >= 0
+            ]
+            rows.append(
+                {
+                    **ntps,
+                    "selection": "leave_one_dataset_out",
+                    "r": held_out.r,
+                    "chosen_per_held_out_dataset": "; ".join(chosen),
+                    **_uncertainty(held_out.held_out_scores, y, settings, statistic),
+                    "p_value": permutation_p_value(direction * held_out.r, direction * permuted_held_out, exact),
+                }
+            )
+        for name, (values, sign) in reference_scores.items():
+            scores = sign * values
+            r = float(rank_correlation(scores, y, statistic))
+            permuted = rank_correlation(scores, permuted_targets, statistic)
+            rows.append(
+                {
+                    **common,
+                    "score": name,
+                    "score_kind": score_kind(name),
+                    "score_sign": sign,
+                    "statistic": statistic,
+                    "selection": "none",
+                    "r": r,
+                    **_uncertainty(scores, y, settings, statistic),
+                    "p_value": permutation_p_value(direction * r, direction * permuted, exact),
+                }
+            )
     return rows
 
 
@@ -237,21 +285,31 @@ def summarize_targets(
     ntps_table: pd.DataFrame,
     targets: pd.DataFrame,
     directions: dict[str, int],
-    fixed_scores: tuple[str, ...],
+    reference_scores: dict[str, int],
     settings: dict[str, Any],
 ) -> pd.DataFrame:
     """target_rows for every model of targets (one row per model x dataset) and every target of
-    directions (target column -> expected sign), with the columns fixed_scores as the scores
-    without search; models with fewer than 3 datasets are skipped."""
+    directions (target column -> expected sign), with the columns of reference_scores (name ->
+    sign) as the scores without search; a reference score targets lack is left out, and said so
+    in the log. Models with fewer than 3 datasets are skipped."""
+    missing = [name for name in reference_scores if name not in targets.columns]
+    if missing:
+        logger.warning(
+            "reference score(s) %s are missing from the probe metrics (made by an older version?): "
+            "left out of the correlations; rerun the probes to add them",
+            missing,
+        )
+    present = {name: sign for name, sign in reference_scores.items() if name not in missing}
     rows = []
     for model, datasets, model_targets, model_ntps in model_frames(ntps_table, targets):
+        references = {name: (model_targets[name].to_numpy(dtype=np.float64), sign) for name, sign in present.items()}
         for target, direction in directions.items():
             rows += target_rows(
                 model_ntps,
                 datasets,
                 model_targets[target].to_numpy(dtype=np.float64),
                 direction,
-                {name: model_targets[name].to_numpy(dtype=np.float64) for name in fixed_scores},
+                references,
                 settings,
                 {"model": model, "target": target},
             )
@@ -260,66 +318,105 @@ def summarize_targets(
 
 def correlation_summary(ntps_table: pd.DataFrame, probe_metrics: pd.DataFrame, settings: dict[str, Any]) -> pd.DataFrame:
     """Per model and probe target (expected sign: MSE down, accuracy up), the rows of target_rows,
-    with LogME and H-score as the scores without search."""
-    return summarize_targets(ntps_table, probe_targets(probe_metrics, settings), TARGET_DIRECTIONS, PEER_SCORES, settings)
+    with every reference score (peers, trivial baselines, estimators) as the scores without search."""
+    return summarize_targets(
+        ntps_table, probe_targets(probe_metrics, settings), TARGET_DIRECTIONS, REFERENCE_SCORES, settings
+    )
+
+
+# The paper's statistic: the Figure 2 and 3 reproductions and the heatmaps show it.
+FIGURE_STATISTIC = "spearman"
+STATISTIC_NAMES = {"spearman": "Spearman r", "kendall": "Kendall tau", "weighted_tau": "weighted tau"}
 
 
 def honest_ranking(summary: pd.DataFrame) -> pd.DataFrame:
-    """Per model and target, the scores ordered by how well they rank datasets without looking at
-    the datasets they are judged on (NTPS leave-one-dataset-out, peers as they are): the
-    direction-adjusted r, best first."""
+    """Per model, target and statistic, the scores ordered by how well they rank datasets without
+    looking at the datasets they are judged on (NTPS leave-one-dataset-out, the others as they
+    are): the direction-adjusted r (aligned_r), best first."""
     honest = summary[summary["selection"] != "best_in_sample"].copy()
-    honest["aligned_r"] = honest["expected_sign"] * honest["spearman_r"]
-    return honest.sort_values(["model", "target", "aligned_r"], ascending=[True, True, False], na_position="last")
+    honest["aligned_r"] = honest["expected_sign"] * honest["r"]
+    return honest.sort_values(
+        ["model", "target", "statistic", "aligned_r"], ascending=[True, True, True, False], na_position="last"
+    )
+
+
+def _cell(row: dict[str, Any]) -> str:
+    if pd.isna(row["r"]):
+        return "undefined"
+    cell = f"{row['r']:.3f} [{row['ci_low']:.2f}, {row['ci_high']:.2f}] p={row['p_value']:.3f}"
+    if row["selection"] == "best_in_sample" and not pd.isna(row["layer"]):
+        cell += f" @L{int(row['layer'])}/k{int(row['k'])}"
+    return cell
 
 
 def summary_table(summary: pd.DataFrame, first_column: str) -> list[str]:
-    """Markdown lines of a correlation summary: r, interval, p and the selected (layer, k) per row,
-    after summary[first_column]."""
+    """Markdown lines of a correlation summary, one row per summary[first_column] x score x
+    selection and a column per statistic: r, its interval, its p and, for a best in-sample
+    selection, the (layer, k) chosen."""
+    present = [statistic for statistic in STATISTICS if statistic in set(summary["statistic"])]
     lines = [
-        f"| {first_column} | score | selection | r | 95% interval | p | layer | k |",
-        "|---|---|---|---|---|---|---|---|",
+        f"| {first_column} | score | selection | " + " | ".join(STATISTIC_NAMES[s] for s in present) + " |",
+        "|---|---|---|" + "---|" * len(present),
     ]
-    for row in summary.to_dict("records"):
-        configuration = ("", "") if pd.isna(row["layer"]) else (int(row["layer"]), int(row["k"]))
-        lines.append(
-            f"| {row[first_column]} | {row['score']} | {row['selection']} | {row['spearman_r']:.3f} | "
-            f"[{row['ci_low']:.2f}, {row['ci_high']:.2f}] | {row['p_value']:.3f} | {configuration[0]} | {configuration[1]} |"
-        )
+    keys = [first_column, "score", "selection"]
+    for key, rows in summary.groupby(keys, sort=False):
+        cells = {row["statistic"]: _cell(row) for row in rows.to_dict("records")}
+        lines.append("| " + " | ".join(map(str, key)) + " | " + " | ".join(cells.get(s, "") for s in present) + " |")
     return lines
 
 
-def markdown_report(summary: pd.DataFrame, probe_metrics: pd.DataFrame) -> str:
-    """A human-readable report of the run's correlations."""
+def baseline_verdict(rows: pd.DataFrame) -> str:
+    """One sentence for one model, target and statistic: which scores beat every trivial baseline
+    out of sample (NTPS leave-one-dataset-out, the others as they are) and by how much, or that none
+    did. An undefined r (a constant score) ranks nothing and counts as 0."""
+    honest = honest_ranking(rows)
+    aligned = honest.set_index("score")["aligned_r"].fillna(0.0)
+    trivial = aligned[[score_kind(score) == "trivial" for score in aligned.index]]
+    bar, bar_name = (trivial.max(), trivial.idxmax()) if len(trivial) else (0.0, "none computed")
+    others = aligned[[score_kind(score) != "trivial" for score in aligned.index]]
+    winners = others[others > bar]
+    statistic = STATISTIC_NAMES[rows["statistic"].iloc[0]]
+    against = f"the best trivial baseline, {bar_name} ({bar:+.3f})"
+    if winners.empty:
+        return f"{statistic}: no score beat {against} out of sample."
+    beaten = ", ".join(f"**{name}** by {value - bar:+.3f}" for name, value in winners.items())
+    ntps_note = "" if any(score_kind(name) == "ntps" for name in winners.index) else "; no NTPS variant did"
+    return f"{statistic}: beat {against} out of sample: {beaten}{ntps_note}."
+
+
+def markdown_report(summary: pd.DataFrame, probe_metrics: pd.DataFrame, null_summary: pd.DataFrame | None = None) -> str:
+    """A human-readable report of the run's correlations, after where NTPS stands against its own
+    shuffled-label null (null_summary, reports.label_null.label_null_summary)."""
     lines = ["# Does NTPS predict linear-probe performance?", ""]
+    if null_summary is not None:
+        lines += label_null_markdown(null_summary)
     if summary.empty:
         lines.append("No model had the 3 or more datasets a rank correlation across datasets needs.")
         return "\n".join(lines) + "\n"
     lines += [
-        "Spearman r across datasets, with a bootstrap interval (datasets resampled) and a one-sided permutation",
-        "p-value in the expected direction (NTPS up, MSE down and accuracy up). `best_in_sample` is the paper's",
-        "number: the (layer, k) with the strongest r, chosen on the datasets it is reported on; its p-value",
-        "repeats that search under every permutation. `leave_one_dataset_out` scores each dataset at the",
-        "configuration chosen without it. LogME and H-score are computed on the same features, no search.",
+        "Rank correlation across datasets (Spearman r, Kendall's tau-b and weighted tau, which counts the top",
+        "datasets most), each with a bootstrap interval (datasets resampled) and a one-sided permutation p-value",
+        "in the expected direction (NTPS up, MSE down and accuracy up). `best_in_sample` is the paper's number:",
+        "the (layer, k) with the strongest correlation, chosen on the datasets it is reported on (shown as",
+        "@L<layer>/k<k>); its p-value repeats that search under every permutation. `leave_one_dataset_out`",
+        "scores each dataset at the configuration chosen without it. The other scores need no NTPS and no",
+        "search: peers (LogME, H-score), trivial baselines of the task alone (n_classes, entered negated as",
+        "fewer classes make an easier task; majority_rate; log_n_train) and estimators on the same features",
+        "(knn_test_accuracy, k chosen by cross-validation on the training texts; logistic_cv_accuracy, the",
+        "probe cross-validated on the training texts). A score is worth computing only where it beats every",
+        "trivial baseline out of sample.",
         "",
     ]
-    ranking = honest_ranking(summary)
-    for model, rows in summary.groupby("model", sort=True):
-        lines += [f"## {model} ({rows['n_datasets'].iloc[0]} datasets: {rows['datasets'].iloc[0]})", ""]
-        lines += [*summary_table(rows, "target"), ""]
-        for target, ranked in ranking[ranking["model"] == model].groupby("target", sort=True):
-            best = ranked.iloc[0]
-            constant = probe_metrics[probe_metrics["model"] == model].groupby("hidden_state")[target].nunique().min() == 1
-            if constant:
-                lines.append(f"- {target}: the same on every dataset (nothing to rank), so r is undefined.")
+    for model, model_rows in summary.groupby("model", sort=True):
+        lines += [f"## {model} ({model_rows['n_datasets'].iloc[0]} datasets: {model_rows['datasets'].iloc[0]})", ""]
+        constant_targets = probe_metrics[probe_metrics["model"] == model].groupby("hidden_state").nunique().min()
+        for target, rows in model_rows.groupby("target", sort=False):
+            lines += [f"### {target} (expected sign {rows['expected_sign'].iloc[0]:+d})", ""]
+            if constant_targets.get(target, 2) == 1:
+                lines += [f"{target} is the same on every dataset (nothing to rank), so every r is undefined.", ""]
                 continue
-            if not best["aligned_r"] > 0:
-                lines.append(f"- {target}: no score ranks the datasets in the expected direction.")
-                continue
-            lines.append(
-                f"- {target}: ranked best without in-sample selection by **{best['score']}** "
-                f"(r = {best['spearman_r']:.3f}, p = {best['p_value']:.3f})."
-            )
-        lines.append("")
+            lines += [*summary_table(rows, "target"), ""]
+            lines += [f"- {baseline_verdict(statistic_rows)}" for _, statistic_rows in rows.groupby("statistic", sort=False)]
+            lines.append("")
     lines += ["## Probe metrics", "", "```", probe_metrics.to_string(index=False, float_format="{:.4f}".format), "```", ""]
     return "\n".join(lines)

@@ -11,14 +11,21 @@ import pandas as pd
 
 from ntps.core.errors import NtpsInputError
 from ntps.core.ntps import check_k_fractions, scored_variants
-from ntps.reports.correlation_study import honest_ranking, ntps_matrix, probe_targets, summarize_targets, summary_table
+from ntps.reports.correlation_study import (
+    REFERENCE_SCORES,
+    baseline_verdict,
+    ntps_matrix,
+    probe_targets,
+    summarize_targets,
+    summary_table,
+)
 
 GAIN = "accuracy_gain"
 # A representation already aligned with the task should leave LoRA less to gain.
 GAIN_DIRECTION = -1
 # Scores ranked against the gain without any search: the paper's baseline (the probe's own
-# accuracy) and the peer transferability metrics.
-GAIN_BASELINES = ("probe_test_accuracy", "logme", "h_score")
+# accuracy, an estimator) and every reference score of the probe report.
+GAIN_BASELINES = {"probe_test_accuracy": 1, **REFERENCE_SCORES}
 PAIR = ["model", "dataset"]
 
 
@@ -41,15 +48,16 @@ def accuracy_gains(lora_metrics: pd.DataFrame, probe_metrics: pd.DataFrame) -> p
     held-out split, per model x dataset.
 
     Returns:
-        model, dataset, probe_test_accuracy, lora_test_accuracy, accuracy_gain, logme, h_score,
-        lora_train_accuracy, steps.
+        model, dataset, probe_test_accuracy, lora_test_accuracy, accuracy_gain, lora_train_accuracy,
+        steps and the probe report's reference scores (logme, h_score, n_classes, ...) it holds.
     """
     probes = _final_block_probes(probe_metrics)
     _check_pairs("LoRA was trained", lora_metrics, probes, "the probe metrics")
     table = lora_metrics.merge(probes, on=PAIR, how="left")
     table = table.rename(columns={"logistic_test_accuracy": "probe_test_accuracy"})
     table[GAIN] = table["lora_test_accuracy"] - table["probe_test_accuracy"]
-    columns = [*PAIR, "probe_test_accuracy", "lora_test_accuracy", GAIN, "logme", "h_score", "lora_train_accuracy", "steps"]
+    references = [name for name in REFERENCE_SCORES if name in table.columns]
+    columns = [*PAIR, "probe_test_accuracy", "lora_test_accuracy", GAIN, "lora_train_accuracy", "steps", *references]
     return table[columns].sort_values(PAIR, ignore_index=True)
 
 
@@ -204,25 +212,20 @@ def lora_markdown_report(gains: pd.DataFrame, gain_summary: pd.DataFrame, ntps_c
         lines.append("No model had the 3 or more datasets a rank correlation across datasets needs.")
     else:
         lines += [
-            "Spearman r across datasets between each score and the gain; the expected sign is negative (a task the",
-            "representation already serves leaves less to gain). `best_in_sample` is the paper's number (the",
+            "Rank correlation (Spearman r, Kendall's tau-b, weighted tau) across datasets between each score and",
+            "the gain; the expected sign is negative (a task the representation already serves leaves less to",
+            "gain), and each score enters with the sign that makes larger mean better served (n_classes",
+            "negated). `best_in_sample` is the paper's number (the",
             "(layer, k) with the strongest r, chosen on the datasets it is reported on; its p-value repeats that",
             "search under every permutation); `leave_one_dataset_out` scores each dataset at the configuration",
-            "chosen without it; `probe_test_accuracy` is the paper's baseline predictor. Intervals: bootstrap",
-            "over datasets.",
+            "chosen without it; `probe_test_accuracy` is the paper's baseline predictor; the other scores need",
+            'no NTPS (README, "Reference scores"). Intervals: bootstrap over datasets.',
             "",
             *summary_table(gain_summary, "model"),
             "",
         ]
-        for model, ranked in honest_ranking(gain_summary).groupby("model", sort=True):
-            best = ranked.iloc[0]
-            if not best["aligned_r"] > 0:
-                lines.append(f"- {model}: no score ranks the datasets by gain in the expected direction.")
-            else:
-                lines.append(
-                    f"- {model}: ranked best without in-sample selection by **{best['score']}** "
-                    f"(r = {best['spearman_r']:.3f}, p = {best['p_value']:.3f})."
-                )
+        for (model, _), rows in gain_summary.groupby(["model", "statistic"], sort=False):
+            lines.append(f"- {model}, {baseline_verdict(rows)}")
         lines.append("")
     lines += ["## NTPS after LoRA (the paper's Table 2)", ""]
     for variant in scored_variants(ntps_change):

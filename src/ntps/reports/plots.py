@@ -9,6 +9,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 
 
 def empty_figure(message: str) -> plt.Figure:
@@ -28,3 +29,47 @@ def scatter_with_fit(axis: plt.Axes, x: np.ndarray, y: np.ndarray, labels: Seque
         slope, intercept = np.polyfit(x, y, 1)
         line = np.linspace(x.min(), x.max(), 2)
         axis.plot(line, slope * line + intercept, "k--", linewidth=1)
+
+
+KIND_COLOURS = {"ntps": "tab:blue", "peer": "tab:purple", "estimator": "tab:green", "trivial": "tab:gray"}
+
+
+def plot_score_comparison(summary: pd.DataFrame, title: str) -> plt.Figure:
+    """A forest plot per model x target (rows) and rank statistic (columns): each score's
+    out-of-sample correlation, aligned with the expected sign (NTPS leave-one-dataset-out, the
+    others without search), with its bootstrap interval, coloured by kind; the dashed line is the
+    best trivial baseline, the bar every score must clear."""
+    honest = summary[summary["selection"] != "best_in_sample"]
+    if honest.empty:
+        return empty_figure("fewer than 3 datasets per model: no correlation to plot")
+    panels = list(honest.groupby(["model", "target"], sort=True))
+    statistics = list(dict.fromkeys(honest["statistic"]))
+    n_scores = honest.groupby(["model", "target", "statistic"]).size().max()
+    figure, axes = plt.subplots(
+        len(panels),
+        len(statistics),
+        figsize=(4.4 * len(statistics), 0.9 + 0.28 * n_scores * len(panels)),
+        squeeze=False,
+        constrained_layout=True,
+    )
+    for row, ((model, target), rows) in enumerate(panels):
+        for column, statistic in enumerate(statistics):
+            axis = axes[row, column]
+            cells = rows[rows["statistic"] == statistic].reset_index(drop=True)
+            sign = cells["expected_sign"].to_numpy()
+            aligned = sign * cells["r"].to_numpy()
+            bounds = np.sort(np.stack([sign * cells["ci_low"], sign * cells["ci_high"]]), axis=0)
+            positions = np.arange(len(cells))[::-1]
+            for position, value, low, high, kind in zip(positions, aligned, *bounds, cells["score_kind"]):
+                colour = KIND_COLOURS[kind]
+                axis.plot([low, high], [position, position], color=colour, linewidth=1.5)
+                axis.plot(value, position, "o", color=colour)
+            trivial = aligned[(cells["score_kind"] == "trivial").to_numpy()]
+            if np.isfinite(trivial).any():
+                axis.axvline(np.nanmax(trivial), color="tab:gray", linestyle="--", linewidth=1)
+            axis.axvline(0, color="black", linewidth=0.5)
+            axis.set_yticks(positions, cells["score"], fontsize=7)
+            axis.set_xlim(-1.05, 1.05)
+            axis.set_title(f"{model}: {target}\n{statistic}, aligned with the expected sign", fontsize=8)
+    figure.suptitle(title, fontsize=10)
+    return figure

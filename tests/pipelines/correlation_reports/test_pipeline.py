@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from ntps.core.correlation import STATISTICS
 from ntps.core.ntps import VARIANTS
 from ntps.pipelines import correlation_reports
+from ntps.reports.correlation_study import REFERENCE_SCORES, TARGET_DIRECTIONS
 from tests.pipelines.conftest import DATASETS, MODEL, build, run_in_memory
 
 
@@ -11,8 +13,11 @@ def test_the_pairs_probe_metrics_are_combined_and_correlated_with_every_score(st
     outputs = run_in_memory(build(correlation_reports, stage_parameters), stage_parameters, stage_data)
     assert sorted(outputs["probe_metrics"]["dataset"]) == sorted(DATASETS)
     summary = outputs["correlation_summary"]
-    assert set(summary["score"]) == {f"ntps_{variant}" for variant in VARIANTS} | {"logme", "h_score"}
+    assert set(summary["score"]) == {f"ntps_{variant}" for variant in VARIANTS} | set(REFERENCE_SCORES)
+    assert set(summary["statistic"]) == set(STATISTICS)
     assert (summary["n_datasets"] == len(DATASETS)).all() and (summary["model"] == MODEL).all()
-    assert summary["spearman_r"].dropna().between(-1, 1).all()
+    assert summary["r"].dropna().between(-1, 1).all()
     assert f"## {MODEL} ({len(DATASETS)} datasets" in outputs["correlation_report"]
+    assert "## Is NTPS above its own shuffled-label null?" in outputs["correlation_report"]
     assert outputs["correlation_metrics"]
+    assert len(outputs["score_comparison"].axes) == len(TARGET_DIRECTIONS) * len(STATISTICS)

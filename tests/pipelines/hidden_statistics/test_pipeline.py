@@ -25,5 +25,5 @@ def test_one_pass_per_pair_and_two_shards_give_the_same_statistics_and_features(
         for name, value in statistics.items():
             np.testing.assert_allclose(sharded[f"{MODEL}.{dataset}.layer_statistics"][name], value, rtol=1e-10, atol=1e-12)
         pooled = single[f"{MODEL}.{dataset}.pooled_features"]
-        assert pooled["features"].shape == (64, 1, 16)  # every text, train and test, the last hidden state
+        assert pooled["features"].shape == (64, 3, 16)  # every text, train and test, every hidden state
         np.testing.assert_array_equal(sharded[f"{MODEL}.{dataset}.pooled_features"]["features"], pooled["features"])

@@ -1,4 +1,4 @@
-"""The lora and from_scratch pipelines end to end on the embedded default."""
+"""The lora and from_scratch pipelines end to end on a real model's first blocks."""
 
 from __future__ import annotations
 
@@ -13,16 +13,15 @@ import yaml
 from ntps.core.ntps import VARIANTS
 from ntps.core.statistics import LayerStatistics
 from ntps.modeling.adapter_format import LoraAdapter
-from tests.conftest import kedro_run
+from tests.conftest import four_layer_run, kedro_run
 
 
 @pytest.mark.end_to_end
-def test_lora_and_from_scratch_pipelines_on_the_embedded_default(project, model_cache, embedded_model):
-    """ntps, then lora and from_scratch with a few steps, on the embedded model and 3 datasets."""
+def test_lora_and_from_scratch_pipelines_end_to_end(project, model_cache, four_layer_model):
+    """ntps, then lora and from_scratch with a few steps, on the embedded model's first 4 blocks and
+    3 datasets."""
     datasets = ["rotten_tomatoes", "election_tweets", "clothing_departments"]
-    (project / "conf/local/parameters.yml").write_text(
-        yaml.safe_dump({"run": {"models": ["smollm2_135m"], "datasets": datasets}})
-    )
+    (project / "conf/local/parameters.yml").write_text(yaml.safe_dump(four_layer_run(four_layer_model, datasets)))
     # The released procedure's rows in Table 2 are tested on small tables (tests/reports); the
     # small runs leave it off (SMALL_RUN_PARAMS), so the change table holds the other variants.
     assert kedro_run(project, model_cache).returncode == 0
@@ -30,17 +29,17 @@ def test_lora_and_from_scratch_pipelines_on_the_embedded_default(project, model_
     lora = kedro_run(project, model_cache, {f"lora.{key}": value for key, value in steps.items()}, pipeline="lora")
     assert lora.returncode == 0, lora.stderr[-4000:]
 
-    pair = project / "data/06_models/smollm2_135m/election_tweets"
+    pair = project / "data/06_models/smollm2_4_layers/election_tweets"
     (adapter_folder,) = (pair / "lora_adapter").glob("*/lora_adapter")
     adapter = LoraAdapter.load(adapter_folder)
-    # rank 32 adapters on q, k, v (576 -> 576 for q, 576 -> 192 for k and v) in each of 30 blocks
-    assert sum(value.size for value in adapter.adapter_weights.values()) == 30 * 32 * ((576 + 576) + 2 * (576 + 192))
+    # rank 32 adapters on q, k, v (576 -> 576 for q, 576 -> 192 for k and v) in each of 4 blocks
+    assert sum(value.size for value in adapter.adapter_weights.values()) == 4 * 32 * ((576 + 576) + 2 * (576 + 192))
     assert adapter.head_weights["weight"].shape == (2, 576)
     (card_path,) = (pair / "adapted_language_model_card.json").glob("*/*.json")
     assert json.loads(card_path.read_text())["adapter"] == str(adapter_folder.resolve())
 
     def statistics(relative):
-        (path,) = (project / "data/04_feature/smollm2_135m/election_tweets" / relative).glob("*/*.npz")
+        (path,) = (project / "data/04_feature/smollm2_4_layers/election_tweets" / relative).glob("*/*.npz")
         return LayerStatistics.from_arrays(dict(np.load(path)))
 
     before, after = statistics("layer_statistics.npz"), statistics("after_lora/layer_statistics.npz")
@@ -55,7 +54,8 @@ def test_lora_and_from_scratch_pipelines_on_the_embedded_default(project, model_
     change = pd.read_parquet(next((reports / "ntps_change_after_lora.parquet").glob("*/*")))
     assert len(change) == (len(VARIANTS) - 1) * len(datasets) and change["ntps_after"].between(0, 1).all()
     report = next((reports / "lora_report.md").glob("*/*")).read_text()
-    assert "NTPS after LoRA (the paper's Table 2)" in report and "| smollm2_135m | ntps_paper | best_in_sample |" in report
+    assert "NTPS after LoRA (the paper's Table 2)" in report
+    assert "| smollm2_4_layers | ntps_paper | best_in_sample |" in report
     for name in ("ntps_vs_lora_gain.png", "ntps_change_after_lora.png", "lora_training_curves.png"):
         assert next((reports / name).glob("*/*")).stat().st_size > 10_000
     assert not list((project / "data/06_models/training_checkpoints").rglob("*.pt")), "checkpoints go once training ends"
@@ -67,7 +67,7 @@ def test_lora_and_from_scratch_pipelines_on_the_embedded_default(project, model_
     table = pd.read_parquet(next((reports / "linear_vs_full.parquet").glob("*/*")))
     assert sorted(table["dataset"]) == sorted(datasets) and table["full_test_accuracy"].between(0, 1).all()
     assert (
-        "| dataset | smollm2_135m Linear | smollm2_135m Full |"
+        "| dataset | smollm2_4_layers Linear | smollm2_4_layers Full |"
         in next((reports / "linear_vs_full_report.md").glob("*/*")).read_text()
     )
 
@@ -77,4 +77,4 @@ def test_lora_and_from_scratch_pipelines_on_the_embedded_default(project, model_
     assert {"reports/lora_report.md", "reports/ntps_vs_lora_gain.png", "reports/lora_gains.parquet"} <= {
         item.path for item in client.list_artifacts(lora_run.info.run_id, "reports")
     }
-    assert "lora_summary_metrics.accuracy_gain.smollm2_135m.election_tweets" in lora_run.data.metrics
+    assert "lora_summary_metrics.accuracy_gain.smollm2_4_layers.election_tweets" in lora_run.data.metrics

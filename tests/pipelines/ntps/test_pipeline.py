@@ -9,19 +9,17 @@ import pandas as pd
 import pytest
 import yaml
 
-from ntps.pipelines.fan_out import load_parameters
-from tests.conftest import REPOSITORY, kedro_run
+from tests.conftest import kedro_run
 
 
 @pytest.mark.end_to_end
 def test_two_models_by_two_datasets_run_as_namespaces_loading_each_model_once(
-    project, model_cache, embedded_model, four_layer_model
+    project, model_cache, tiny_model, four_layer_model
 ):
-    base = load_parameters(REPOSITORY)
     local = {
-        "run": {"models": ["smollm2_135m", "smollm2_4_layers"], "datasets": ["rotten_tomatoes", "election_tweets"]},
+        "run": {"models": ["tiny_llama", "smollm2_4_layers"], "datasets": ["rotten_tomatoes", "election_tweets"]},
         "models": {
-            "smollm2_135m": base["models"]["smollm2_135m"],
+            "tiny_llama": {"source": "local", "path": str(tiny_model)},
             "smollm2_4_layers": {"source": "local", "path": str(four_layer_model)},
         },
     }
@@ -36,7 +34,7 @@ def test_two_models_by_two_datasets_run_as_namespaces_loading_each_model_once(
     table = pd.read_parquet(table_path)
     pairs = set(zip(table["model"], table["dataset"]))
     assert pairs == {(m, d) for m in local["run"]["models"] for d in local["run"]["datasets"]}
-    assert table.groupby("model")["layer"].max().to_dict() == {"smollm2_135m": 30, "smollm2_4_layers": 4}
+    assert table.groupby("model")["layer"].max().to_dict() == {"tiny_llama": 2, "smollm2_4_layers": 4}
     card_path = next((project / "data/06_models/smollm2_4_layers/language_model_card.json").glob("*/*.json"))
     assert json.loads(card_path.read_text())["n_hidden_states"] == 5
 

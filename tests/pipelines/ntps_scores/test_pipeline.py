@@ -1,4 +1,5 @@
-"""The ntps_scores stage in memory: every variant for every layer and k, labelled with its pair."""
+"""The ntps_scores stage in memory: every variant for every layer and k, labelled with its pair, with
+its shuffled-label null."""
 
 from __future__ import annotations
 
@@ -24,6 +25,15 @@ def test_every_pair_gets_its_labelled_score_and_loss_tables(stage_parameters, st
         undefined = table["ntps"].isna()
         assert (table.loc[undefined, "variant"] == "released_code").all() and (table.loc[undefined, "k"] == 0).all()
         assert table.loc[~undefined, "ntps"].between(-1e-9, 1 + 1e-9).all()
+        # The shuffled-label null on every pooled layer (all of them by default), for the variants
+        # it is defined for: paper up to the signal rank, signal and label_variance_kept at every k.
+        shuffles = stage_parameters["ntps_scores"]["label_null"]["shuffles"]
+        with_null = table[table["null_mean"].notna()]
+        assert set(with_null["variant"]) == {"paper", "signal", "label_variance_kept"}
+        assert (with_null["n_shuffles"] == shuffles).all() and set(with_null["layer"]) == set(range(n_layers))
+        paper = with_null[with_null["variant"] == "paper"]
+        assert (paper["k"] <= paper["signal_rank"]).all()
+        assert with_null["null_p_value"].between(1 / (shuffles + 1), 1).all()
         losses = outputs[f"{MODEL}.{dataset}.excess_loss_table"]
         assert len(losses) == n_layers * d and (losses["dataset"] == dataset).all()
         assert (losses["excess_loss"] >= -1e-9 * losses["explainable_label_variance"]).all()

@@ -15,3 +15,8 @@ def test_the_pairs_tables_are_combined_summarized_and_drawn(stage_parameters, st
     assert {key.rsplit(".", 1)[-1] for key in outputs["ntps_summary_metrics"]} == set(DATASETS)
     titled = [axis for axis in outputs["ntps_heatmaps"].axes if axis.get_title()]
     assert len(titled) == len(DATASETS) * table["variant"].nunique()
+    # The shuffled-label null: one summary row per pair and variant with a null, one heatmap each.
+    null_summary = outputs["label_null_summary"]
+    assert len(null_summary) == len(DATASETS) * 3 and null_summary["share_above_null"].between(0, 1).all()
+    titled = [axis for axis in outputs["ntps_null_heatmaps"].axes if axis.get_title()]
+    assert len(titled) == len(DATASETS) * 3

@@ -11,22 +11,28 @@ import pandas as pd
 
 from ntps.core.ntps import scored_variants
 from ntps.reports.correlation_study import (
+    FIGURE_STATISTIC,
     TARGET_DIRECTIONS,
     ntps_at,
     probe_targets,
 )
-from ntps.reports.plots import empty_figure, scatter_with_fit
+from ntps.reports.plots import empty_figure, plot_score_comparison, scatter_with_fit
 
 
 def correlation_metrics(summary: pd.DataFrame) -> dict[str, list[dict[str, float]]]:
-    """spearman.<model>.<target>.<score>.<selection> and its p-value, one MLflow metric each."""
+    """<statistic>.<model>.<target>.<score>.<selection> and p_value.<statistic>.<...>, one MLflow
+    metric each."""
     metrics = {}
     for row in summary.itertuples():
-        name = f"{row.model}.{row.target}.{row.score}.{row.selection}"
-        for prefix, value in (("spearman", row.spearman_r), ("p_value", row.p_value)):
+        name = f"{row.statistic}.{row.model}.{row.target}.{row.score}.{row.selection}"
+        for prefix, value in (("", row.r), ("p_value.", row.p_value)):
             if np.isfinite(value):
-                metrics[f"{prefix}.{name}"] = [{"step": 0, "value": float(value)}]
+                metrics[f"{prefix}{name}"] = [{"step": 0, "value": float(value)}]
     return metrics
+
+
+def plot_scores_against_probes(summary: pd.DataFrame) -> plt.Figure:
+    return plot_score_comparison(summary, "How well each score ranks datasets by each probe metric")
 
 
 def plot_ntps_vs_probes(
@@ -35,9 +41,10 @@ def plot_ntps_vs_probes(
     """The paper's Figure 2: per model (columns) and target (rows), each dataset's NTPS at the
     model's best in-sample (layer, k) against the probe metric, with a dashed least-squares line;
     titles give the in-sample r and the leave-one-dataset-out r with its interval."""
-    if summary.empty:
-        return empty_figure("fewer than 3 datasets per model: no correlation to plot")
+    if summary.empty or FIGURE_STATISTIC not in set(summary["statistic"]):
+        return empty_figure("fewer than 3 datasets per model (or no Spearman r computed): no correlation to plot")
     variant = correlation["figure_variant"]
+    summary = summary[summary["statistic"] == FIGURE_STATISTIC]
     targets = probe_targets(probe_metrics, correlation).set_index(["model", "dataset"])
     models = sorted(summary["model"].unique())
     figure, axes = plt.subplots(
@@ -63,8 +70,8 @@ def plot_ntps_vs_probes(
             scatter_with_fit(axis, x, y, datasets)
             axis.set_title(
                 f"{model}: layer {int(chosen['layer'])}, k={int(chosen['k'])}\n"
-                f"in-sample r={chosen['spearman_r']:.2f} (p={chosen['p_value']:.2f}); "
-                f"LOO r={honest['spearman_r']:.2f} [{honest['ci_low']:.2f}, {honest['ci_high']:.2f}]",
+                f"in-sample r={chosen['r']:.2f} (p={chosen['p_value']:.2f}); "
+                f"LOO r={honest['r']:.2f} [{honest['ci_low']:.2f}, {honest['ci_high']:.2f}]",
                 fontsize=8,
             )
             axis.set_xlabel(f"NTPS ({variant} variant)")
@@ -76,8 +83,10 @@ def plot_ntps_vs_probes(
 def plot_correlation_heatmaps(correlations: pd.DataFrame, summary: pd.DataFrame) -> plt.Figure:
     """Spearman r over layer x k/d, one row per model x target, one column per NTPS variant; the
     best in-sample configuration is starred."""
+    correlations = correlations[correlations["statistic"] == FIGURE_STATISTIC]
+    summary = summary[summary["statistic"] == FIGURE_STATISTIC]
     if correlations.empty:
-        return empty_figure("fewer than 3 datasets per model: no correlation to plot")
+        return empty_figure("fewer than 3 datasets per model (or no Spearman r computed): no correlation to plot")
     panels = list(correlations.groupby(["model", "target"], sort=True))
     variants = scored_variants(correlations)
     figure, axes = plt.subplots(
@@ -86,7 +95,7 @@ def plot_correlation_heatmaps(correlations: pd.DataFrame, summary: pd.DataFrame)
     for row, ((model, target), rows) in enumerate(panels):
         for column, variant in enumerate(variants):
             axis = axes[row, column]
-            grid = rows[rows["variant"] == variant].pivot(index="layer", columns="k_fraction", values="spearman_r")
+            grid = rows[rows["variant"] == variant].pivot(index="layer", columns="k_fraction", values="r")
             image = axis.imshow(
                 grid.to_numpy(),
                 aspect="auto",

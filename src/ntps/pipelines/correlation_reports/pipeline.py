@@ -10,6 +10,7 @@ from .nodes import (
     correlation_metrics,
     plot_correlation_heatmaps,
     plot_ntps_vs_probes,
+    plot_scores_against_probes,
 )
 
 
@@ -23,7 +24,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             node(correlation_summary, inputs, "correlation_summary", name="summarize_correlations"),
             node(
                 markdown_report,
-                ["correlation_summary", "probe_metrics"],
+                ["correlation_summary", "probe_metrics", "label_null_summary"],
                 "correlation_report",
                 name="write_correlation_report",
             ),
@@ -40,5 +41,6 @@ def create_pipeline(**kwargs) -> Pipeline:
                 "correlation_heatmaps",
                 name="plot_correlation_heatmaps",
             ),
+            node(plot_scores_against_probes, "correlation_summary", "score_comparison", name="plot_score_comparison"),
         ]
     )

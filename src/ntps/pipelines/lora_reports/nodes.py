@@ -9,14 +9,14 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from ntps.reports.correlation_study import ntps_at
+from ntps.reports.correlation_study import FIGURE_STATISTIC, ntps_at
 from ntps.reports.lora_study import (
     GAIN,
     accuracy_gains,
     gain_correlation_summary,
     ntps_change_table,
 )
-from ntps.reports.plots import empty_figure, scatter_with_fit
+from ntps.reports.plots import empty_figure, plot_score_comparison, scatter_with_fit
 
 
 def summarize_gains(
@@ -37,7 +37,7 @@ def lora_metrics_for_mlflow(
     gains: pd.DataFrame, gain_correlations: pd.DataFrame, ntps_change: pd.DataFrame
 ) -> dict[str, list[dict[str, float]]]:
     """accuracy_gain.<model>.<dataset>, lora_test_accuracy.<model>.<dataset>,
-    ntps_change_percent.<variant>.<model>.<dataset>, and spearman / p_value
+    ntps_change_percent.<variant>.<model>.<dataset>, and <statistic> / p_value.<statistic>
     .<model>.accuracy_gain.<score>.<selection>, one MLflow metric each."""
     values = {}
     for row in gains.itertuples():
@@ -46,13 +46,13 @@ def lora_metrics_for_mlflow(
     for row in ntps_change.itertuples():
         values[f"ntps_change_percent.{row.variant}.{row.model}.{row.dataset}"] = row.relative_change_percent
     for row in gain_correlations.itertuples():
-        name = f"{row.model}.{GAIN}.{row.score}.{row.selection}"
-        values[f"spearman.{name}"], values[f"p_value.{name}"] = row.spearman_r, row.p_value
+        name = f"{row.statistic}.{row.model}.{GAIN}.{row.score}.{row.selection}"
+        values[name], values[f"p_value.{name}"] = row.r, row.p_value
     return {name: [{"step": 0, "value": float(value)}] for name, value in values.items() if np.isfinite(value)}
 
 
 def _title(row: pd.Series) -> str:
-    return f"r={row['spearman_r']:.2f} [{row['ci_low']:.2f}, {row['ci_high']:.2f}], p={row['p_value']:.2f}"
+    return f"r={row['r']:.2f} [{row['ci_low']:.2f}, {row['ci_high']:.2f}], p={row['p_value']:.2f}"
 
 
 def plot_ntps_vs_gain(
@@ -65,8 +65,9 @@ def plot_ntps_vs_gain(
     (layer, k) against the accuracy gain (top), and the probe's accuracy against the gain (bottom),
     with dashed least-squares lines; titles give r, its bootstrap interval and permutation p, and
     NTPS's leave-one-dataset-out r."""
+    gain_correlations = gain_correlations[gain_correlations["statistic"] == FIGURE_STATISTIC]
     if gain_correlations.empty:
-        return empty_figure("fewer than 3 datasets per model: no correlation with the LoRA gain to plot")
+        return empty_figure("fewer than 3 datasets per model (or no Spearman r): no correlation with the LoRA gain to plot")
     variant = lora_report["figure_variant"]
     models = sorted(gain_correlations["model"].unique())
     figure, axes = plt.subplots(2, len(models), figsize=(4.4 * len(models), 7.4), squeeze=False)
@@ -87,7 +88,7 @@ def plot_ntps_vs_gain(
             scatter_with_fit(axis, x, gain[GAIN].to_numpy(), datasets)
             axis.set_title(
                 f"{model}: NTPS layer {int(chosen['layer'])}, k={int(chosen['k'])}\nin-sample {_title(chosen)}\n"
-                f"leave-one-dataset-out r={honest['spearman_r']:.2f}",
+                f"leave-one-dataset-out r={honest['r']:.2f}",
                 fontsize=8,
             )
             axis.set_xlabel(f"NTPS ({variant} variant)")
@@ -99,6 +100,10 @@ def plot_ntps_vs_gain(
         axis.set_ylabel("accuracy gain (LoRA - probe)")
     figure.tight_layout()
     return figure
+
+
+def plot_scores_against_gain(gain_correlations: pd.DataFrame) -> plt.Figure:
+    return plot_score_comparison(gain_correlations, "How well each score ranks datasets by LoRA's accuracy gain")
 
 
 def plot_ntps_change(ntps_change: pd.DataFrame) -> plt.Figure:

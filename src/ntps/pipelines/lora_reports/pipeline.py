@@ -16,6 +16,7 @@ from .nodes import (
     lora_metrics_for_mlflow,
     plot_ntps_change,
     plot_ntps_vs_gain,
+    plot_scores_against_gain,
     plot_training_curves,
     summarize_gains,
 )
@@ -68,6 +69,12 @@ def create_pipeline(**kwargs) -> Pipeline:
                 ["ntps_table", "lora_gains", "lora_gain_correlations", "params:lora_report"],
                 "ntps_vs_lora_gain_figure",
                 name="plot_ntps_vs_gain",
+            ),
+            node(
+                plot_scores_against_gain,
+                "lora_gain_correlations",
+                "gain_score_comparison",
+                name="plot_gain_score_comparison",
             ),
             node(plot_ntps_change, "ntps_change_after_lora", "ntps_change_figure", name="plot_ntps_change"),
             node(plot_training_curves, "lora_training_log", "lora_training_curves", name="plot_training_curves"),

@@ -12,7 +12,14 @@ def template(model: str, dataset: str) -> Pipeline:
         [
             node(
                 bind(score_ntps, model=model, dataset=dataset),
-                ["eigen_subspaces", "layer_statistics", "params:eigen_subspaces", "params:ntps_scores"],
+                [
+                    "eigen_subspaces",
+                    "layer_statistics",
+                    "pooled_features",
+                    "params:eigen_subspaces",
+                    "params:ntps_scores",
+                    "params:forward_pass",
+                ],
                 ["ntps_table", "excess_loss_table"],
                 name="score_ntps",
             )

@@ -11,7 +11,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from ntps.core.label_null import NULL_VARIANTS  # noqa: E402
 from ntps.core.ntps import check_k_fractions, scored_variants  # noqa: E402
+from ntps.reports.label_null import NULL_ALPHA, excess_grid, has_label_null  # noqa: E402
+from ntps.reports.plots import empty_figure  # noqa: E402
 
 
 def concatenate_tables(*tables: pd.DataFrame) -> pd.DataFrame:
@@ -70,6 +73,37 @@ def plot_ntps_heatmaps(ntps_table: pd.DataFrame) -> plt.Figure:
                 axis.axvline(rank / hidden_size, color="white", linestyle=":", linewidth=1)
                 axis.set_xlabel("k / d")
             figure.colorbar(image, ax=axis, label="score")
+    return figure
+
+
+def plot_ntps_null_heatmaps(ntps_table: pd.DataFrame) -> plt.Figure:
+    """Layer x k/d heatmaps of each score minus its shuffled-label null mean, one row per model x
+    dataset, one column per variant with a null; black dots mark where the score is above its null
+    (p <= NULL_ALPHA), white where undefined (paper beyond the signal rank, layers not pooled)."""
+    if not has_label_null(ntps_table):
+        return empty_figure("no shuffled-label null in this run (ntps_scores.label_null.shuffles is 0)")
+    with_null = ntps_table[ntps_table["variant"].isin(NULL_VARIANTS)]
+    pairs = list(with_null.groupby(["model", "dataset"], sort=True))
+    variants = [variant for variant in NULL_VARIANTS if variant in set(with_null["variant"])]
+    limit = max(float(with_null["excess_over_null"].abs().max()), 1e-6)
+    figure, axes = plt.subplots(
+        len(pairs), len(variants), figsize=(4.6 * len(variants), 3.2 * len(pairs)), squeeze=False, constrained_layout=True
+    )
+    for row, ((model, dataset), rows) in enumerate(pairs):
+        for column, variant in enumerate(variants):
+            excess, p_values = excess_grid(rows[rows["variant"] == variant])
+            axis = axes[row, column]
+            extent = (excess.columns.min(), excess.columns.max(), -0.5, excess.shape[0] - 0.5)
+            image = axis.imshow(
+                excess.to_numpy(), aspect="auto", origin="lower", cmap="RdBu_r", vmin=-limit, vmax=limit, extent=extent
+            )
+            layers, fractions = np.nonzero(p_values.to_numpy() <= NULL_ALPHA)
+            axis.scatter(excess.columns.to_numpy()[fractions], layers, s=2, color="black")
+            axis.set_title(f"{model} / {dataset}: {variant} - null mean", fontsize=9)
+            axis.set_xlabel("k / d")
+            axis.set_ylabel("layer (0 = embeddings)")
+            figure.colorbar(image, ax=axis, label="excess over shuffled labels")
+    figure.suptitle(f"Score minus its shuffled-label null (dots: above the null, p <= {NULL_ALPHA})", fontsize=10)
     return figure
 
 

@@ -3,8 +3,16 @@
 from kedro.pipeline import Pipeline, node
 
 from ntps.pipelines.fan_out import run_selection
+from ntps.reports.label_null import label_null_summary
 
-from .nodes import concatenate_tables, plot_excess_loss, plot_ntps_heatmaps, summarize_ntps, summarize_theorem2
+from .nodes import (
+    concatenate_tables,
+    plot_excess_loss,
+    plot_ntps_heatmaps,
+    plot_ntps_null_heatmaps,
+    summarize_ntps,
+    summarize_theorem2,
+)
 
 
 def create_pipeline(**kwargs) -> Pipeline:
@@ -19,6 +27,8 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             node(summarize_ntps, ["ntps_table", "params:reporting"], "ntps_summary_metrics", name="summarize_ntps"),
             node(plot_ntps_heatmaps, "ntps_table", "ntps_heatmaps", name="plot_ntps_heatmaps"),
+            node(label_null_summary, "ntps_table", "label_null_summary", name="summarize_label_null"),
+            node(plot_ntps_null_heatmaps, "ntps_table", "ntps_null_heatmaps", name="plot_ntps_null_heatmaps"),
             node(
                 concatenate_tables,
                 [f"{model}.{dataset}.excess_loss_table" for model, dataset in pairs],
