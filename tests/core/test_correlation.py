@@ -155,3 +155,16 @@ def test_the_vectorized_leave_one_out_null_equals_the_selection_repeated_per_per
     permuted = rng.normal(size=(50, 6))
     expected = [leave_one_dataset_out(scores, targets, -1, statistic).r for targets in permuted]
     np.testing.assert_allclose(permuted_leave_one_out_r(scores, permuted, -1, statistic), expected, atol=1e-12)
+
+
+@pytest.mark.parametrize("targets", [np.arange(8.0), np.array([0, 0, 1, 1, 2, 3, 3, 5.0]), np.ones(8)])
+def test_the_searched_weighted_tau_equals_it_row_by_row_with_tied_and_constant_rows(targets):
+    """The search takes matrix products for untied rows and the general path for tied ones."""
+    rng = np.random.default_rng(16)
+    scores = rng.normal(size=(60, 8))
+    scores[:10] = rng.integers(0, 3, size=(10, 8))
+    scores[10] = 1.0
+    permuted = np.stack([rng.permutation(targets) for _ in range(30)])
+    brute_force = [np.nanmax(rank_correlation(scores, row, "weighted_tau"), initial=-np.inf) for row in permuted]
+    expected = np.where(np.isinf(brute_force), np.nan, brute_force)
+    np.testing.assert_allclose(permuted_best_r(scores, permuted, 1, "weighted_tau"), expected, atol=1e-12)

@@ -80,6 +80,56 @@ def _weighted_tau_one_way(x_signs, y_signs, weights) -> np.ndarray:
         return np.where(denominator > 0, np.clip(numerator / np.where(denominator > 0, denominator, 1), -1, 1), np.nan)
 
 
+def _has_ties(values: np.ndarray) -> np.ndarray:
+    """(..., n) -> (...): whether a row holds some value twice."""
+    return (np.diff(np.sort(values, axis=-1), axis=-1) == 0).any(axis=-1)
+
+
+def _one_way_products(other_signs: np.ndarray, ranked_signs: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """One-way weighted tau of every row of the ranked side (B, m), whose weights (B, m) do not
+    depend on the other side, with every row of the other side (A, m): (A, B) by matrix products."""
+    numerator = other_signs @ (weights * ranked_signs).T
+    denominator = np.sqrt((weights * ranked_signs**2).sum(axis=1))[None, :] * np.sqrt(other_signs**2 @ weights.T)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denominator > 0, np.clip(numerator / np.where(denominator > 0, denominator, 1), -1, 1), np.nan)
+
+
+def _weighted_tau_table(scores: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """weighted_tau of every row of scores (C, n) with every row of targets (P, n), as (P, C).
+
+    A row without ties ranks by its own values alone, so the one-way tau weighted by its ranking is
+    a matrix product with every row of the other side; only the one-way taus ranked by a tied row
+    (ties broken by the other side) take the general path.
+    """
+    score_signs, target_signs = _pair_signs(scores), _pair_signs(targets)
+    by_scores = np.full((len(targets), len(scores)), np.nan)
+    by_targets = np.full_like(by_scores, np.nan)
+    # A constant row ranks nothing: its taus stay NaN without the general path's cost.
+    constant_scores, constant_targets = (scores == scores[:, :1]).all(axis=1), (targets == targets[:, :1]).all(axis=1)
+    tied_scores = _has_ties(scores) & ~constant_scores
+    tied_targets = _has_ties(targets) & ~constant_targets
+    untied_scores = ~tied_scores & ~constant_scores
+    untied = scores[untied_scores]
+    weights = _hyperbolic_pair_weights(untied, np.zeros_like(untied))
+    by_scores[:, untied_scores] = _one_way_products(target_signs, score_signs[untied_scores], weights)
+    if tied_scores.any():
+        tied = np.broadcast_arrays(scores[tied_scores][None], targets[:, None])
+        by_scores[:, tied_scores] = _weighted_tau_one_way(
+            score_signs[tied_scores][None], target_signs[:, None], _hyperbolic_pair_weights(*tied)
+        )
+    by_scores[constant_targets] = np.nan
+    untied_targets = ~tied_targets & ~constant_targets
+    untied = targets[untied_targets]
+    weights = _hyperbolic_pair_weights(untied, np.zeros_like(untied))
+    by_targets[untied_targets] = _one_way_products(score_signs, target_signs[untied_targets], weights).T
+    if tied_targets.any():
+        tied = np.broadcast_arrays(targets[tied_targets][:, None], scores[None])
+        by_targets[tied_targets] = _weighted_tau_one_way(
+            score_signs[None], target_signs[tied_targets][:, None], _hyperbolic_pair_weights(*tied)
+        )
+    return (by_scores + by_targets) / 2
+
+
 def weighted_tau(scores: np.ndarray, targets: np.ndarray) -> np.ndarray:
     """scipy.stats.weightedtau's default (additive hyperbolic weights, rank=True: the mean of the
     tau weighted by the ranking of scores and the one weighted by the ranking of targets) along the
@@ -175,7 +225,7 @@ def _permuted_correlations(scores: np.ndarray, permuted_targets: np.ndarray, sta
             yield _TRANSFORMS[statistic](permuted_targets[start : start + chunk]) @ transformed
     else:
         for start in range(0, len(permuted_targets), chunk):
-            yield weighted_tau(scores[None], permuted_targets[start : start + chunk, None])
+            yield _weighted_tau_table(scores, permuted_targets[start : start + chunk])
 
 
 def permuted_best_r(scores: np.ndarray, permuted_targets: np.ndarray, sign: int, statistic: str = "spearman") -> np.ndarray:

@@ -124,7 +124,7 @@ NULL_COLUMNS = ["null_mean", "null_sd", "excess_over_null", "null_p_value", "n_s
 
 def scored_variants(ntps_table: pd.DataFrame) -> list[str]:
     """The score variants the table holds, in VARIANTS' order (released_code can be switched off)."""
-    present = set(ntps_table["variant"])
+    present = set(ntps_table["variant"].unique())
     return [variant for variant in VARIANTS if variant in present]
 
 
