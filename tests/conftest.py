@@ -44,33 +44,71 @@ def offline_environment() -> dict[str, str]:
     return {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "DO_NOT_TRACK": "true", "COLUMNS": "400"}
 
 
+# The longest end-to-end tests, started first: with two pytest-xdist workers (the README's test
+# command) the slow tests then overlap instead of one of them running alone at the end.
+RUN_FIRST = (
+    "test_ntps_run_covers_every_layer_and_k",
+    "test_lora_and_from_scratch_pipelines_end_to_end",
+    "test_changed_nodes_runner_reruns_what_a_change_reaches_and_finishes_a_killed_run",
+    "test_a_rerun_writes_new_versions_and_the_notebook_reads_the_latest",
+)
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: position for position, name in enumerate(RUN_FIRST)}
+    items.sort(key=lambda item: (rank.get(item.name, len(rank)), item.get_closest_marker("end_to_end") is None))
+
+
 @pytest.fixture(scope="session")
-def model_cache(tmp_path_factory) -> Path:
-    """One GGUF -> safetensors conversion per test session, shared by every run."""
-    return tmp_path_factory.mktemp("converted_models")
+def shared_folder(tmp_path_factory, worker_id) -> Path:
+    """A folder every pytest-xdist worker of this run sees (the session's own without xdist), for
+    the models the tests convert once."""
+    root = tmp_path_factory.getbasetemp()
+    return root.parent if worker_id != "master" else root
+
+
+def once(folder: Path, make) -> Path:
+    """folder, made by make(folder) by the first worker that needs it while the others wait."""
+    from filelock import FileLock
+
+    with FileLock(str(folder) + ".lock"):
+        if not (folder / "done").exists():
+            folder.mkdir(parents=True, exist_ok=True)
+            make(folder)
+            (folder / "done").touch()
+    return folder
+
+
+@pytest.fixture(scope="session")
+def model_cache(shared_folder) -> Path:
+    """One GGUF -> safetensors conversion per test run, shared by every run and worker."""
+    return shared_folder / "converted_models"
 
 
 @pytest.fixture(scope="session")
 def embedded_model(model_cache) -> tuple[str, dict]:
-    """(location, spec) of the embedded default model, converted into the session's cache."""
+    """(location, spec) of the embedded default model, converted into the run's cache."""
     from ntps.pipelines.fan_out import load_parameters
     from ntps.sources.language_models import resolve_model_location
 
     spec = load_parameters(REPOSITORY)["models"]["smollm2_135m"]
-    return resolve_model_location(spec, str(model_cache)), spec
+    once(model_cache, lambda folder: resolve_model_location(spec, str(folder)))
+    return resolve_model_location(spec, str(model_cache)), spec  # converted: only the folder's name
 
 
 @pytest.fixture(scope="session")
-def four_layer_model(embedded_model, tmp_path_factory):
+def four_layer_model(embedded_model, shared_folder):
     """A second real model: the embedded SmolLM2's first 4 blocks, saved as a local folder."""
     import transformers
 
     location, _ = embedded_model
-    folder = tmp_path_factory.mktemp("smollm2_4_layers")
-    model = transformers.AutoModelForCausalLM.from_pretrained(location, num_hidden_layers=4)
-    model.save_pretrained(folder)
-    transformers.AutoTokenizer.from_pretrained(location).save_pretrained(folder)
-    return folder
+
+    def save(folder):
+        model = transformers.AutoModelForCausalLM.from_pretrained(location, num_hidden_layers=4)
+        model.save_pretrained(folder)
+        transformers.AutoTokenizer.from_pretrained(location).save_pretrained(folder)
+
+    return once(shared_folder / "smollm2_4_layers", save)
 
 
 @pytest.fixture(scope="session")

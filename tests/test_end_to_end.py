@@ -190,3 +190,24 @@ def test_a_rerun_writes_new_versions_and_the_notebook_reads_the_latest(project, 
     # 3 heatmaps and their colour bar; 4 targets x 3 statistics x 15 score rows (4 variants x 2
     # selections, 7 reference scores)
     assert "heatmaps 4 summary rows 180" in result.stdout
+
+
+def test_the_study_environment_runs_end_to_end_on_few_texts_and_a_tiny_model(project, model_cache, tiny_model):
+    """`kedro run --env study` with its 12 tasks, few texts and a tiny random Llama instead of the
+    embedded model: the reports hold every task, the reference scores, the null and the verdicts."""
+    study = yaml.safe_load((project / "conf/study/parameters.yml").read_text())
+    study["run"]["models"] = ["tiny_llama"]
+    study["models"] = {"tiny_llama": {"source": "local", "path": str(tiny_model)}}
+    (project / "conf/study/parameters.yml").write_text(yaml.safe_dump(study))
+    result = kedro_run(project, model_cache, {"correlation.permutations": 200}, extra_args=["--env", "study"])
+    assert result.returncode == 0, result.stderr[-4000:]
+    (table_path,) = (project / "data/08_reporting/ntps_table.parquet").glob("*/ntps_table.parquet")
+    table = pd.read_parquet(table_path)
+    assert set(table["dataset"]) == set(study["run"]["datasets"]) and "released_code" not in set(table["variant"])
+    assert table.loc[table["variant"] == "signal", "null_mean"].notna().all()
+    (summary_path,) = (project / "data/08_reporting/correlation_summary.parquet").glob("*/correlation_summary.parquet")
+    summary = pd.read_parquet(summary_path)
+    assert (summary["n_datasets"] == 12).all() and (summary["permutation"] == "random 200").all()
+    assert set(summary["score_kind"]) == {"ntps", "peer", "trivial", "estimator"}
+    report = next((project / "data/08_reporting/correlation_report.md").glob("*/*")).read_text()
+    assert "## Is NTPS above its own shuffled-label null?" in report and "trivial baseline" in report

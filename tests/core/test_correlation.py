@@ -168,3 +168,24 @@ def test_the_searched_weighted_tau_equals_it_row_by_row_with_tied_and_constant_r
     brute_force = [np.nanmax(rank_correlation(scores, row, "weighted_tau"), initial=-np.inf) for row in permuted]
     expected = np.where(np.isinf(brute_force), np.nan, brute_force)
     np.testing.assert_allclose(permuted_best_r(scores, permuted, 1, "weighted_tau"), expected, atol=1e-12)
+
+
+@pytest.mark.parametrize("statistic", STATISTICS)
+def test_leaving_one_group_out_scores_a_groups_datasets_at_the_configuration_chosen_without_the_group(statistic):
+    rng = np.random.default_rng(17)
+    scores, targets = rng.normal(size=(40, 7)), rng.normal(size=7)
+    groups = np.array(["a", "a", "b", "c", "c", "c", "d"])
+    result = leave_one_dataset_out(scores, targets, 1, statistic, groups)
+    for group in "abcd":
+        held = groups == group
+        chosen = select_best_configuration(scores[:, ~held], targets[~held], 1, statistic).configuration
+        assert (result.configurations[held] == chosen).all()
+        np.testing.assert_array_equal(result.held_out_scores[held], scores[chosen, held])
+    # Every dataset its own group is plain leave-one-dataset-out.
+    singletons = leave_one_dataset_out(scores, targets, 1, statistic, np.arange(7))
+    assert singletons.r == leave_one_dataset_out(scores, targets, 1, statistic).r
+    permuted = np.stack([rng.permutation(targets) for _ in range(20)])
+    expected = [leave_one_dataset_out(scores, row, 1, statistic, groups).r for row in permuted]
+    np.testing.assert_allclose(permuted_leave_one_out_r(scores, permuted, 1, statistic, groups), expected, atol=1e-12)
+    with pytest.raises(NtpsInputError, match="at least 3 datasets or groups"):
+        leave_one_dataset_out(scores, targets, 1, statistic, np.array(["a"] * 4 + ["b"] * 3))

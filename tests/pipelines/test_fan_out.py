@@ -85,3 +85,13 @@ def test_the_paper_grid_environment_selects_8_models_by_12_datasets():
     assert len(selection.models) == 8 and len(selection.datasets) == 12 and len(selection.pairs()) == 96
     forward = load_parameters(REPOSITORY, env="paper_grid")["forward_pass"]
     assert (forward["device"], forward["dtype"]) == ("cuda", "bfloat16")
+
+
+def test_the_study_environment_covers_12_tasks_from_6_corpora_with_enough_texts():
+    parameters = load_parameters(REPOSITORY, env="study")
+    selection = selection_from_parameters(parameters)
+    corpora = {parameters["datasets"][dataset]["corpus"] for dataset in selection.datasets}
+    assert len(selection.datasets) >= 12 and len(corpora) >= 6, corpora
+    assert all(parameters["datasets"][dataset]["source"] == "embedded" for dataset in selection.datasets)
+    # 2 x d training texts for the embedded model (d = 576), 512 held out.
+    assert parameters["sampling"]["max_texts"] == {"train": 1152, "test": 512}

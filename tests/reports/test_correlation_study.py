@@ -105,3 +105,19 @@ def test_the_verdict_names_the_scores_that_beat_every_trivial_baseline_out_of_sa
     assert verdict.endswith("**knn_test_accuracy** by +0.200; no NTPS variant did.")
     nothing = baseline_verdict(verdict_rows({"ntps_paper": 0.1, "logme": float("nan"), "log_n_train": 0.7}))
     assert nothing == "Kendall tau: no score beat the best trivial baseline, log_n_train (+0.700) out of sample."
+
+
+def test_label_views_of_one_corpus_are_also_held_out_together():
+    ntps_table, probe_metrics = synthetic_tables(6, seed=13)
+    corpora = {"set0": "a", "set1": "a", "set2": "b", "set3": "c", "set4": "d", "set5": "d"}
+    registry = {name: {"corpus": corpus} for name, corpus in corpora.items()}
+    summary = correlation_summary(ntps_table, probe_metrics, {**SETTINGS, "statistics": ["kendall"]}, registry)
+    by_corpus = summary[summary["selection"] == "leave_one_corpus_out"]
+    assert set(by_corpus["score"]) == {"ntps_paper", "ntps_signal"} and len(by_corpus) == 2 * len(TARGET_DIRECTIONS)
+    # The planted configuration is chosen without any corpus, so the out-of-corpus scores rank perfectly.
+    np.testing.assert_allclose(by_corpus["r"], by_corpus["expected_sign"])
+    report = markdown_report(summary, probe_metrics)
+    assert "| logistic_test_accuracy | ntps_paper | leave_one_corpus_out |" in report
+    # Every dataset its own corpus: nothing to add.
+    alone = {name: {"corpus": name} for name in corpora}
+    assert "leave_one_corpus_out" not in set(correlation_summary(ntps_table, probe_metrics, SETTINGS, alone)["selection"])

@@ -24,11 +24,17 @@ def registry():
 
 EMBEDDED_LABEL_COUNTS = {
     "rotten_tomatoes": 2,
+    "rotten_tomatoes_with_plots": 3,
     "election_tweets": 2,
     "newsgroups20": 20,
+    "newsgroups_hierarchy": 7,
     "clothing_ratings": 5,
     "clothing_departments": 6,
+    "clothing_recommended": 2,
+    "clothing_classes": 12,
     "reuters_r8": 8,
+    "reuters_r52": 52,
+    "friends_speakers": 6,
 }
 
 
@@ -51,6 +57,16 @@ def test_sampling_is_seeded_and_label_ids_follow_sorted_names():
     first, second = (select_labeled_texts(raw, spec, SAMPLING) for _ in range(2))
     pd.testing.assert_frame_equal(first, second)
     assert dict(zip(first["label"], first["label_id"])) == {"a": 0, "b": 1, "c": 2}
+
+
+def test_a_label_pattern_derives_coarser_labels_and_a_bad_one_is_named():
+    raw = pd.DataFrame({"t": ["a", "b", "c", "d"], "y": ["comp.graphics", "comp.os", "rec.autos", "sci.med"]})
+    texts = select_labeled_texts(raw, {"text_column": "t", "label_column": "y", "label_pattern": r"^([a-z]+)\."}, {})
+    assert texts["label"].tolist() == ["comp", "comp", "rec", "sci"] and texts["label_id"].tolist() == [0, 0, 1, 2]
+    with pytest.raises(NtpsInputError, match="matches no group in the label"):
+        select_labeled_texts(raw, {"text_column": "t", "label_column": "y", "label_pattern": r"^(x+)\."}, {})
+    with pytest.raises(NtpsInputError, match="one group"):
+        select_labeled_texts(raw, {"text_column": "t", "label_column": "y", "label_pattern": "^[a-z]+"}, {})
 
 
 def test_bad_datasets_are_named():

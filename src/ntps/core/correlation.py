@@ -246,30 +246,46 @@ def permuted_best_r(scores: np.ndarray, permuted_targets: np.ndarray, sign: int,
     return np.concatenate(best) if best else np.empty(0)
 
 
+def _folds(n_datasets: int, groups: np.ndarray | None) -> list[np.ndarray]:
+    """Boolean masks of the held-out datasets of each fold: one dataset at a time, or one group
+    (e.g. the label views of one corpus) at a time; at least 3 folds."""
+    labels = np.arange(n_datasets) if groups is None else np.asarray(groups)
+    if len(labels) != n_datasets:
+        raise NtpsInputError(f"groups name {len(labels)} datasets, the scores cover {n_datasets}")
+    folds = [labels == label for label in dict.fromkeys(labels.tolist())]
+    if len(folds) < 3:
+        raise NtpsInputError(f"leave-one-out needs at least 3 datasets or groups, got {len(folds)}")
+    return folds
+
+
 def permuted_leave_one_out_r(
-    scores: np.ndarray, permuted_targets: np.ndarray, sign: int, statistic: str = "spearman"
+    scores: np.ndarray,
+    permuted_targets: np.ndarray,
+    sign: int,
+    statistic: str = "spearman",
+    groups: np.ndarray | None = None,
 ) -> np.ndarray:
-    """leave_one_dataset_out(scores, targets, sign, statistic).r for every row of permuted_targets,
-    vectorized over the rows: the null distribution of the out-of-sample r, selection included.
+    """leave_one_dataset_out(scores, targets, sign, statistic, groups).r for every row of
+    permuted_targets, vectorized over the rows: the null distribution of the out-of-sample r,
+    selection included.
 
     Args:
-        scores: (n_configurations, n_datasets), n_datasets >= 3.
+        scores: (n_configurations, n_datasets).
         permuted_targets: (P, n_datasets).
+        groups: see leave_one_dataset_out.
 
     Returns:
         (P,) r; NaN where some fold had no configuration with a defined r.
     """
     scores = np.asarray(scores, dtype=np.float64)
     permuted_targets = np.asarray(permuted_targets, dtype=np.float64)
-    n_datasets = scores.shape[1]
     held_out = np.full(permuted_targets.shape, np.nan)
-    for held in range(n_datasets):
-        others = np.arange(n_datasets) != held
+    for held in _folds(scores.shape[1], groups):
         chosen = []
-        for r in _permuted_correlations(scores[:, others], permuted_targets[:, others], statistic):
+        for r in _permuted_correlations(scores[:, ~held], permuted_targets[:, ~held], statistic):
             best = _comparable(r, sign).argmax(axis=1)
             defined = np.isfinite(r).any(axis=1)
-            chosen.append(np.where(defined, scores[best, held], np.nan))
+            chosen.append(np.where(defined[:, None], scores[best][:, held], np.nan))
         held_out[:, held] = np.concatenate(chosen)
     r = rank_correlation(held_out, permuted_targets, statistic)
     return np.where(np.isfinite(held_out).all(axis=1), r, np.nan)
@@ -277,7 +293,7 @@ def permuted_leave_one_out_r(
 
 @dataclass(frozen=True)
 class LeaveOneOutResult:
-    """configurations: (n_datasets,) the configuration chosen without dataset j (-1 if none);
+    """configurations: (n_datasets,) the configuration chosen without dataset j's fold (-1 if none);
     held_out_scores: (n_datasets,) dataset j's score at that configuration;
     r: Spearman r of held_out_scores against the targets."""
 
@@ -287,26 +303,27 @@ class LeaveOneOutResult:
 
 
 def leave_one_dataset_out(
-    scores: np.ndarray, targets: np.ndarray, sign: int, statistic: str = "spearman"
+    scores: np.ndarray, targets: np.ndarray, sign: int, statistic: str = "spearman", groups: np.ndarray | None = None
 ) -> LeaveOneOutResult:
     """For each dataset j, select the configuration on the other datasets only, and read dataset
-    j's score there; the out-of-fold scores are then correlated with the targets.
+    j's score there; the out-of-fold scores are then correlated with the targets. With groups,
+    a whole group is held out at a time: its datasets are scored at the configuration chosen on the
+    other groups (leave one corpus out, when label views of one corpus are not independent).
 
     Args:
-        scores: (n_configurations, n_datasets), n_datasets >= 3.
+        scores: (n_configurations, n_datasets).
         targets: (n_datasets,).
         sign: +1 or -1, as select_best_configuration.
         statistic: the rank correlation searched and reported (STATISTICS).
+        groups: (n_datasets,) a group label per dataset, at least 3 groups; None: every dataset
+            its own (at least 3 datasets).
     """
     scores, targets = np.asarray(scores, dtype=np.float64), np.asarray(targets, dtype=np.float64)
     n_datasets = scores.shape[1]
-    if n_datasets < 3:
-        raise NtpsInputError(f"leave-one-dataset-out needs at least 3 datasets, got {n_datasets}")
     configurations = np.full(n_datasets, -1)
     held_out = np.full(n_datasets, np.nan)
-    for held in range(n_datasets):
-        others = np.arange(n_datasets) != held
-        chosen = select_best_configuration(scores[:, others], targets[others], sign, statistic).configuration
+    for held in _folds(n_datasets, groups):
+        chosen = select_best_configuration(scores[:, ~held], targets[~held], sign, statistic).configuration
         if chosen is not None:
             configurations[held] = chosen
             held_out[held] = scores[chosen, held]

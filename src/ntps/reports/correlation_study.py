@@ -195,6 +195,7 @@ def target_rows(
     reference_scores: dict[str, tuple[np.ndarray, int]],
     settings: dict[str, Any],
     common: dict[str, Any],
+    corpora: np.ndarray | None = None,
 ) -> list[dict[str, Any]]:
     """How well each score ranks one target across one model's datasets, one row per way of scoring
     and rank statistic (correlation.statistics):
@@ -206,6 +207,8 @@ def target_rows(
     - ntps_<variant>, leave_one_dataset_out: each dataset's NTPS at the configuration chosen
       without it; r, interval and p of those out-of-fold scores (the selection is repeated
       under each permutation).
+    - ntps_<variant>, leave_one_corpus_out (with corpora): the same with all label views of one
+      corpus held out together, as they are not independent tasks.
     - each of reference_scores (selection none): a score with no search, e.g. LogME, multiplied by
       its sign (score_sign) so that larger means better served.
 
@@ -217,6 +220,7 @@ def target_rows(
         direction: +1 when a better-aligned representation should raise the target, -1 lower it.
         reference_scores: name -> ((n_datasets,) scores, sign).
         common: columns every row carries (model, target, ...).
+        corpora: (n_datasets,) each dataset's corpus, or None for no leave-one-corpus-out rows.
     """
     orderings, exact = target_permutations(len(datasets), settings["permutations"], settings["seed"])
     common = {
@@ -261,6 +265,18 @@ def target_rows(
                     "p_value": permutation_p_value(direction * held_out.r, direction * permuted_held_out, exact),
                 }
             )
+            if corpora is not None:
+                held_out = leave_one_dataset_out(scores, y, direction, statistic, corpora)
+                permuted_held_out = permuted_leave_one_out_r(scores, permuted_targets, direction, statistic, corpora)
+                rows.append(
+                    {
+                        **ntps,
+                        "selection": "leave_one_corpus_out",
+                        "r": held_out.r,
+                        **_uncertainty(held_out.held_out_scores, y, settings, statistic),
+                        "p_value": permutation_p_value(direction * held_out.r, direction * permuted_held_out, exact),
+                    }
+                )
         for name, (values, sign) in reference_scores.items():
             scores = sign * values
             r = float(rank_correlation(scores, y, statistic))
@@ -287,11 +303,14 @@ def summarize_targets(
     directions: dict[str, int],
     reference_scores: dict[str, int],
     settings: dict[str, Any],
+    corpus_of: dict[str, str] | None = None,
 ) -> pd.DataFrame:
     """target_rows for every model of targets (one row per model x dataset) and every target of
     directions (target column -> expected sign), with the columns of reference_scores (name ->
     sign) as the scores without search; a reference score targets lack is left out, and said so
-    in the log. Models with fewer than 3 datasets are skipped."""
+    in the log. Models with fewer than 3 datasets are skipped. corpus_of (dataset -> corpus) adds
+    leave-one-corpus-out rows where some corpus holds several of a model's datasets and there are
+    at least 3 corpora."""
     missing = [name for name in reference_scores if name not in targets.columns]
     if missing:
         logger.warning(
@@ -303,6 +322,9 @@ def summarize_targets(
     rows = []
     for model, datasets, model_targets, model_ntps in model_frames(ntps_table, targets):
         references = {name: (model_targets[name].to_numpy(dtype=np.float64), sign) for name, sign in present.items()}
+        corpora = None if corpus_of is None else np.array([corpus_of.get(dataset, dataset) for dataset in datasets])
+        if corpora is not None and not (3 <= len(set(corpora)) < len(datasets)):
+            corpora = None
         for target, direction in directions.items():
             rows += target_rows(
                 model_ntps,
@@ -312,15 +334,24 @@ def summarize_targets(
                 references,
                 settings,
                 {"model": model, "target": target},
+                corpora,
             )
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
 
 
-def correlation_summary(ntps_table: pd.DataFrame, probe_metrics: pd.DataFrame, settings: dict[str, Any]) -> pd.DataFrame:
+def correlation_summary(
+    ntps_table: pd.DataFrame,
+    probe_metrics: pd.DataFrame,
+    settings: dict[str, Any],
+    datasets: dict[str, dict[str, Any]] | None = None,
+) -> pd.DataFrame:
     """Per model and probe target (expected sign: MSE down, accuracy up), the rows of target_rows,
-    with every reference score (peers, trivial baselines, estimators) as the scores without search."""
+    with every reference score (peers, trivial baselines, estimators) as the scores without search,
+    and leave-one-corpus-out rows where the datasets registry (datasets) puts several of them in
+    one corpus."""
+    corpus_of = None if datasets is None else {name: spec.get("corpus", name) for name, spec in datasets.items()}
     return summarize_targets(
-        ntps_table, probe_targets(probe_metrics, settings), TARGET_DIRECTIONS, REFERENCE_SCORES, settings
+        ntps_table, probe_targets(probe_metrics, settings), TARGET_DIRECTIONS, REFERENCE_SCORES, settings, corpus_of
     )
 
 
@@ -335,6 +366,10 @@ def honest_ranking(summary: pd.DataFrame) -> pd.DataFrame:
     are): the direction-adjusted r (aligned_r), best first."""
     honest = summary[summary["selection"] != "best_in_sample"].copy()
     honest["aligned_r"] = honest["expected_sign"] * honest["r"]
+    # NTPS has two out-of-sample rows when corpora are known; the label tells them apart.
+    honest["label"] = honest["score"].where(
+        honest["selection"] != "leave_one_corpus_out", honest["score"] + " (leave one corpus out)"
+    )
     return honest.sort_values(
         ["model", "target", "statistic", "aligned_r"], ascending=[True, True, True, False], na_position="last"
     )
@@ -370,7 +405,7 @@ def baseline_verdict(rows: pd.DataFrame) -> str:
     out of sample (NTPS leave-one-dataset-out, the others as they are) and by how much, or that none
     did. An undefined r (a constant score) ranks nothing and counts as 0."""
     honest = honest_ranking(rows)
-    aligned = honest.set_index("score")["aligned_r"].fillna(0.0)
+    aligned = honest.set_index("label")["aligned_r"].fillna(0.0)
     trivial = aligned[[score_kind(score) == "trivial" for score in aligned.index]]
     bar, bar_name = (trivial.max(), trivial.idxmax()) if len(trivial) else (0.0, "none computed")
     others = aligned[[score_kind(score) != "trivial" for score in aligned.index]]

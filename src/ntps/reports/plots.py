@@ -40,6 +40,9 @@ def plot_score_comparison(summary: pd.DataFrame, title: str) -> plt.Figure:
     others without search), with its bootstrap interval, coloured by kind; the dashed line is the
     best trivial baseline, the bar every score must clear."""
     honest = summary[summary["selection"] != "best_in_sample"]
+    honest = honest.assign(
+        label=honest["score"].where(honest["selection"] != "leave_one_corpus_out", honest["score"] + " (by corpus)")
+    )
     if honest.empty:
         return empty_figure("fewer than 3 datasets per model: no correlation to plot")
     panels = list(honest.groupby(["model", "target"], sort=True))
@@ -68,7 +71,7 @@ def plot_score_comparison(summary: pd.DataFrame, title: str) -> plt.Figure:
             if np.isfinite(trivial).any():
                 axis.axvline(np.nanmax(trivial), color="tab:gray", linestyle="--", linewidth=1)
             axis.axvline(0, color="black", linewidth=0.5)
-            axis.set_yticks(positions, cells["score"], fontsize=7)
+            axis.set_yticks(positions, cells["label"], fontsize=7)
             axis.set_xlim(-1.05, 1.05)
             axis.set_title(f"{model}: {target}\n{statistic}, aligned with the expected sign", fontsize=8)
     figure.suptitle(title, fontsize=10)

