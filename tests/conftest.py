@@ -12,6 +12,11 @@ import pytest
 
 # Tests never reach a hub: set before anything imports huggingface_hub, datasets or transformers.
 os.environ["HF_HUB_OFFLINE"] = "1"
+if "PYTEST_XDIST_WORKER" in os.environ:
+    # Each pytest-xdist worker (and every `kedro run` it starts) computes on one thread: two workers
+    # then fill the two cores, where two multi-threaded BLAS pools would oversubscribe them and spin.
+    for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[variable] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["DO_NOT_TRACK"] = "true"
 
