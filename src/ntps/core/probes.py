@@ -90,12 +90,12 @@ def fit_least_squares_probe(features: np.ndarray, targets: np.ndarray, ridge: fl
     return LeastSquaresProbe(weights, bias, float((residuals**2).sum() / targets.shape[0]))
 
 
-def _logistic_probe(inverse_regularization: float, max_iterations: int, tolerance: float, seed: int):
+def _logistic_probe(inverse_regularization: float, max_iterations: int, tolerance: float, seed: int, solver: str = "saga"):
     # saga converges slowly on unscaled features; the scaler is part of the probe, fitted on train only.
     return make_pipeline(
         StandardScaler(),
         LogisticRegression(
-            solver="saga", C=inverse_regularization, max_iter=max_iterations, tol=tolerance, random_state=seed
+            solver=solver, C=inverse_regularization, max_iter=max_iterations, tol=tolerance, random_state=seed
         ),
     )
 
@@ -325,14 +325,20 @@ def cross_validated_logistic_accuracy(
     tolerance: float = 1e-4,
     seed: int = 0,
 ) -> CrossValidatedAccuracy:
-    """The logistic probe's (fit_logistic_probe's) mean accuracy over cross-validation folds of the
-    training texts: what a cheap probe already says about the task, without held-out labels."""
+    """The logistic probe's mean accuracy over cross-validation folds of the training texts: what a
+    cheap probe already says about the task, without held-out labels.
+
+    The probe is fit_logistic_probe's model (L2-regularized multinomial logistic regression on
+    standardized features, the same C), its convex objective minimized by lbfgs rather than saga:
+    the same minimizer, measured 27x faster on 768 texts in 576 dimensions (saga's folds then cost
+    more than the rest of the probes stage), with fold accuracies equal but for one text where saga
+    had not quite converged."""
     train_labels = np.asarray(train_labels)
     train_features = _check_features(train_features, len(train_labels))
     with warnings.catch_warnings(record=True) as caught, _few_texts_per_class_allowed():
         warnings.simplefilter("always", ConvergenceWarning)
         accuracies = cross_val_score(
-            _logistic_probe(inverse_regularization, max_iterations, tolerance, seed),
+            _logistic_probe(inverse_regularization, max_iterations, tolerance, seed, solver="lbfgs"),
             train_features,
             train_labels,
             cv=cross_validation_folds(train_labels, folds, seed),
