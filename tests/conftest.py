@@ -141,13 +141,15 @@ def project(tmp_path) -> Path:
     return make_project_copy(tmp_path / "project")
 
 
+def local_model_run(name: str, folder: Path, datasets: list[str]) -> dict:
+    """conf/local parameters that run the model saved in folder, as `name`, on `datasets`."""
+    return {"run": {"models": [name], "datasets": datasets}, "models": {name: {"source": "local", "path": str(folder)}}}
+
+
 def four_layer_run(four_layer_model: Path, datasets: list[str]) -> dict:
     """conf/local parameters that run the 4-block model on `datasets`: fast, for tests of the
     machinery rather than of the model."""
-    return {
-        "run": {"models": ["smollm2_4_layers"], "datasets": datasets},
-        "models": {"smollm2_4_layers": {"source": "local", "path": str(four_layer_model)}},
-    }
+    return local_model_run("smollm2_4_layers", four_layer_model, datasets)
 
 
 def kedro_run(

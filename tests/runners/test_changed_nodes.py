@@ -11,7 +11,7 @@ import time
 import pytest
 import yaml
 
-from tests.conftest import SMALL_RUN_PARAMS, four_layer_run, kedro_run, offline_environment
+from tests.conftest import SMALL_RUN_PARAMS, kedro_run, local_model_run, offline_environment
 
 CHANGED_NODES_RUNNER = "--runner=ntps.runners.ChangedNodesRunner"
 
@@ -28,8 +28,10 @@ def runner_log(result) -> tuple[set[str], set[str]]:
 
 
 @pytest.mark.end_to_end
-def test_changed_nodes_runner_reruns_what_a_change_reaches_and_finishes_a_killed_run(project, model_cache, four_layer_model):
-    (project / "conf/local/parameters.yml").write_text(yaml.safe_dump(four_layer_run(four_layer_model, ["rotten_tomatoes"])))
+def test_changed_nodes_runner_reruns_what_a_change_reaches_and_finishes_a_killed_run(project, model_cache, tiny_model):
+    # A tiny random model: the test is about which nodes run, not about the model.
+    local = local_model_run("tiny_llama", tiny_model, ["rotten_tomatoes"])
+    (project / "conf/local/parameters.yml").write_text(yaml.safe_dump(local))
     first = kedro_run(project, model_cache, extra_args=[CHANGED_NODES_RUNNER])
     assert first.returncode == 0, first.stderr[-4000:]
     everything, skipped = runner_log(first)
@@ -43,8 +45,8 @@ def test_changed_nodes_runner_reruns_what_a_change_reaches_and_finishes_a_killed
     assert ridge.returncode == 0, ridge.stderr[-4000:]
     ran, skipped = runner_log(ridge)
     downstream_of_the_ridge = {
-        "smollm2_4_layers.rotten_tomatoes.solve_eigen_subspaces",
-        "smollm2_4_layers.rotten_tomatoes.score_ntps",
+        "tiny_llama.rotten_tomatoes.solve_eigen_subspaces",
+        "tiny_llama.rotten_tomatoes.score_ntps",
         "combine_ntps_tables",
         "summarize_ntps",
         "plot_ntps_heatmaps",
@@ -71,7 +73,7 @@ def test_changed_nodes_runner_reruns_what_a_change_reaches_and_finishes_a_killed
         [CHANGED_NODES_RUNNER],
     )
     assert forced.returncode == 0 and runner_log(forced) == (
-        {"smollm2_4_layers.rotten_tomatoes.solve_eigen_subspaces"},
+        {"tiny_llama.rotten_tomatoes.solve_eigen_subspaces"},
         set(),
     )
 
@@ -88,8 +90,8 @@ def test_changed_nodes_runner_reruns_what_a_change_reaches_and_finishes_a_killed
     while time.time() < deadline and process.poll() is None:
         recorded = json.loads(store.read_text())
         if (
-            recorded["smollm2_4_layers.rotten_tomatoes.extract_hidden_features"]["fingerprint"]
-            != before["smollm2_4_layers.rotten_tomatoes.extract_hidden_features"]["fingerprint"]
+            recorded["tiny_llama.rotten_tomatoes.extract_hidden_features"]["fingerprint"]
+            != before["tiny_llama.rotten_tomatoes.extract_hidden_features"]["fingerprint"]
         ):
             process.send_signal(signal.SIGKILL)
             break
@@ -98,10 +100,10 @@ def test_changed_nodes_runner_reruns_what_a_change_reaches_and_finishes_a_killed
     assert process.returncode == -signal.SIGKILL, "the run finished before it could be killed"
     recorded = json.loads(store.read_text())
     finished = {name for name in recorded if recorded[name]["fingerprint"] != before[name]["fingerprint"]}
-    assert "smollm2_4_layers.rotten_tomatoes.tokenize_texts" in finished
+    assert "tiny_llama.rotten_tomatoes.tokenize_texts" in finished
 
     rerun = kedro_run(project, model_cache, {"tokenization.max_tokens": 12}, extra_args=[CHANGED_NODES_RUNNER])
     assert rerun.returncode == 0, rerun.stderr[-4000:]
     ran, skipped = runner_log(rerun)
     assert finished <= skipped and ran.isdisjoint(finished) and ran | skipped == everything
-    assert "smollm2_4_layers.rotten_tomatoes.score_ntps" in ran, "the unfinished part of the DAG ran"
+    assert "tiny_llama.rotten_tomatoes.score_ntps" in ran, "the unfinished part of the DAG ran"

@@ -7,22 +7,22 @@ import pytest
 import yaml
 
 from ntps.core.statistics import STATISTIC_NAMES, LayerStatistics
-from tests.conftest import four_layer_run, kedro_run
+from tests.conftest import kedro_run, local_model_run
 
 
 def load_statistics(project, dataset):
-    (path,) = sorted((project / f"data/04_feature/smollm2_4_layers/{dataset}/layer_statistics.npz").glob("*/*.npz"))[-1:]
+    (path,) = sorted((project / f"data/04_feature/tiny_llama/{dataset}/layer_statistics.npz").glob("*/*.npz"))[-1:]
     with np.load(path) as archive:
         statistics = LayerStatistics.from_arrays({name: archive[name] for name in archive.files})
     return {**{name: getattr(statistics, name) for name in STATISTIC_NAMES}, "n_texts": statistics.n_texts}
 
 
 @pytest.mark.end_to_end
-def test_sharded_statistics_on_parallel_runner_and_dask_equal_the_single_pass(project, model_cache, four_layer_model):
-    one_dataset = four_layer_run(four_layer_model, ["election_tweets"])
+def test_sharded_statistics_on_parallel_runner_and_dask_equal_the_single_pass(project, model_cache, tiny_model):
+    one_dataset = local_model_run("tiny_llama", tiny_model, ["election_tweets"])
     (project / "conf/local/parameters.yml").write_text(yaml.safe_dump(one_dataset))
     # Dask's workers run torch on one thread (its nanny sets OMP_NUM_THREADS=1); float32 matrix
-    # products summed in another order differ by ~1e-4 relative in this model's large activations,
+    # products summed in another order differ by ~1e-4 relative in a real model's large activations,
     # so every run here uses one thread and the comparison isolates what sharding does.
     one_thread = {"OMP_NUM_THREADS": "1"}
     assert kedro_run(project, model_cache, extra_env=one_thread).returncode == 0
