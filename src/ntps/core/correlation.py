@@ -73,11 +73,17 @@ def _hyperbolic_pair_weights(primary: np.ndarray, secondary: np.ndarray) -> np.n
     return weights[..., first] + weights[..., second]
 
 
+def _correlation_or_nan(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    """numerator / denominator clipped to [-1, 1] (rounding can step an ulp outside), NaN where the
+    denominator is 0 (a side that ranks nothing)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denominator > 0, np.clip(numerator / np.where(denominator > 0, denominator, 1), -1, 1), np.nan)
+
+
 def _weighted_tau_one_way(x_signs, y_signs, weights) -> np.ndarray:
     numerator = (weights * x_signs * y_signs).sum(axis=-1)
     denominator = np.sqrt((weights * x_signs**2).sum(axis=-1) * (weights * y_signs**2).sum(axis=-1))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(denominator > 0, np.clip(numerator / np.where(denominator > 0, denominator, 1), -1, 1), np.nan)
+    return _correlation_or_nan(numerator, denominator)
 
 
 def _has_ties(values: np.ndarray) -> np.ndarray:
@@ -90,8 +96,7 @@ def _one_way_products(other_signs: np.ndarray, ranked_signs: np.ndarray, weights
     depend on the other side, with every row of the other side (A, m): (A, B) by matrix products."""
     numerator = other_signs @ (weights * ranked_signs).T
     denominator = np.sqrt((weights * ranked_signs**2).sum(axis=1))[None, :] * np.sqrt(other_signs**2 @ weights.T)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(denominator > 0, np.clip(numerator / np.where(denominator > 0, denominator, 1), -1, 1), np.nan)
+    return _correlation_or_nan(numerator, denominator)
 
 
 def _weighted_tau_table(scores: np.ndarray, targets: np.ndarray) -> np.ndarray:

@@ -76,15 +76,39 @@ def excess_loss_all_k(
     d = mean_xx.shape[0]
     if mean_xx.shape != (d, d) or mean_xy.shape[0] != d or v.shape != (d, d):
         raise NtpsInputError(f"shapes do not match: N {mean_xx.shape}, M {mean_xy.shape}, V {v.shape}")
+    labels = whitened_labels(mean_xx, mean_xy, v, ridge, device)
+    explained = np.cumsum((labels.in_q**2).sum(axis=1))
+    return ExcessLoss(explained=explained, explainable=float((labels.whitened**2).sum()))
+
+
+@dataclass
+class WhitenedLabels:
+    """The labels seen through N's Cholesky factor L (N = L L^T, ridge included).
+
+    Attributes:
+        lower: (d, d) L.
+        whitened: (d, c) Z = L^-1 M.
+        in_q: (d, c) Q^T Z, Q the orthonormal factor of L^T V (column j: q_j^T Z).
+    """
+
+    lower: np.ndarray
+    whitened: np.ndarray
+    in_q: np.ndarray
+
+
+def whitened_labels(
+    mean_xx: np.ndarray, mean_xy: np.ndarray, v: np.ndarray, ridge: float, device: torch.device | None = None
+) -> WhitenedLabels:
+    """Z = L^-1 M and Q^T Z for the excess loss of any number of label columns (M (d, c): one
+    labelling's, or several side by side, as the shuffled-label null has them)."""
     try:
         lower = cholesky_lower(regularized(mean_xx, ridge), device)
     except np.linalg.LinAlgError as error:
         raise NtpsInputError(f"meanXX is numerically singular (ridge={ridge}); raise the ridge") from error
-    whitened_labels = solve_lower(lower, mean_xy, device)
+    whitened = solve_lower(lower, mean_xy, device)
     # Q^T Z without forming Q: the Householder reflections of L^T V applied to the c columns of Z.
-    labels_in_q = q_transpose_times(matmul(lower.T, v, device), whitened_labels, device)
-    explained = np.cumsum((labels_in_q**2).sum(axis=1))
-    return ExcessLoss(explained=explained, explainable=float((whitened_labels**2).sum()))
+    in_q = q_transpose_times(matmul(lower.T, v, device), whitened, device)
+    return WhitenedLabels(lower=lower, whitened=whitened, in_q=in_q)
 
 
 @dataclass

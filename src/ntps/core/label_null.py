@@ -6,7 +6,7 @@ and one factorization of V serve every shuffle, and every shuffle's M comes from
 states in one product. With Z = L^-1 M (whitened labels):
 
 - label_variance_kept(k) = sum_{j<=k} ||Z^T q_j||^2 / ||Z||_F^2, q_j the columns of the orthonormal
-  factor of L^T V (core.excess_loss);
+  factor of L^T V (core.excess_loss.whitened_labels, for all shuffles' columns at once);
 - U_r, the r perception directions of nonzero eigenvalue, is L^-T W with W the left singular
   vectors of Z of nonzero singular value (the eigenvectors of L^-1 M M^T L^-T, N-orthonormal as
   the eigen stage's), so `signal` and `paper` for k <= r follow from one product with V's
@@ -25,8 +25,10 @@ import numpy as np
 import torch
 
 from ntps.core.errors import NtpsInputError
-from ntps.core.linalg import cholesky_lower, matmul, q_transpose_times, solve_lower, solve_lower_transposed
-from ntps.core.subspaces import regularized, signal_rank
+from ntps.core.excess_loss import whitened_labels
+from ntps.core.linalg import matmul, q_transpose_times, solve_lower_transposed
+from ntps.core.probes import one_hot
+from ntps.core.subspaces import signal_rank
 
 NULL_VARIANTS = ("paper", "signal", "label_variance_kept")
 
@@ -128,22 +130,15 @@ def shuffled_label_scores(
     if mean_xx.shape != (d, d) or autoregressive_basis.shape != (d, d):
         raise NtpsInputError(f"meanXX {mean_xx.shape} and V {autoregressive_basis.shape} must be ({d}, {d})")
     n_labellings = len(orderings)
-    label_ids = np.asarray(label_ids)
-    if label_ids.size and (label_ids.min() < 0 or label_ids.max() >= n_classes):
-        raise NtpsInputError(f"label ids must lie in [0, {n_classes})")
-    labels = np.eye(n_classes)[label_ids]
+    labels = one_hot(np.asarray(label_ids), n_classes)
     # Every labelling's M = E[m y^T] side by side: (d, S * c), block s holding labelling s.
     shuffled_labels = labels[orderings].transpose(1, 0, 2).reshape(n, n_labellings * n_classes)
     mean_xy = matmul(pooled_states.T, shuffled_labels, device) / n
-    try:
-        lower = cholesky_lower(regularized(mean_xx, ridge), device)
-    except np.linalg.LinAlgError as error:
-        raise NtpsInputError(f"meanXX is numerically singular (ridge={ridge}); raise the ridge") from error
-    whitened = solve_lower(lower, mean_xy, device)
+    whitening = whitened_labels(mean_xx, mean_xy, autoregressive_basis, ridge, device)
+    lower, whitened = whitening.lower, whitening.whitened
     columns_of = np.repeat(np.arange(n_labellings), n_classes)
 
-    labels_in_q = q_transpose_times(matmul(lower.T, autoregressive_basis, device), whitened, device)
-    explained = np.cumsum(_block_sums(labels_in_q**2, columns_of, n_labellings), axis=1)
+    explained = np.cumsum(_block_sums(whitening.in_q**2, columns_of, n_labellings), axis=1)
     explainable = _block_sums((whitened**2).sum(axis=0, keepdims=True), columns_of, n_labellings)
     with np.errstate(invalid="ignore", divide="ignore"):
         kept = np.where(explainable > 0, explained / np.where(explainable > 0, explainable, 1), np.nan)
