@@ -39,8 +39,9 @@ def padded_batches(texts, labels, batch_size, padding_side, rng):
         yield layers, mask, torch.as_tensor(labels[list(index)])
 
 
-def accumulate(texts, labels, batch_size=5, padding_side="right", seed=0):
-    accumulator = StatisticsAccumulator(len(texts), texts[0][0].shape[1], CLASSES)
+def accumulate(texts, labels, batch_size=5, padding_side="right", seed=0, classes=CLASSES):
+    """Statistics of texts; labels (n,) with `classes` classes, or (n, V) label views with classes[v]."""
+    accumulator = StatisticsAccumulator(len(texts), texts[0][0].shape[1], classes)
     for layers, mask, batch_labels in padded_batches(texts, labels, batch_size, padding_side, np.random.default_rng(seed)):
         accumulator.update(layers, mask, batch_labels)
     return accumulator.result()

@@ -52,6 +52,26 @@ def test_statistics_of_shards_add_up_to_the_whole():
     np.testing.assert_array_equal(restored.cov1, whole.cov1)
 
 
+def test_label_views_accumulated_together_equal_each_accumulated_alone():
+    rng = np.random.default_rng(5)
+    texts, labels = random_texts(rng, n_texts=17, max_length=6)
+    second_view = rng.integers(0, 5, size=17)
+    second_view[:5] = np.arange(5)
+    together = accumulate(texts, np.stack([labels, second_view], axis=1), classes=[CLASSES, 5])
+    assert together.n_classes == CLASSES + 5
+    first, second = together.label_views([CLASSES, 5])
+    for view, (view_labels, classes) in zip((first, second), ((labels, CLASSES), (second_view, 5))):
+        alone = accumulate(texts, view_labels, classes=classes)
+        for name in ("mean_xx", "mean_xy", "cov0", "cov1"):
+            np.testing.assert_allclose(getattr(view, name), getattr(alone, name), rtol=1e-10, atol=1e-12)
+        np.testing.assert_array_equal(view.class_counts, alone.class_counts)
+        assert view.cov0 is together.cov0  # shared, not copied
+    with pytest.raises(NtpsInputError, match="do not add up"):
+        together.label_views([CLASSES, 4])
+    with pytest.raises(NtpsInputError, match=r"label ids must lie in \[0, \[3, 5\]\)"):
+        accumulate(texts, np.stack([labels, second_view + 1], axis=1), classes=[CLASSES, 5])
+
+
 def test_stored_statistics_keep_symmetric_sums_once_and_round_trip_exactly():
     rng = np.random.default_rng(4)
     texts, labels = random_texts(rng, n_texts=20, max_length=6)

@@ -30,19 +30,26 @@ def test_tokenization_records_truncation_with_the_embedded_tokenizer(embedded_mo
         tokenize_labeled_texts(tokenizer, texts, max_tokens=0)
 
 
+def random_tokenized(rng, lengths, label_ids, splits) -> pd.DataFrame:
+    """A tokenized table of random token ids with the given lengths, labels and splits."""
+    return pd.DataFrame(
+        {
+            "input_ids": [rng.integers(1, 50, size=n).tolist() for n in lengths],
+            "n_tokens": lengths,
+            "label_id": label_ids,
+            "split": splits,
+        }
+    )
+
+
 def test_one_padded_forward_gives_train_statistics_and_every_texts_pooled_features():
     """Batched, padded, longest-first: the train split's statistics equal one-text-at-a-time
     accumulation over train texts only, and every text's pooled features are its mean states."""
     model = tiny_llama()
     rng = np.random.default_rng(0)
     lengths = [1, 3, 7, 2, 9, 4, 5]
-    tokenized = pd.DataFrame(
-        {
-            "input_ids": [rng.integers(1, 50, size=n).tolist() for n in lengths],
-            "n_tokens": lengths,
-            "label_id": [0, 1, 2, 0, 1, 2, 0],
-            "split": ["train", "test", "train", "train", "test", "train", "train"],
-        }
+    tokenized = random_tokenized(
+        rng, lengths, [0, 1, 2, 0, 1, 2, 0], ["train", "test", "train", "train", "test", "train", "train"]
     )
     batched, pooled = extract_hidden_states(
         model, tokenized, n_classes=3, batch_size=3, pad_token_id=0, statistics_split="train", pooled_hidden_states=[0, -1]
@@ -66,6 +73,29 @@ def test_one_padded_forward_gives_train_statistics_and_every_texts_pooled_featur
     assert train_features.shape == (5, 16) and train_labels.tolist() == [0, 2, 0, 2, 0]
 
 
+def test_two_label_views_make_one_forward_pass_with_each_views_statistics():
+    """Views of the same texts share the forward pass: one model call per batch, and each view's
+    statistics equal a pass of its own to 1e-10."""
+    model = tiny_llama()
+    rng = np.random.default_rng(2)
+    lengths = rng.integers(1, 10, size=11)
+    tokenized = random_tokenized(rng, lengths, np.arange(11) % 3, ["train"] * 8 + ["test"] * 3)
+    views = np.stack([tokenized["label_id"].to_numpy(), np.arange(11) % 2], axis=1)
+    calls = []
+    model.register_forward_hook(lambda module, args, output: calls.append(len(output.hidden_states)))
+    run = functools.partial(extract_hidden_states, model, batch_size=4, pad_token_id=0, statistics_split="train")
+    together, pooled = run(tokenized, n_classes=[3, 2], label_ids=views)
+    assert len(calls) == 3  # 11 texts in batches of 4: one pass, not one per view
+    assert pooled.label_ids.shape == (11, 2)
+    for view, statistics in enumerate(together.label_views([3, 2])):
+        alone, alone_pooled = run(tokenized.assign(label_id=views[:, view]), n_classes=[3, 2][view])
+        for name in STATISTIC_NAMES:
+            np.testing.assert_allclose(getattr(statistics, name), getattr(alone, name), rtol=1e-10, atol=1e-12)
+        np.testing.assert_array_equal(statistics.class_counts, alone.class_counts)
+        np.testing.assert_array_equal(pooled.features, alone_pooled.features)
+    assert len(calls) == 3 + 2 * 3
+
+
 def test_pooled_hidden_states_are_checked():
     assert resolve_hidden_states("all", 4).tolist() == [0, 1, 2, 3]
     assert resolve_hidden_states([-1, 0], 4).tolist() == [0, 3]
@@ -79,13 +109,8 @@ def test_shards_are_whole_batches_whose_statistics_add_up_to_one_pass():
     model = tiny_llama()
     rng = np.random.default_rng(1)
     lengths = rng.integers(1, 12, size=23)
-    tokenized = pd.DataFrame(
-        {
-            "input_ids": [rng.integers(1, 50, size=n).tolist() for n in lengths],
-            "n_tokens": lengths,
-            "label_id": rng.integers(0, 3, size=23),
-            "split": rng.choice(["train", "test"], size=23, p=[0.7, 0.3]),
-        }
+    tokenized = random_tokenized(
+        rng, lengths, rng.integers(0, 3, size=23), rng.choice(["train", "test"], size=23, p=[0.7, 0.3])
     )
     batch_size, n_shards = 4, 3
     shards = [shard_positions(tokenized, batch_size, n_shards, shard) for shard in range(n_shards)]

@@ -1,5 +1,5 @@
 """Stages run in memory, as the model Kedro projects test them: each stage's own pipeline, fanned
-out over a small run grid (a tiny random Llama with a character tokenizer, three embedded datasets),
+out over a small run grid (a tiny random Llama with a character tokenizer, four embedded datasets),
 on a DataCatalog of MemoryDatasets with SequentialRunner."""
 
 from __future__ import annotations
@@ -18,7 +18,10 @@ from ntps.pipelines.ntps.pipeline import STAGES
 from tests.conftest import REPOSITORY
 
 MODEL = "tiny_llama"
-DATASETS = ["rotten_tomatoes", "election_tweets", "clothing_ratings"]
+# The clothing reviews by rating and by recommendation are two label views of the same texts: they
+# share one forward pass (hidden_statistics), and every later stage sees one pair per view.
+DATASETS = ["rotten_tomatoes", "election_tweets", "clothing_ratings", "clothing_recommended"]
+SHARED_VIEWS = ("clothing_ratings", "clothing_recommended")
 
 
 def parameter(parameters: dict[str, Any], dotted: str) -> Any:

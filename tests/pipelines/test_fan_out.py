@@ -95,3 +95,13 @@ def test_the_study_environment_covers_12_tasks_from_6_corpora_with_enough_texts(
     assert all(parameters["datasets"][dataset]["source"] == "embedded" for dataset in selection.datasets)
     # 2 x d training texts for the embedded model (d = 576), 512 held out.
     assert parameters["sampling"]["max_texts"] == {"train": 1152, "test": 512}
+
+
+def test_label_views_of_the_same_texts_share_one_text_sample():
+    parameters = load_parameters(REPOSITORY, env="study")
+    samples = selection_from_parameters(parameters).text_samples
+    assert ("newsgroups20", "newsgroups_hierarchy") in samples  # label_pattern relabels, drops nothing
+    assert ("clothing_ratings", "clothing_recommended") in samples
+    # keep_labels drops texts, so these hold texts of their own; so does another embedded file.
+    assert ("clothing_departments",) in samples and ("rotten_tomatoes",) in samples and ("reuters_r52",) in samples
+    assert sorted(view for views in samples for view in views) == sorted(parameters["run"]["datasets"])

@@ -7,12 +7,16 @@ the paper's selection matrices L1, L2 give
     X^T L1 L2^T X = sum_{i<l} S_i h_{i+1}^T      (cov1)
 
 and with the mean state m = S_l / l and the one-hot label y:  m m^T (meanXX) and m y^T (meanXY).
-Here they are computed for a whole padded batch with masked cumulative sums and one matrix
-product per layer. Sums are kept (not averages) so that shards of a dataset add up exactly.
+Only meanXY depends on the labels: several label views of the same texts (one corpus labelled by
+rating and by department) are accumulated in one pass, y being the views' one-hots side by side,
+and `LayerStatistics.label_views` splits them. Here they are computed for a whole padded batch
+with masked cumulative sums and one matrix product per layer. Sums are kept (not averages) so that
+shards of a dataset add up exactly.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -85,6 +89,20 @@ class LayerStatistics:
             raise NtpsInputError("no texts were accumulated: the dataset is empty")
         return {name: getattr(self, name)[layer] / self.n_texts for name in STATISTIC_NAMES}
 
+    def label_views(self, n_classes: Sequence[int]) -> list[LayerStatistics]:
+        """The statistics of each label view accumulated side by side (StatisticsAccumulator with
+        several views): view v keeps its n_classes[v] columns of meanXY and class counts and
+        shares meanXX, cov0 and cov1 (the same arrays, not copies)."""
+        if sum(n_classes) != self.n_classes:
+            raise NtpsInputError(
+                f"label views of {list(n_classes)} classes do not add up to the {self.n_classes} accumulated"
+            )
+        starts = np.cumsum((0, *n_classes))
+        return [
+            dataclasses.replace(self, mean_xy=self.mean_xy[:, :, start:end], class_counts=self.class_counts[start:end])
+            for start, end in zip(starts[:-1], starts[1:], strict=True)
+        ]
+
     def __add__(self, other: LayerStatistics) -> LayerStatistics:
         if self.mean_xy.shape != other.mean_xy.shape:
             raise NtpsInputError(f"cannot add statistics of shapes {self.mean_xy.shape} and {other.mean_xy.shape}")
@@ -127,10 +145,16 @@ class LayerStatistics:
 class StatisticsAccumulator:
     """Adds batches of hidden states into float64 sums; memory is O(L d^2), not O(texts)."""
 
-    def __init__(self, n_layers: int, hidden_size: int, n_classes: int, device: str | torch.device = "cpu"):
-        """Sums live on `device`, so a GPU forward pass is not slowed by copies to the host."""
-        if n_classes < 1:
-            raise NtpsInputError(f"n_classes must be at least 1, got {n_classes}")
+    def __init__(self, n_layers: int, hidden_size: int, n_classes: int | Sequence[int], device: str | torch.device = "cpu"):
+        """Sums live on `device`, so a GPU forward pass is not slowed by copies to the host.
+
+        n_classes: the classes of the one label view, or of each of several label views of the
+        same texts, whose one-hots are accumulated side by side in meanXY (label_views splits them).
+        """
+        self._view_classes = (int(n_classes),) if np.ndim(n_classes) == 0 else tuple(int(c) for c in n_classes)
+        if not self._view_classes or min(self._view_classes) < 1:
+            raise NtpsInputError(f"every label view needs at least 1 class, got {n_classes}")
+        n_classes = sum(self._view_classes)
         shape = (n_layers, hidden_size, hidden_size)
         self._device = torch.device(device)
         self._sums = {
@@ -140,10 +164,11 @@ class StatisticsAccumulator:
             "cov1": torch.zeros(shape, dtype=torch.float64, device=self._device),
         }
         self._n_layers = n_layers
-        self._n_classes = n_classes
         self._n_texts = 0
         self._n_transitions = 0
         self._class_counts = torch.zeros(n_classes, dtype=torch.int64)
+        # Column offset of each view's one-hot block in meanXY.
+        self._view_offsets = torch.as_tensor(np.cumsum((0, *self._view_classes[:-1])), dtype=torch.int64)
 
     def update(
         self,
@@ -157,7 +182,8 @@ class StatisticsAccumulator:
             hidden_states: L tensors of shape (B, T, d), one per layer (any float dtype, any
                 device); padded positions may hold anything, they are masked out.
             attention_mask: (B, T) with 1 for real tokens, 0 for padding (left or right).
-            label_ids: (B,) integer labels in [0, c).
+            label_ids: (B,) integer labels in [0, c), or (B, V) with one column per label view,
+                view v's in [0, c_v).
         """
         if len(hidden_states) != self._n_layers:
             raise NtpsInputError(f"expected hidden states for {self._n_layers} layers, got {len(hidden_states)}")
@@ -165,10 +191,16 @@ class StatisticsAccumulator:
         lengths = mask.sum(dim=1)
         if bool((lengths == 0).any()):
             raise NtpsInputError("a text in the batch has no real tokens (empty after tokenization)")
-        label_ids = label_ids.to(device=self._device, dtype=torch.int64)
-        if bool((label_ids < 0).any()) or bool((label_ids >= self._n_classes).any()):
-            raise NtpsInputError(f"label ids must lie in [0, {self._n_classes}), got {label_ids.tolist()}")
-        one_hot = torch.nn.functional.one_hot(label_ids, self._n_classes).to(torch.float64)
+        label_ids = label_ids.to(device=self._device, dtype=torch.int64).reshape(len(label_ids), -1)
+        if label_ids.shape[1] != len(self._view_classes):
+            raise NtpsInputError(f"expected labels of {len(self._view_classes)} label view(s), got {label_ids.shape[1]}")
+        view_classes = torch.as_tensor(self._view_classes, device=self._device)
+        if bool((label_ids < 0).any()) or bool((label_ids >= view_classes).any()):
+            raise NtpsInputError(f"label ids must lie in [0, {list(self._view_classes)}), got {label_ids.tolist()}")
+        # Each view's one-hot in its own block of columns: ones at (text, offset of view + label).
+        columns = (label_ids + self._view_offsets.to(self._device)).reshape(-1)
+        one_hot = torch.zeros((len(label_ids), len(self._class_counts)), dtype=torch.float64, device=self._device)
+        one_hot[torch.arange(len(label_ids), device=self._device).repeat_interleave(label_ids.shape[1]), columns] = 1.0
         # A pair (S_i, h_{i+1}) needs both tokens real, whichever side the padding is on.
         has_next = mask[:, :-1] & mask[:, 1:]
         last_index = (torch.arange(mask.shape[1], device=self._device) * mask).argmax(dim=1)
@@ -192,7 +224,7 @@ class StatisticsAccumulator:
             self._sums["cov1"][layer] += prefixes.T @ next_states
         self._n_texts += int(mask.shape[0])
         self._n_transitions += int(has_next.sum())
-        self._class_counts += torch.bincount(label_ids, minlength=self._n_classes).cpu()
+        self._class_counts += torch.bincount(columns, minlength=len(self._class_counts)).cpu()
 
     def result(self) -> LayerStatistics:
         return LayerStatistics(

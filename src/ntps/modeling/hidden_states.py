@@ -98,7 +98,7 @@ class PooledFeatures:
     Attributes:
         features: (n_texts, P, d) float32, the mean over a text's tokens of P hidden states.
         hidden_states: (P,) which hidden states (0 = embeddings) the features hold.
-        label_ids: (n_texts,).
+        label_ids: (n_texts,), or (n_texts, V) when several label views were run together.
         splits: (n_texts,) "train" or "test".
     """
 
@@ -141,18 +141,28 @@ def resolve_hidden_states(selection: str | Sequence[int], n_hidden_states: int) 
 def extract_hidden_states(
     model: torch.nn.Module,
     tokenized: pd.DataFrame,
-    n_classes: int,
+    n_classes: int | Sequence[int],
     batch_size: int,
     pad_token_id: int,
     statistics_split: str | None = None,
     pooled_hidden_states: str | Sequence[int] = (-1,),
+    label_ids: np.ndarray | None = None,
 ) -> tuple[LayerStatistics, PooledFeatures]:
     """One forward pass over every text: the statistics of all hidden states (embeddings through
     the last block) over the texts of `statistics_split` (None: all texts; none of them in this
     table gives zero sums, as a shard may), and the mean-pooled `pooled_hidden_states` of all texts
-    for the probes."""
+    for the probes.
+
+    Labels are tokenized["label_id"] (n_classes an int), or label_ids (n_texts, V) for V label
+    views of these texts with n_classes[v] classes each: the statistics then hold the views'
+    meanXY side by side (LayerStatistics.label_views splits them) and the pooled features the
+    (n_texts, V) labels.
+    """
     if tokenized.empty:
         raise NtpsInputError("no texts to run: the tokenized table is empty")
+    labels = tokenized["label_id"].to_numpy() if label_ids is None else np.asarray(label_ids)
+    if len(labels) != len(tokenized):
+        raise NtpsInputError(f"{len(labels)} label rows for {len(tokenized)} texts")
     in_statistics = np.ones(len(tokenized), dtype=bool)
     if statistics_split is not None:
         in_statistics = (tokenized["split"] == statistics_split).to_numpy()
@@ -161,9 +171,7 @@ def extract_hidden_states(
     batches = padded_batches(tokenized, batch_size, pad_token_id)
     total = -(-len(tokenized) // batch_size)
     with torch.inference_mode():
-        for positions, input_ids, attention_mask, label_ids in tqdm(
-            batches, total=total, desc="forward + statistics", unit="batch"
-        ):
+        for positions, input_ids, attention_mask, _ in tqdm(batches, total=total, desc="forward + statistics", unit="batch"):
             hidden_states = model(
                 input_ids=input_ids.to(device),
                 attention_mask=attention_mask.to(device),
@@ -178,11 +186,13 @@ def extract_hidden_states(
             rows = torch.as_tensor(in_statistics[positions])
             if rows.any():
                 accumulator.update(
-                    [states[rows.to(device)] for states in hidden_states], attention_mask[rows], label_ids[rows]
+                    [states[rows.to(device)] for states in hidden_states],
+                    attention_mask[rows],
+                    torch.as_tensor(labels[positions])[rows],
                 )
             mask = attention_mask.to(device).unsqueeze(-1)
             for column, index in enumerate(pooled):
                 mean_state = (hidden_states[index].double() * mask).sum(dim=1) / mask.sum(dim=1)
                 features[positions, column] = mean_state.float().cpu().numpy()
     splits = tokenized["split"].to_numpy(dtype=str) if "split" in tokenized else np.full(len(tokenized), "train")
-    return accumulator.result(), PooledFeatures(features, pooled, tokenized["label_id"].to_numpy(), splits)
+    return accumulator.result(), PooledFeatures(features, pooled, labels, splits)

@@ -4,8 +4,9 @@ model, per dataset or per model x dataset pair.
 A stage's `template` is its un-namespaced pipeline: it reads and writes plain names
 ("tokenized_texts", "params:forward_pass"). `per_entry` copies a template per model or dataset into
 namespace "<name>"; `per_pair` copies a pair template per pair into namespace "<model>.<dataset>",
-wiring the pair's shared inputs to the dataset's texts and the model's card. Parameters stay
-global. The composed `ntps` pipeline draws the whole fan-out.
+wiring the pair's shared inputs to the dataset's texts and the model's card; `per_text_sample`
+copies the forward pass once per model and text sample (label views of the same texts share one).
+Parameters stay global. The composed `ntps` pipeline draws the whole fan-out.
 
 The models and datasets come from the parameters of the session that builds the pipelines:
 `ntps.hooks.RunParametersHook` hands them over when the session creates its context, which
@@ -16,7 +17,9 @@ conf/base plus $KEDRO_ENV (default local).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import json
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -30,15 +33,34 @@ from ntps.core.errors import NtpsInputError
 
 # A pair's inputs made outside its namespace, by the per-entry stages.
 PAIR_INPUTS = {"labeled_texts": "{dataset}.labeled_texts", "language_model_card": "{model}.language_model_card"}
+# Dataset keys that label a text but never drop one: datasets whose entries differ only in these
+# (label views of one corpus) hold the same texts, sampled alike, and share one forward pass.
+LABEL_KEYS = ("label_column", "label_pattern")
 
 
 @dataclass(frozen=True)
 class RunSelection:
     models: tuple[str, ...]
     datasets: tuple[str, ...]
+    # The datasets grouped by the texts they hold, in run order: each group is one forward pass.
+    text_samples: tuple[tuple[str, ...], ...] = ()
 
     def pairs(self) -> list[tuple[str, str]]:
         return [(model, dataset) for model in self.models for dataset in self.datasets]
+
+
+def text_sample_name(views: tuple[str, ...]) -> str:
+    """A text sample's namespace: its dataset's name, or its label views' names joined by "__"."""
+    return "__".join(views)
+
+
+def text_samples(datasets: tuple[str, ...], registry: Mapping[str, Any]) -> tuple[tuple[str, ...], ...]:
+    """The datasets grouped by identical entries once LABEL_KEYS are set aside, in run order."""
+    samples: dict[str, list[str]] = {}
+    for name in datasets:
+        texts = {key: value for key, value in (registry[name] or {}).items() if key not in LABEL_KEYS}
+        samples.setdefault(json.dumps(texts, sort_keys=True, default=str), []).append(name)
+    return tuple(tuple(views) for views in samples.values())
 
 
 def config_loader(project_path: Path | None = None, env: str | None = None):
@@ -97,7 +119,7 @@ def selection_from_parameters(parameters: dict[str, Any]) -> RunSelection:
         bad = [name for name in names if not name.isidentifier()]
         if bad:
             raise NtpsInputError(f"{kind} names must be identifiers (they become namespaces), got {bad}")
-    return selection
+    return dataclasses.replace(selection, text_samples=text_samples(selection.datasets, parameters["datasets"]))
 
 
 def run_selection() -> RunSelection:
@@ -127,6 +149,37 @@ def per_entry(template: Pipeline, registry: str) -> Pipeline:
     return Pipeline(
         [Pipeline(template, namespace=name, parameters={entry: f"params:{registry}.{name}", **shared}) for name in names]
     )
+
+
+def per_text_sample(template: Callable[..., Pipeline]) -> Pipeline:
+    """One copy of template(model, *views) per model and text sample of the run (RunSelection.
+    text_samples), in namespace "<model>.<sample>" (text_sample_name).
+
+    A one-dataset sample is copied as per_pair copies a pair. A template of several label views
+    names each view's inputs and outputs "<view>.<name>" (view-prefixed), and they are wired to the
+    pair's own "<model>.<view>.<name>", so the stages after it see one pair per view, as if each
+    view had had its own forward pass.
+    """
+    copies = []
+    selection = run_selection()
+    for model in selection.models:
+        for views in selection.text_samples:
+            sample = template(model, *views)
+            pair_inputs = {name: pattern.format(model=model, dataset=views[0]) for name, pattern in PAIR_INPUTS.items()}
+            own = {name: f"{model}.{name}" for name in sample.inputs() | sample.outputs() if name.split(".")[0] in views}
+            copies.append(
+                Pipeline(
+                    sample,
+                    namespace=f"{model}.{text_sample_name(views)}",
+                    inputs={
+                        **{name: target for name, target in pair_inputs.items() if name in sample.inputs()},
+                        **{name: target for name, target in own.items() if name in sample.inputs()},
+                    },
+                    outputs={name: target for name, target in own.items() if name in sample.outputs()},
+                    parameters=_global_parameters(sample),
+                )
+            )
+    return Pipeline(copies)
 
 
 def per_pair(

@@ -1,44 +1,48 @@
-"""Per-layer statistics and pooled features for each model x dataset, from one forward pass.
+"""Per-layer statistics and pooled features for each model x text sample, from one forward pass.
+
+A text sample is one dataset, or several label views of the same texts (datasets whose entries
+differ only in their labels, fan_out.LABEL_KEYS): only meanXY depends on the labels, so the views
+share the pass and each still gets its own "<model>.<view>.layer_statistics" and
+"<model>.<view>.pooled_features".
 
 With forward_pass.shards = N > 1 (read from the run's parameters when pipelines are built, like run:),
-each pair's texts are cut into N shards of whole batches, one node per shard (run them in parallel with
-`--runner=ParallelRunner` or on a Dask cluster with `--runner=ntps.runners.DaskRunner`), and a
+each sample's texts are cut into N shards of whole batches, one node per shard (run them in parallel
+with `--runner=ParallelRunner` or on a Dask cluster with `--runner=ntps.runners.DaskRunner`), and a
 reduce node adds their sums.
 """
 
 from kedro.pipeline import Pipeline, node
 
-from ntps.pipelines.fan_out import bind, per_pair, run_parameters
+from ntps.pipelines.fan_out import bind, per_text_sample, run_parameters
 
 from .nodes import combine_shards, extract_hidden_features, extract_shard_features
 
-PASS_INPUTS = ["tokenized_texts", "language_model_card", "params:forward_pass"]
+OUTPUTS = ("layer_statistics", "pooled_features")
 
 
-def template(model: str, dataset: str) -> Pipeline:
+def template(model: str, *datasets: str) -> Pipeline:
+    """The pass over the texts of `datasets`: plain names for one dataset ("tokenized_texts" ->
+    "layer_statistics", "pooled_features"), view-prefixed names ("<view>.tokenized_texts") for several."""
+
+    def named(name: str, dataset: str) -> str:
+        return name if len(datasets) == 1 else f"{dataset}.{name}"
+
+    pass_inputs = ["language_model_card", "params:forward_pass", *(named("tokenized_texts", view) for view in datasets)]
+    outputs = [named(name, view) for view in datasets for name in OUTPUTS]
     n_shards = int(run_parameters()["forward_pass"].get("shards", 1))
     if n_shards == 1:
-        return Pipeline(
-            [
-                node(
-                    extract_hidden_features,
-                    PASS_INPUTS,
-                    ["layer_statistics", "pooled_features"],
-                    name="extract_hidden_features",
-                )
-            ]
-        )
-    shard_outputs = [[f"layer_statistics_shard_{shard}", f"pooled_features_shard_{shard}"] for shard in range(n_shards)]
+        return Pipeline([node(extract_hidden_features, pass_inputs, outputs, name="extract_hidden_features")])
+    shard_outputs = [[f"{name}_shard_{shard}" for name in OUTPUTS] for shard in range(n_shards)]
     return Pipeline(
         [
-            node(bind(extract_shard_features, shard=shard), PASS_INPUTS, outputs, name=f"extract_shard_features_{shard}")
-            for shard, outputs in enumerate(shard_outputs)
+            node(bind(extract_shard_features, shard=shard), pass_inputs, names, name=f"extract_shard_features_{shard}")
+            for shard, names in enumerate(shard_outputs)
         ]
         + [
             node(
-                combine_shards,
-                ["tokenized_texts", "params:forward_pass", *(name for outputs in shard_outputs for name in outputs)],
-                ["layer_statistics", "pooled_features"],
+                bind(combine_shards, n_views=len(datasets)),
+                [*pass_inputs[1:], *(name for names in shard_outputs for name in names)],
+                outputs,
                 name="combine_shards",
             )
         ]
@@ -46,4 +50,4 @@ def template(model: str, dataset: str) -> Pipeline:
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    return per_pair(template)
+    return per_text_sample(template)

@@ -1,22 +1,26 @@
 r"""`kedro run --pipelines=ntps`: every stage pipeline, joined by their catalog names.
 
-The fan-out (ntps.pipelines.fan_out), for run.models = [m] and run.datasets = [a, b]:
+The fan-out (ntps.pipelines.fan_out), for run.models = [m] and run.datasets = [a, b, c], where b and
+c are label views of the same texts (entries that differ only in label_column / label_pattern):
 
-    data_ingestion     per dataset   a.labeled_texts                b.labeled_texts
+    data_ingestion     per dataset   a.labeled_texts         b.labeled_texts       c.labeled_texts
     language_model     per model     m.language_model_card
-                                          |                              |
-    tokenization       per pair      m.a.tokenized_texts            m.b.tokenized_texts
-    hidden_statistics                m.a.layer_statistics,          m.b. ...
-                                     m.a.pooled_features
-    eigen_subspaces                  m.a.eigen_subspaces
+                                          |                        |                     |
+    tokenization       per pair      m.a.tokenized_texts     m.b.tokenized_texts   m.c.tokenized_texts
+                                          |                         \                   /
+    hidden_statistics  per sample    one pass (m.a)           one pass (m.b__c), meanXY per view
+                                     m.a.layer_statistics,    m.b.layer_statistics, m.c.layer_statistics,
+                                     m.a.pooled_features      m.b.pooled_features,  m.c.pooled_features
+    eigen_subspaces    per pair      m.a.eigen_subspaces      m.b. ...              m.c. ...
     ntps_scores                      m.a.ntps_table, m.a.excess_loss_table
     probes                           m.a.probe_metrics
-                                          \                            /
+                                          \                         |                   /
     reporting          once          ntps_table, excess_loss_table (every pair), figures
     correlation_reports              probe_metrics (every pair), correlations, report
 
-Each stage folder's `template` is its un-namespaced pipeline; `per_entry` and `per_pair` copy it
-into the namespaces above. A folder of its own because Kedro loads only the requested pipeline's folder.
+Each stage folder's `template` is its un-namespaced pipeline; `per_entry`, `per_pair` and
+`per_text_sample` copy it into the namespaces above. A folder of its own because Kedro loads only
+the requested pipeline's folder.
 """
 
 from kedro.pipeline import Pipeline
