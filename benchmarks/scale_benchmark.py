@@ -1,0 +1,224 @@
+"""What one model x dataset pair costs at the paper's widths, measured per layer and extrapolated.
+
+The paper's models are built from transformers config classes with random weights (no download):
+cost does not depend on what the weights are, only on their shapes, so these numbers are the cost
+of the real models' shapes, not of their scores. OpenELM's architecture is remote code; it is
+stood in for by a Llama of the same width and depth (its layer-wise scaling of heads and MLP
+widths is not modelled). On a CPU `--blocks` cuts each model to a few blocks; per-layer costs do
+not depend on the number of blocks, and the extrapolation multiplies by the real depth.
+
+Per width, one JSON line with, per layer (hidden state):
+- forward_s_per_1k_tokens: the bare forward pass with hidden states, per block;
+- statistics_s_per_1k_tokens: the float64 statistics of one hidden state (StatisticsAccumulator);
+- eigen_s, scores_s: the eigen and scores stages on synthetic statistics of that width (the scores
+  stage with the excess loss and Theorem 2's bounds, without the released code's procedure, which
+  paper_grid leaves out, and without the shuffled-label null, which paper_grid computes on the
+  last hidden state only);
+- bytes_written: the statistics and subspace archives as the catalog stores them;
+- peak_rss_mb, peak_cuda_mb: the process's peak so far;
+and `pair`: the same extrapolated to the model's real depth and `--tokens` training tokens, and
+`model_x_12_datasets`: twelve such pairs. A last line `grid` adds up the paper's 8 x 12 grid over
+the widths measured (the models whose width was not measured are listed).
+
+    .venv/bin/python benchmarks/scale_benchmark.py --blocks 2 --widths 896 2048   # CPU, a few blocks
+    python benchmarks/scale_benchmark.py --device cuda                             # GPU, real depths
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import resource
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import transformers
+from ntps_benchmark import synthetic_statistics
+
+from ntps.core.ntps import score_tables
+from ntps.core.statistics import StatisticsAccumulator
+from ntps.core.subspaces import layer_subspaces
+from ntps.io.npz_dataset import NpzDataset
+
+logger = logging.getLogger("ntps.scale_benchmark")
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """A paper model's shape: width, depth (blocks) and the config that builds it."""
+
+    names: tuple[str, ...]  # the paper_grid models of this shape
+    config_class: type
+    hidden_size: int
+    blocks: int
+    intermediate_size: int
+    heads: int
+    kv_heads: int
+    vocab_size: int
+
+
+ARCHITECTURES = {
+    896: Architecture(("qwen2_0_5b",), transformers.Qwen2Config, 896, 24, 4864, 14, 2, 151936),
+    1280: Architecture(("openelm_270m",), transformers.LlamaConfig, 1280, 16, 5120, 20, 4, 32000),
+    1536: Architecture(("qwen2_1_5b", "openelm_450m"), transformers.Qwen2Config, 1536, 28, 8960, 12, 2, 151936),
+    2048: Architecture(("openelm_1_1b",), transformers.LlamaConfig, 2048, 28, 8192, 32, 8, 32000),
+    3072: Architecture(("openelm_3b",), transformers.LlamaConfig, 3072, 36, 12288, 24, 6, 32000),
+    3584: Architecture(("qwen2_7b",), transformers.Qwen2Config, 3584, 28, 18944, 28, 4, 152064),
+    4096: Architecture(("llama3_8b",), transformers.LlamaConfig, 4096, 32, 14336, 32, 8, 128256),
+}
+PAPER_MODELS = tuple(name for architecture in ARCHITECTURES.values() for name in architecture.names)
+PAPER_DATASETS = 12
+SCORE_FRACTIONS = [round(0.05 * i, 2) for i in range(1, 20)]
+
+
+def random_model(architecture: Architecture, blocks: int, device: str, dtype: torch.dtype) -> torch.nn.Module:
+    config = architecture.config_class(
+        hidden_size=architecture.hidden_size,
+        intermediate_size=architecture.intermediate_size,
+        num_hidden_layers=blocks,
+        num_attention_heads=architecture.heads,
+        num_key_value_heads=architecture.kv_heads,
+        vocab_size=architecture.vocab_size,
+    )
+    return transformers.AutoModel.from_config(config, dtype=dtype).to(device).eval()
+
+
+def peak_memory_mb(device: str) -> tuple[float, float | None]:
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1024**2 if sys.platform == "darwin" else 1024)
+    cuda = torch.cuda.max_memory_allocated() / 1e6 if device.startswith("cuda") else None
+    return rss, cuda
+
+
+def timed(run, device: str) -> float:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    run()
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def forward_and_statistics(model, architecture: Architecture, batch: int, length: int, device: str) -> dict[str, float]:
+    """Seconds per 1,000 tokens of the bare forward pass per block, and of one hidden state's
+    float64 statistics, on one random batch (best of 2 after a warm-up)."""
+    generator = torch.Generator().manual_seed(0)
+    input_ids = torch.randint(0, architecture.vocab_size, (batch, length), generator=generator).to(device)
+    mask = torch.ones(batch, length, dtype=torch.long, device=device)
+    labels = torch.zeros(batch, dtype=torch.long)
+
+    def forward():
+        return model(input_ids=input_ids, attention_mask=mask, output_hidden_states=True, use_cache=False).hidden_states
+
+    with torch.inference_mode():
+        states = forward()
+        forward_seconds = min(timed(forward, device) for _ in range(2))
+
+        def accumulate():
+            accumulator = StatisticsAccumulator(len(states), architecture.hidden_size, 2, device)
+            accumulator.update(states, mask, labels)
+
+        statistics = min(timed(accumulate, device) for _ in range(2))
+    per_1k = 1000 / (batch * length)
+    blocks = len(states) - 1
+    return {
+        "forward_s_per_1k_tokens": forward_seconds * per_1k / blocks,
+        "statistics_s_per_1k_tokens": statistics * per_1k / len(states),
+    }
+
+
+def eigen_and_scores(hidden_size: int, device: str) -> dict[str, float]:
+    """Seconds of the eigen and scores stages for one layer, and the bytes its archives take."""
+    statistics = synthetic_statistics(hidden_size, n_classes=8, seed=0)
+    linalg_device = torch.device(device) if device.startswith("cuda") else None
+    start = time.perf_counter()
+    subspaces = layer_subspaces(statistics, ridge=1e-6, device=linalg_device)
+    eigen = time.perf_counter() - start
+    start = time.perf_counter()
+    score_tables(statistics, subspaces, 1e-6, SCORE_FRACTIONS, released_code=False, device=linalg_device)
+    scores = time.perf_counter() - start
+    with tempfile.TemporaryDirectory() as folder:
+        written = 0
+        for name, arrays in (("statistics", statistics.to_arrays()), ("subspaces", subspaces.to_arrays())):
+            path = Path(folder) / f"{name}.npz"
+            NpzDataset(filepath=str(path)).save(arrays)
+            written += path.stat().st_size
+    return {"eigen_s": eigen, "scores_s": scores, "bytes_written": written}
+
+
+def measure(architecture: Architecture, blocks: int, tokens: int, batch: int, length: int, device: str, dtype) -> dict:
+    model = random_model(architecture, blocks, device, dtype)
+    per_layer = forward_and_statistics(model, architecture, batch, length, device)
+    del model
+    per_layer |= eigen_and_scores(architecture.hidden_size, device)
+    rss, cuda = peak_memory_mb(device)
+    hidden_states = architecture.blocks + 1
+    pair = {
+        "forward_s": per_layer["forward_s_per_1k_tokens"] * architecture.blocks * tokens / 1000,
+        "statistics_s": per_layer["statistics_s_per_1k_tokens"] * hidden_states * tokens / 1000,
+        "eigen_s": per_layer["eigen_s"] * hidden_states,
+        "scores_s": per_layer["scores_s"] * hidden_states,
+        "bytes_written": per_layer["bytes_written"] * hidden_states,
+    }
+    pair["total_s"] = sum(value for name, value in pair.items() if name.endswith("_s"))
+    return {
+        "hidden_size": architecture.hidden_size,
+        "models": list(architecture.names),
+        "device": device,
+        "dtype": str(dtype).removeprefix("torch."),
+        "blocks_run": blocks,
+        "blocks_real": architecture.blocks,
+        "tokens": tokens,
+        "per_layer": per_layer | {"peak_rss_mb": rss, "peak_cuda_mb": cuda},
+        "pair": pair,
+        "model_x_12_datasets": {name: value * PAPER_DATASETS for name, value in pair.items()},
+    }
+
+
+def grid(results: list[dict]) -> dict:
+    """The paper's 8 x 12 grid from the measured widths: each model counts once per dataset."""
+    by_model = {name: result["pair"] for result in results for name in result["models"]}
+    covered = [name for name in PAPER_MODELS if name in by_model]
+    totals = {
+        name: PAPER_DATASETS * sum(by_model[model][name] for model in covered) for name in ("total_s", "bytes_written")
+    }
+    missing = [name for name in PAPER_MODELS if name not in by_model]
+    return {"grid": totals, "models_covered": covered, "models_not_measured": missing}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--widths", type=int, nargs="+", default=sorted(ARCHITECTURES), choices=sorted(ARCHITECTURES))
+    parser.add_argument("--blocks", type=int, default=None, help="blocks to build (default: the real depth)")
+    parser.add_argument("--tokens", type=int, default=5000 * 128, help="training tokens of one pair (default 5,000 x 128)")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--length", type=int, default=128, help="tokens per text of the timed batch")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--dtype", default=None, help="forward dtype (default bfloat16 on CUDA, float32 on the CPU)")
+    arguments = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    dtype = getattr(torch, arguments.dtype or ("bfloat16" if arguments.device.startswith("cuda") else "float32"))
+    results = []
+    for width in arguments.widths:
+        architecture = ARCHITECTURES[width]
+        blocks = arguments.blocks or architecture.blocks
+        logger.info("d = %d, %d of %d blocks, %s %s", width, blocks, architecture.blocks, arguments.device, dtype)
+        result = measure(architecture, blocks, arguments.tokens, arguments.batch, arguments.length, arguments.device, dtype)
+        results.append(result)
+        emit(result)
+    emit(grid(results))
+
+
+def emit(result: dict) -> None:
+    """One JSON line on stdout (the log goes to stderr)."""
+    sys.stdout.write(json.dumps(result) + "\n")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
