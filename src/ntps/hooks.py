@@ -15,7 +15,7 @@ import torch
 from kedro.framework.hooks import hook_impl
 from kedro.pipeline.node import Node
 
-from ntps.pipelines.fan_out import use_session_parameters
+from ntps.pipelines.fan_out import STAGE_TAG_PREFIX, use_session_parameters
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +40,11 @@ def _peak_rss_mb() -> float:
 
 
 def stage_of(node: Node) -> str:
-    """The pipeline folder a node comes from (ntps.pipelines.<stage>.nodes), else its module."""
+    """The stage a node belongs to: its stage tag (fan_out.compose), else the pipeline folder its
+    function comes from (ntps.pipelines.<stage>.nodes), else its function's module."""
+    tags = sorted(tag for tag in node.tags if tag.startswith(STAGE_TAG_PREFIX))
+    if tags:
+        return tags[0].removeprefix(STAGE_TAG_PREFIX)
     module = getattr(node.func, "__module__", "") or ""
     parts = module.split(".")
     return parts[2] if len(parts) > 3 and parts[:2] == ["ntps", "pipelines"] else module

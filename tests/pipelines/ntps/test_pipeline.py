@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from ntps.pipelines.ntps.pipeline import STAGES
 from tests.conftest import kedro_run
 
 
@@ -42,6 +43,9 @@ def test_two_models_by_two_datasets_run_as_namespaces_loading_each_model_once(
     (run,) = client.search_runs([client.get_experiment_by_name("ntps").experiment_id])
     assert {"stage_seconds.hidden_statistics", "stage_peak_rss_mb.hidden_statistics"} <= set(run.data.metrics)
     assert run.data.metrics["stage_seconds.hidden_statistics"] > 0
+    # Every node is timed under its stage folder, report nodes whose function lives in ntps.reports too.
+    timed = {key.removeprefix("stage_seconds.") for key in run.data.metrics if key.startswith("stage_seconds.")}
+    assert timed == {stage.__name__.rsplit(".", 1)[-1] for stage in STAGES}
     artifacts = {item.path for item in client.list_artifacts(run.info.run_id, "reports")}
     assert "reports/node_resources.csv" in artifacts
 

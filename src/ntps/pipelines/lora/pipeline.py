@@ -8,9 +8,10 @@ A folder of its own because Kedro loads only the requested pipeline's folder.
 from kedro.pipeline import Pipeline
 
 from ntps.pipelines import lora_finetuning, lora_reports, ntps_after_lora
+from ntps.pipelines.fan_out import compose
 
 STAGES = (lora_finetuning, ntps_after_lora, lora_reports)
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    return Pipeline([stage.create_pipeline() for stage in STAGES])
+    return compose(STAGES)

@@ -36,6 +36,7 @@ from ntps.pipelines import (
     reporting,
     tokenization,
 )
+from ntps.pipelines.fan_out import compose
 
 STAGES = (
     data_ingestion,
@@ -51,4 +52,4 @@ STAGES = (
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    return Pipeline([stage.create_pipeline() for stage in STAGES])
+    return compose(STAGES)
