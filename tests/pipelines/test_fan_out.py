@@ -9,8 +9,12 @@ from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 
 from ntps.core.errors import NtpsInputError
+from ntps.hooks import stage_of
+from ntps.pipelines import ntps, probes
 from ntps.pipelines.fan_out import load_parameters, selection_from_parameters
+from ntps.pipelines.ntps.pipeline import STAGES
 from tests.conftest import REPOSITORY, kedro_run
+from tests.pipelines.conftest import build
 
 
 @pytest.fixture
@@ -105,3 +109,13 @@ def test_label_views_of_the_same_texts_share_one_text_sample():
     # keep_labels drops texts, so these hold texts of their own; so does another embedded file.
     assert ("clothing_departments",) in samples and ("rotten_tomatoes",) in samples and ("reuters_r52",) in samples
     assert sorted(view for views in samples for view in views) == sorted(parameters["run"]["datasets"])
+
+
+def test_the_composed_pipeline_tags_every_node_with_its_stage(stage_parameters):
+    composed = build(ntps, stage_parameters)
+    probe_nodes = {node.name for node in build(probes, stage_parameters).nodes}
+    assert {node.name for node in composed.only_nodes_with_tags("stage.probes").nodes} == probe_nodes
+    # A report node whose function lives in ntps.reports is timed under its stage folder.
+    (null_summary,) = [node for node in composed.nodes if node.name == "summarize_label_null"]
+    assert null_summary.func.__module__ == "ntps.reports.label_null" and stage_of(null_summary) == "reporting"
+    assert all(stage_of(node) in {stage.__name__.rsplit(".", 1)[-1] for stage in STAGES} for node in composed.nodes)
