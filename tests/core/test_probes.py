@@ -83,6 +83,11 @@ def test_logme_is_the_maximized_evidence_and_prefers_real_labels_to_shuffled():
         assert nudged < evidences[0]
     shuffled = np.random.default_rng(5).permutation(labels)
     assert result.score > log_maximum_evidence(features, shuffled).score + 0.05
+    # A class the texts do not hold (id 1 of 0..2 here) is not scored, rather than making it NaN.
+    with_gap = np.where(labels == 1, 2, labels)
+    gap_result = log_maximum_evidence(features, with_gap)
+    assert np.isfinite(gap_result.score) and len(gap_result.alphas) == 2
+    assert gap_result.score == pytest.approx(log_maximum_evidence(features, np.where(with_gap == 2, 1, 0)).score, rel=1e-12)
 
 
 def literal_h_score(features, labels):

@@ -177,6 +177,10 @@ def log_maximum_evidence(
     w ~ N(0, I/alpha), noise ~ N(0, I/beta); alpha and beta maximize the evidence p(y | F) by
     MacKay's fixed point (as thuml/LogME), using one eigendecomposition of F^T F for all classes.
 
+    Only the classes the texts hold are scored: a class with no text here (a rare one of R52
+    left out of a sample) has an all-zero column, which any weight fits exactly, so its evidence is
+    unbounded (thuml/LogME returns NaN for it).
+
     Args:
         features: (n, d) raw features (LogME does not standardize).
         label_ids: (n,) integer labels.
@@ -184,7 +188,7 @@ def log_maximum_evidence(
     label_ids = np.asarray(label_ids)
     features = _check_features(features, len(label_ids))
     n, d = features.shape
-    targets = one_hot(label_ids, int(label_ids.max()) + 1)
+    targets = one_hot(label_ids, int(label_ids.max()) + 1)[:, np.unique(label_ids)]
     eigenvalues, eigenvectors = np.linalg.eigh(features.T @ features)
     eigenvalues = np.clip(eigenvalues, 0.0, None)
     projected = eigenvectors.T @ (features.T @ targets)  # (d, c): F^T y in F^T F's eigenbasis
