@@ -202,9 +202,9 @@ def test_the_study_environment_runs_end_to_end_on_few_texts_and_a_tiny_model(pro
     (project / "conf/study/parameters.yml").write_text(yaml.safe_dump(study))
     result = kedro_run(project, model_cache, {"correlation.permutations": 200}, extra_args=["--env", "study"])
     assert result.returncode == 0, result.stderr[-4000:]
-    # 12 tasks, 10 forward passes: the newsgroups views share one, the clothing ratings and
-    # recommendations another.
-    assert result.stderr.count("Running node: extract_hidden_features") == 10
+    # 12 tasks, 10 forward passes (one progress bar each): the newsgroups views share one, the
+    # clothing ratings and recommendations another.
+    assert result.stderr.count("forward + statistics:   0%") == 10
     (table_path,) = (project / "data/08_reporting/ntps_table.parquet").glob("*/ntps_table.parquet")
     table = pd.read_parquet(table_path)
     assert set(table["dataset"]) == set(study["run"]["datasets"]) and "released_code" not in set(table["variant"])

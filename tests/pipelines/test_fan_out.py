@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import yaml
 from kedro.framework.session import KedroSession
@@ -119,3 +121,16 @@ def test_the_composed_pipeline_tags_every_node_with_its_stage(stage_parameters):
     (null_summary,) = [node for node in composed.nodes if node.name == "summarize_label_null"]
     assert null_summary.func.__module__ == "ntps.reports.label_null" and stage_of(null_summary) == "reporting"
     assert all(stage_of(node) in {stage.__name__.rsplit(".", 1)[-1] for stage in STAGES} for node in composed.nodes)
+
+
+def test_label_views_sharing_a_forward_pass_keep_whole_namespaces(stage_parameters):
+    """Kedro warns of a namespace that a node outside it interrupts: the views' shared tokenization
+    and forward pass run in the text sample's namespace, before any node of the views' own."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        composed = build(ntps, stage_parameters)
+    assert not [str(warning.message) for warning in caught if "is interrupted" in str(warning.message)]
+    shared = [node.name for node in composed.nodes if node.namespace == "tiny_llama.clothing_ratings__clothing_recommended"]
+    assert sorted(shared) == [
+        f"tiny_llama.clothing_ratings__clothing_recommended.{name}" for name in ("extract_hidden_features", "tokenize_texts")
+    ]

@@ -196,7 +196,11 @@ class StatisticsAccumulator:
             raise NtpsInputError(f"expected labels of {len(self._view_classes)} label view(s), got {label_ids.shape[1]}")
         view_classes = torch.as_tensor(self._view_classes, device=self._device)
         if bool((label_ids < 0).any()) or bool((label_ids >= view_classes).any()):
-            raise NtpsInputError(f"label ids must lie in [0, {list(self._view_classes)}), got {label_ids.tolist()}")
+            if len(self._view_classes) == 1:
+                bounds, got = self._view_classes[0], label_ids.ravel().tolist()
+            else:
+                bounds, got = list(self._view_classes), label_ids.tolist()
+            raise NtpsInputError(f"label ids must lie in [0, {bounds}), got {got}")
         # Each view's one-hot in its own block of columns: ones at (text, offset of view + label).
         columns = (label_ids + self._view_offsets.to(self._device)).reshape(-1)
         one_hot = torch.zeros((len(label_ids), len(self._class_counts)), dtype=torch.float64, device=self._device)

@@ -158,8 +158,10 @@ def per_text_sample(template: Callable[..., Pipeline]) -> Pipeline:
 
     A one-dataset sample is copied as per_pair copies a pair. A template of several label views
     names each view's inputs and outputs "<view>.<name>" (view-prefixed), and they are wired to the
-    pair's own "<model>.<view>.<name>", so the stages after it see one pair per view, as if each
-    view had had its own forward pass.
+    pair's own "<model>.<view>.<name>" (or, for a pair input, to its PAIR_INPUTS name), so the
+    stages after it see one pair per view, as if each view had had its own forward pass. Every
+    stage up to the forward pass runs per text sample, so that no view's namespace is interrupted
+    by the shared node (Kedro warns of such namespaces and cannot group their nodes).
     """
     copies = []
     selection = run_selection()
@@ -167,7 +169,11 @@ def per_text_sample(template: Callable[..., Pipeline]) -> Pipeline:
         for views in selection.text_samples:
             sample = template(model, *views)
             pair_inputs = {name: pattern.format(model=model, dataset=views[0]) for name, pattern in PAIR_INPUTS.items()}
-            own = {name: f"{model}.{name}" for name in sample.inputs() | sample.outputs() if name.split(".")[0] in views}
+            own = {
+                name: _view_name(model, *name.split(".", 1))
+                for name in sample.inputs() | sample.outputs()
+                if name.split(".")[0] in views
+            }
             copies.append(
                 Pipeline(
                     sample,
@@ -181,6 +187,12 @@ def per_text_sample(template: Callable[..., Pipeline]) -> Pipeline:
                 )
             )
     return Pipeline(copies)
+
+
+def _view_name(model: str, view: str, name: str) -> str:
+    """Where a view-prefixed name of a text sample's template lives: a pair input made outside the
+    pair (PAIR_INPUTS, e.g. the view's labeled texts), else the pair's own "<model>.<view>.<name>"."""
+    return PAIR_INPUTS[name].format(model=model, dataset=view) if name in PAIR_INPUTS else f"{model}.{view}.{name}"
 
 
 def per_pair(

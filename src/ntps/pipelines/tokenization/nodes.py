@@ -26,3 +26,10 @@ def tokenize_texts(
         tokenization["max_tokens"],
     )
     return tokenized
+
+
+def tokenize_label_views(
+    language_model_card: dict[str, Any], tokenization: dict[str, Any], *labeled_views: pd.DataFrame
+) -> list[pd.DataFrame]:
+    """tokenize_texts for each label view of one text sample (the same texts, other labels)."""
+    return [tokenize_texts(labeled_texts, language_model_card, tokenization) for labeled_texts in labeled_views]
