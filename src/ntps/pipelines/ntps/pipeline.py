@@ -21,8 +21,8 @@ c are label views of the same texts (entries that differ only in label_column / 
 
 Each stage folder's `template` is its un-namespaced pipeline; `per_entry`, `per_pair` and
 `per_text_sample` copy it into the namespaces above (the shared nodes of label views run in the
-sample's namespace m.b__c, before any node of m.b or m.c, so that no namespace is interrupted). A folder of its own because Kedro loads only
-the requested pipeline's folder.
+sample's namespace m.b__c, before any node of m.b or m.c, so that no namespace is interrupted).
+A folder of its own because Kedro loads only the requested pipeline's folder.
 """
 
 from kedro.pipeline import Pipeline
