@@ -38,7 +38,6 @@ from ntps.core.subspaces import layer_subspaces
 from ntps.modeling.classifiers import lora_classifier
 from ntps.modeling.hidden_states import extract_hidden_states, padded_batches, tokenize_labeled_texts
 from ntps.modeling.training import accuracy, train_classifier
-from ntps.pipelines.fan_out import load_parameters
 from ntps.sources.language_models import load_backbone, load_tokenizer, resolve_model_location
 from ntps.sources.text_datasets import read_raw_dataset, select_labeled_texts
 
@@ -54,9 +53,18 @@ def best_of(repeats: int, run) -> float:
     return min(timings)
 
 
+def project_parameters() -> dict:
+    """conf/base + local's parameters. Imported here: Kedro configures its logging to stdout on
+    import, which would mix its lines into scale_benchmark.py's JSON output (it imports this module
+    for synthetic_statistics)."""
+    from ntps.pipelines.fan_out import load_parameters
+
+    return load_parameters()
+
+
 def embedded_texts(n_texts: int, max_tokens: int):
     """(model location, spec, tokenizer, tokenized rotten_tomatoes training texts) of the embedded default."""
-    parameters = load_parameters()
+    parameters = project_parameters()
     spec = parameters["models"]["smollm2_135m"]
     location = resolve_model_location(spec, parameters["model_cache_dir"])
     tokenizer = load_tokenizer(location, spec)
@@ -184,7 +192,7 @@ def sweep_speedup(hidden_size: int, repeats: int) -> dict[str, float]:
 
 def ntps_vs_lora(n_texts: int, max_tokens: int, batch_size: int) -> dict[str, float]:
     location, spec, tokenizer, tokenized = embedded_texts(n_texts, max_tokens)
-    parameters = load_parameters()
+    parameters = project_parameters()
     n_classes = int(tokenized["label_id"].max()) + 1
     start = time.perf_counter()
     model = load_backbone(location, spec, dtype="float32", device="cpu")
