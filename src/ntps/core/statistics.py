@@ -167,8 +167,6 @@ class StatisticsAccumulator:
         self._n_texts = 0
         self._n_transitions = 0
         self._class_counts = torch.zeros(n_classes, dtype=torch.int64)
-        # Column offset of each view's one-hot block in meanXY.
-        self._view_offsets = torch.as_tensor(np.cumsum((0, *self._view_classes[:-1])), dtype=torch.int64)
 
     def update(
         self,
@@ -201,10 +199,11 @@ class StatisticsAccumulator:
             else:
                 bounds, got = list(self._view_classes), label_ids.tolist()
             raise NtpsInputError(f"label ids must lie in [0, {bounds}), got {got}")
-        # Each view's one-hot in its own block of columns: ones at (text, offset of view + label).
-        columns = (label_ids + self._view_offsets.to(self._device)).reshape(-1)
-        one_hot = torch.zeros((len(label_ids), len(self._class_counts)), dtype=torch.float64, device=self._device)
-        one_hot[torch.arange(len(label_ids), device=self._device).repeat_interleave(label_ids.shape[1]), columns] = 1.0
+        # The views' one-hots side by side, view v in its own block of c_v columns.
+        one_hot = torch.cat(
+            [torch.nn.functional.one_hot(label_ids[:, view], classes) for view, classes in enumerate(self._view_classes)],
+            dim=1,
+        ).to(torch.float64)
         # A pair (S_i, h_{i+1}) needs both tokens real, whichever side the padding is on.
         has_next = mask[:, :-1] & mask[:, 1:]
         last_index = (torch.arange(mask.shape[1], device=self._device) * mask).argmax(dim=1)
@@ -228,7 +227,7 @@ class StatisticsAccumulator:
             self._sums["cov1"][layer] += prefixes.T @ next_states
         self._n_texts += int(mask.shape[0])
         self._n_transitions += int(has_next.sum())
-        self._class_counts += torch.bincount(columns, minlength=len(self._class_counts)).cpu()
+        self._class_counts += one_hot.sum(dim=0).to(torch.int64).cpu()
 
     def result(self) -> LayerStatistics:
         return LayerStatistics(

@@ -168,21 +168,19 @@ def per_text_sample(template: Callable[..., Pipeline]) -> Pipeline:
     for model in selection.models:
         for views in selection.text_samples:
             sample = template(model, *views)
-            pair_inputs = {name: pattern.format(model=model, dataset=views[0]) for name, pattern in PAIR_INPUTS.items()}
-            own = {
-                name: _view_name(model, *name.split(".", 1))
-                for name in sample.inputs() | sample.outputs()
-                if name.split(".")[0] in views
-            }
+            wired = {}
+            for name in sample.inputs() | sample.outputs():
+                view, _, base = name.partition(".")
+                if view in views and base:
+                    wired[name] = _view_name(model, view, base)
+                elif name in PAIR_INPUTS:  # a one-dataset template's plain pair input
+                    wired[name] = _view_name(model, views[0], name)
             copies.append(
                 Pipeline(
                     sample,
                     namespace=f"{model}.{text_sample_name(views)}",
-                    inputs={
-                        **{name: target for name, target in pair_inputs.items() if name in sample.inputs()},
-                        **{name: target for name, target in own.items() if name in sample.inputs()},
-                    },
-                    outputs={name: target for name, target in own.items() if name in sample.outputs()},
+                    inputs={name: target for name, target in wired.items() if name in sample.inputs()},
+                    outputs={name: target for name, target in wired.items() if name in sample.outputs()},
                     parameters=_global_parameters(sample),
                 )
             )

@@ -83,7 +83,7 @@ def _per_view(statistics: LayerStatistics, pooled: PooledFeatures, n_classes: li
     )
     views = []
     for view, view_statistics in enumerate(statistics.label_views(n_classes)):
-        view_pooled = dataclasses.replace(pooled, label_ids=pooled.label_ids.reshape(len(pooled.label_ids), -1)[:, view])
+        view_pooled = dataclasses.replace(pooled, label_ids=pooled.label_ids[:, view])
         views += [view_statistics.to_arrays(), view_pooled.to_arrays()]
     return views
 
