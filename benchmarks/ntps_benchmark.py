@@ -109,7 +109,7 @@ def synthetic_statistics(hidden_size: int, n_classes: int, seed: int) -> LayerSt
     samples = rng.normal(size=(4 * hidden_size, hidden_size)) * scales
     shifted = rng.normal(size=(4 * hidden_size, hidden_size)) * scales
     mean_xx = samples.T @ samples / len(samples)
-    return LayerStatistics(
+    return LayerStatistics.from_matrices(
         mean_xx=mean_xx[None],
         mean_xy=(samples.T @ rng.normal(size=(len(samples), n_classes)) / len(samples))[None],
         cov0=3.0 * mean_xx[None],

@@ -6,6 +6,8 @@ import os
 import shutil
 import subprocess
 import sys
+import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -21,6 +23,19 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["DO_NOT_TRACK"] = "true"
 
 REPOSITORY = Path(__file__).resolve().parents[1]
+
+
+def peak_traced_bytes(run: Callable[[], object]) -> int:
+    """The most memory run() held at once, as traced by tracemalloc (numpy reports its array
+    buffers to it; memory-mapped files are not allocations)."""
+    tracemalloc.start()
+    try:
+        run()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
 DATA_LAYERS = (
     "01_raw",
     "02_intermediate",

@@ -77,7 +77,7 @@ def synthetic_moments(rng, n_texts: int, d: int, c: int) -> dict[str, np.ndarray
 
 def statistics_of(moments: dict[str, np.ndarray]) -> LayerStatistics:
     """One layer's LayerStatistics whose averages (n_texts = 1) are the given moments."""
-    return LayerStatistics(
+    return LayerStatistics.from_matrices(
         **{name: value[None] for name, value in moments.items()},
         n_texts=1,
         n_transitions=1,

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from ntps.core.errors import NtpsInputError
-from ntps.core.statistics import LayerStatistics, StatisticsAccumulator
+from ntps.core.statistics import STORED_NAMES, LayerStatistics, StatisticsAccumulator
 from tests.core.paper_reference import algorithm1_statistics
 from tests.core.synthetic import CLASSES, HIDDEN, N_LAYERS, accumulate, random_texts
 
@@ -33,8 +33,8 @@ def test_one_token_text_contributes_only_to_mean_statistics():
     accumulator.update([torch.from_numpy(state)], torch.ones(1, 1), torch.tensor([2]))
     statistics = accumulator.result()
     assert statistics.n_transitions == 0
-    assert not statistics.cov0.any() and not statistics.cov1.any()
-    np.testing.assert_allclose(statistics.mean_xx[0], np.outer(state, state))
+    assert not statistics.cov0_upper.any() and not statistics.cov1.any()
+    np.testing.assert_allclose(statistics.summed("mean_xx", 0), np.outer(state, state))
     np.testing.assert_allclose(statistics.mean_xy[0][:, 2], state.ravel())
 
 
@@ -45,7 +45,7 @@ def test_statistics_of_shards_add_up_to_the_whole():
     first = accumulate([t[:8] for t in texts], labels[:8])
     second = accumulate([t[8:] for t in texts], labels[8:])
     summed = first + second
-    for name in ("mean_xx", "mean_xy", "cov0", "cov1"):
+    for name in STORED_NAMES:
         np.testing.assert_allclose(getattr(summed, name), getattr(whole, name), rtol=1e-12, atol=1e-10)
     assert (summed.n_texts, summed.n_transitions) == (whole.n_texts, whole.n_transitions)
     restored = LayerStatistics.from_arrays(whole.to_arrays())
@@ -62,40 +62,41 @@ def test_label_views_accumulated_together_equal_each_accumulated_alone():
     first, second = together.label_views([CLASSES, 5])
     for view, (view_labels, classes) in zip((first, second), ((labels, CLASSES), (second_view, 5))):
         alone = accumulate(texts, view_labels, classes=classes)
-        for name in ("mean_xx", "mean_xy", "cov0", "cov1"):
+        for name in STORED_NAMES:
             np.testing.assert_allclose(getattr(view, name), getattr(alone, name), rtol=1e-10, atol=1e-12)
         np.testing.assert_array_equal(view.class_counts, alone.class_counts)
-        assert view.cov0 is together.cov0  # shared, not copied
+        assert view.cov0_upper is together.cov0_upper  # shared, not copied
     with pytest.raises(NtpsInputError, match="do not add up"):
         together.label_views([CLASSES, 4])
     with pytest.raises(NtpsInputError, match=r"label ids must lie in \[0, \[3, 5\]\)"):
         accumulate(texts, np.stack([labels, second_view + 1], axis=1), classes=[CLASSES, 5])
 
 
-def test_stored_statistics_keep_symmetric_sums_once_and_round_trip_exactly():
+def test_statistics_keep_symmetric_sums_once_and_round_trip_exactly():
     rng = np.random.default_rng(4)
     texts, labels = random_texts(rng, n_texts=20, max_length=6)
     first, second = accumulate([t[:8] for t in texts], labels[:8]), accumulate([t[8:] for t in texts], labels[8:])
     stored = first.to_arrays()
     assert {"mean_xx", "cov0"}.isdisjoint(stored) and stored["cov0_upper"].shape == (N_LAYERS, HIDDEN * (HIDDEN + 1) // 2)
-    full_bytes = sum(getattr(first, name).nbytes for name in ("mean_xx", "mean_xy", "cov0", "cov1"))
-    assert sum(stored[name].nbytes for name in ("mean_xx_upper", "mean_xy", "cov0_upper", "cov1")) < 0.8 * full_bytes
+    whole_bytes = 8 * N_LAYERS * HIDDEN * (3 * HIDDEN + CLASSES)
+    assert sum(stored[name].nbytes for name in STORED_NAMES) < 0.8 * whole_bytes
+    for layer in range(N_LAYERS):
+        for name in ("mean_xx", "cov0"):
+            matrix = first.summed(name, layer)
+            np.testing.assert_array_equal(matrix, matrix.T)
     restored = LayerStatistics.from_arrays(stored)
-    for name in ("mean_xx", "cov0"):
-        symmetric = (getattr(first, name) + np.swapaxes(getattr(first, name), 1, 2)) / 2
-        np.testing.assert_allclose(getattr(restored, name), symmetric, rtol=0, atol=1e-12 * np.abs(symmetric).max())
-        np.testing.assert_array_equal(getattr(restored, name), np.swapaxes(getattr(restored, name), 1, 2))
-    for name in ("mean_xy", "cov1"):
+    for name in STORED_NAMES:
         np.testing.assert_array_equal(getattr(restored, name), getattr(first, name))
     # Stored shards still add up: the packed sums of two shards are the packed sum of their sum.
     summed = LayerStatistics.from_arrays(stored) + LayerStatistics.from_arrays(second.to_arrays())
     np.testing.assert_array_equal(summed.to_arrays()["cov0_upper"], stored["cov0_upper"] + second.to_arrays()["cov0_upper"])
     # Archives from before the packing (whole matrices) still load.
     legacy = {
-        **{name: getattr(first, name) for name in ("mean_xx", "mean_xy", "cov0", "cov1")},
-        **{name: stored[name] for name in ("n_texts", "n_transitions", "class_counts")},
+        **{name: np.stack([first.summed(name, layer) for layer in range(N_LAYERS)]) for name in ("mean_xx", "cov0")},
+        **{name: stored[name] for name in ("mean_xy", "cov1", "n_texts", "n_transitions", "class_counts")},
     }
-    np.testing.assert_array_equal(LayerStatistics.from_arrays(legacy).cov0, first.cov0)
+    for name in STORED_NAMES:
+        np.testing.assert_array_equal(getattr(LayerStatistics.from_arrays(legacy), name), getattr(first, name))
 
 
 def test_non_finite_hidden_states_are_refused():

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from ntps.core.errors import NtpsInputError
-from ntps.core.statistics import STATISTIC_NAMES, StatisticsAccumulator
+from ntps.core.statistics import STORED_NAMES, StatisticsAccumulator
 from ntps.modeling.hidden_states import extract_hidden_states, resolve_hidden_states, shard_positions, tokenize_labeled_texts
 from ntps.sources.language_models import load_tokenizer
 from tests.modeling.tiny_models import tiny_llama
@@ -66,7 +66,7 @@ def test_one_padded_forward_gives_train_statistics_and_every_texts_pooled_featur
     train_lengths = [n for n, split in zip(lengths, tokenized["split"]) if split == "train"]
     assert batched.n_texts == 5 and batched.n_transitions == sum(train_lengths) - 5
     assert pooled.hidden_states.tolist() == [0, 2] and pooled.splits.tolist() == tokenized["split"].tolist()
-    for name in ("mean_xx", "mean_xy", "cov0", "cov1"):
+    for name in STORED_NAMES:
         reference = getattr(expected, name)
         np.testing.assert_allclose(getattr(batched, name), reference, rtol=1e-4, atol=1e-5 * np.abs(reference).max())
     train_features, train_labels = pooled.split("train", 2)
@@ -89,7 +89,7 @@ def test_two_label_views_make_one_forward_pass_with_each_views_statistics():
     assert pooled.label_ids.shape == (11, 2)
     for view, statistics in enumerate(together.label_views([3, 2])):
         alone, alone_pooled = run(tokenized.assign(label_id=views[:, view]), n_classes=[3, 2][view])
-        for name in STATISTIC_NAMES:
+        for name in STORED_NAMES:
             np.testing.assert_allclose(getattr(statistics, name), getattr(alone, name), rtol=1e-10, atol=1e-12)
         np.testing.assert_array_equal(statistics.class_counts, alone.class_counts)
         np.testing.assert_array_equal(pooled.features, alone_pooled.features)
@@ -123,7 +123,7 @@ def test_shards_are_whole_batches_whose_statistics_add_up_to_one_pass():
     parts = [run(tokenized.iloc[rows]) for rows in shards]
     total = functools.reduce(lambda a, b: a + b, [statistics for statistics, _ in parts])
     assert total.n_texts == whole.n_texts and total.n_transitions == whole.n_transitions
-    for name in STATISTIC_NAMES:
+    for name in STORED_NAMES:
         np.testing.assert_allclose(getattr(total, name), getattr(whole, name), rtol=1e-10, atol=1e-12)
     for rows, (_, features) in zip(shards, parts):
         np.testing.assert_array_equal(features.features, whole_features.features[rows])

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import yaml
 
-from ntps.core.statistics import STATISTIC_NAMES, LayerStatistics
+from ntps.core.statistics import STORED_NAMES, LayerStatistics
 from tests.conftest import kedro_run, local_model_run
 
 
@@ -14,7 +14,7 @@ def load_statistics(project, dataset):
     (path,) = sorted((project / f"data/04_feature/tiny_llama/{dataset}/layer_statistics.npz").glob("*/*.npz"))[-1:]
     with np.load(path) as archive:
         statistics = LayerStatistics.from_arrays({name: archive[name] for name in archive.files})
-    return {**{name: getattr(statistics, name) for name in STATISTIC_NAMES}, "n_texts": statistics.n_texts}
+    return {**{name: getattr(statistics, name) for name in STORED_NAMES}, "n_texts": statistics.n_texts}
 
 
 @pytest.mark.end_to_end
@@ -38,7 +38,7 @@ def test_sharded_statistics_on_parallel_runner_and_dask_equal_the_single_pass(pr
         assert "extract_shard_features_0" in log and "extract_shard_features_1" in log and "combine_shards" in log
         sharded = load_statistics(project, "election_tweets")
         assert int(sharded["n_texts"]) == int(single["n_texts"])
-        for name in STATISTIC_NAMES:
+        for name in STORED_NAMES:
             scale = np.abs(single[name]).max()
             np.testing.assert_allclose(
                 sharded[name], single[name], rtol=1e-10, atol=1e-10 * scale, err_msg=f"{runner}: {name}"

@@ -19,6 +19,7 @@ states in one product. With Z = L^-1 M (whitened labels):
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -60,13 +61,14 @@ class LabelNull:
 
     Attributes:
         pooled_states: layer -> (n, d) mean-pooled states of the training texts the statistics
-            summed (layers without an entry get no null).
+            summed (layers without an entry get no null); a mapping that reads a layer when it
+            is asked for keeps one layer in memory.
         label_ids: (n,) their labels.
         n_classes: c, as in the statistics' meanXY.
         orderings: (S, n) the shuffles (label_permutations).
     """
 
-    pooled_states: dict[int, np.ndarray]
+    pooled_states: Mapping[int, np.ndarray]
     label_ids: np.ndarray
     n_classes: int
     orderings: np.ndarray

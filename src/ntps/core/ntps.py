@@ -170,7 +170,7 @@ def score_tables(
     score_frames, loss_frames = [], []
     for layer in tqdm(range(statistics.n_layers), desc="NTPS scores", unit="layer"):
         moments = statistics.averaged(layer)
-        u, v = subspaces.perception_vectors[layer], subspaces.autoregressive_vectors[layer]
+        u, v = subspaces.vectors(layer)
         rank = int(subspaces.signal_ranks[layer])
         paper, signal = ntps_paper_and_signal_all_k(u, v, rank, device)
         loss = excess_loss_all_k(moments["mean_xx"], moments["mean_xy"], v, ridge, device)

@@ -17,7 +17,7 @@ shards of a dataset add up exactly.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,10 +28,13 @@ from ntps.core.errors import NtpsInputError
 STATISTIC_NAMES = ("mean_xx", "mean_xy", "cov0", "cov1")
 # Sums of m m^T and of S_i S_i^T equal their transposes: stored as upper triangles, half the bytes.
 SYMMETRIC_NAMES = ("mean_xx", "cov0")
+# The fields of LayerStatistics and the names of its stored arrays.
+STORED_NAMES = ("mean_xx_upper", "mean_xy", "cov0_upper", "cov1")
 
 
-def pack_symmetric(matrices: np.ndarray) -> np.ndarray:
-    """(L, d, d) symmetric -> (L, d (d + 1) / 2), each matrix's upper triangle row by row."""
+def pack_symmetric(matrices: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
+    """(L, d, d) symmetric -> (L, d (d + 1) / 2), each matrix's upper triangle row by row (numpy
+    or torch, on the tensor's device)."""
     rows, columns = np.triu_indices(matrices.shape[-1])
     return matrices[:, rows, columns]
 
@@ -49,35 +52,70 @@ def unpack_symmetric(packed: np.ndarray, d: int) -> np.ndarray:
 class LayerStatistics:
     """Sums over texts of the four statistics of Algorithm 1, for every layer, in float64.
 
+    The symmetric sums are kept as upper triangles (pack_symmetric), the form they are stored in, so
+    that a stored archive (memory-mapped by ntps.io.NpzDataset) is read one layer at a time
+    (`summed`, `averaged`) and never unpacked whole: an 8B model's 33 layers of four 4,096^2
+    matrices are 17 GB.
+
     Attributes:
-        mean_xx: (L, d, d) sum over texts of m m^T.
+        mean_xx_upper: (L, d (d + 1) / 2) sum over texts of m m^T, upper triangle.
         mean_xy: (L, d, c) sum over texts of m y^T.
-        cov0: (L, d, d) sum over texts of sum_{i<l} S_i S_i^T.
+        cov0_upper: (L, d (d + 1) / 2) sum over texts of sum_{i<l} S_i S_i^T, upper triangle.
         cov1: (L, d, d) sum over texts of sum_{i<l} S_i h_{i+1}^T.
         n_texts: number of texts summed (the paper's n).
         n_transitions: number of (prefix, next token) pairs summed into cov0 and cov1.
         class_counts: (c,) texts per label id.
     """
 
-    mean_xx: np.ndarray
+    mean_xx_upper: np.ndarray
     mean_xy: np.ndarray
-    cov0: np.ndarray
+    cov0_upper: np.ndarray
     cov1: np.ndarray
     n_texts: int
     n_transitions: int
     class_counts: np.ndarray
 
+    @classmethod
+    def from_matrices(
+        cls,
+        mean_xx: np.ndarray,
+        mean_xy: np.ndarray,
+        cov0: np.ndarray,
+        cov1: np.ndarray,
+        n_texts: int,
+        n_transitions: int,
+        class_counts: np.ndarray,
+    ) -> LayerStatistics:
+        """From whole (L, d, d) meanXX and cov0, keeping their upper triangles."""
+        return cls(
+            mean_xx_upper=pack_symmetric(mean_xx),
+            mean_xy=mean_xy,
+            cov0_upper=pack_symmetric(cov0),
+            cov1=cov1,
+            n_texts=n_texts,
+            n_transitions=n_transitions,
+            class_counts=class_counts,
+        )
+
     @property
     def n_layers(self) -> int:
-        return self.mean_xx.shape[0]
+        return self.mean_xy.shape[0]
 
     @property
     def hidden_size(self) -> int:
-        return self.mean_xx.shape[1]
+        return self.mean_xy.shape[1]
 
     @property
     def n_classes(self) -> int:
         return self.mean_xy.shape[2]
+
+    def summed(self, name: str, layer: int) -> np.ndarray:
+        """One layer's sum of statistic `name` (STATISTIC_NAMES) as a whole float64 matrix:
+        (d, d), or (d, c) for meanXY."""
+        if name in SYMMETRIC_NAMES:
+            packed = np.asarray(getattr(self, f"{name}_upper")[layer], dtype=np.float64)
+            return unpack_symmetric(packed[None], self.hidden_size)[0]
+        return np.asarray(getattr(self, name)[layer], dtype=np.float64)
 
     def averaged(self, layer: int) -> dict[str, np.ndarray]:
         """The paper's expectations for one layer: each sum divided by the number of texts.
@@ -87,7 +125,7 @@ class LayerStatistics:
         """
         if self.n_texts == 0:
             raise NtpsInputError("no texts were accumulated: the dataset is empty")
-        return {name: getattr(self, name)[layer] / self.n_texts for name in STATISTIC_NAMES}
+        return {name: self.summed(name, layer) / self.n_texts for name in STATISTIC_NAMES}
 
     def label_views(self, n_classes: Sequence[int]) -> list[LayerStatistics]:
         """The statistics of each label view accumulated side by side (StatisticsAccumulator with
@@ -107,7 +145,7 @@ class LayerStatistics:
         if self.mean_xy.shape != other.mean_xy.shape:
             raise NtpsInputError(f"cannot add statistics of shapes {self.mean_xy.shape} and {other.mean_xy.shape}")
         return LayerStatistics(
-            **{name: getattr(self, name) + getattr(other, name) for name in STATISTIC_NAMES},
+            **{name: getattr(self, name) + getattr(other, name) for name in STORED_NAMES},
             n_texts=self.n_texts + other.n_texts,
             n_transitions=self.n_transitions + other.n_transitions,
             class_counts=self.class_counts + other.class_counts,
@@ -115,27 +153,26 @@ class LayerStatistics:
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         """Flat name -> array mapping, for storage as one archive: meanXY and cov1 whole, meanXX
-        and cov0 as "<name>_upper" (pack_symmetric), all float64 sums, so stored shards still add up."""
-        arrays = {name: getattr(self, name) for name in STATISTIC_NAMES if name not in SYMMETRIC_NAMES}
-        arrays.update({f"{name}_upper": pack_symmetric(getattr(self, name)) for name in SYMMETRIC_NAMES})
-        arrays["n_texts"] = np.asarray(self.n_texts)
-        arrays["n_transitions"] = np.asarray(self.n_transitions)
-        arrays["class_counts"] = self.class_counts
-        return arrays
+        and cov0 as "<name>_upper", all float64 sums, so stored shards still add up."""
+        return {
+            **{name: getattr(self, name) for name in STORED_NAMES},
+            "n_texts": np.asarray(self.n_texts),
+            "n_transitions": np.asarray(self.n_transitions),
+            "class_counts": self.class_counts,
+        }
 
     @classmethod
-    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> LayerStatistics:
-        """The inverse of to_arrays; archives written before the symmetric packing (whole
-        meanXX and cov0) load too."""
-        d = np.shape(arrays["mean_xy"])[1]
-        statistics = {
-            name: unpack_symmetric(np.asarray(arrays[f"{name}_upper"], dtype=np.float64), d)
-            if f"{name}_upper" in arrays
-            else np.asarray(arrays[name], dtype=np.float64)
-            for name in STATISTIC_NAMES
+    def from_arrays(cls, arrays: Mapping[str, np.ndarray]) -> LayerStatistics:
+        """The inverse of to_arrays, without copying float64 arrays (a memory-mapped archive stays
+        mapped); archives written before the symmetric packing (whole meanXX and cov0) load too."""
+        stored = {
+            name: pack_symmetric(np.asarray(arrays[name.removesuffix("_upper")]))
+            if name not in arrays and name.endswith("_upper")
+            else arrays[name]
+            for name in STORED_NAMES
         }
         return cls(
-            **statistics,
+            **{name: np.asarray(value, dtype=np.float64) for name, value in stored.items()},
             n_texts=int(arrays["n_texts"]),
             n_transitions=int(arrays["n_transitions"]),
             class_counts=np.asarray(arrays["class_counts"], dtype=np.int64),
@@ -230,8 +267,17 @@ class StatisticsAccumulator:
         self._class_counts += one_hot.sum(dim=0).to(torch.int64).cpu()
 
     def result(self) -> LayerStatistics:
+        """The sums so far, meanXX and cov0 packed where they live (a GPU), so the host never holds
+        them whole."""
+
+        def on_host(tensor: torch.Tensor) -> np.ndarray:
+            return tensor.cpu().numpy().copy()
+
         return LayerStatistics(
-            **{name: value.cpu().numpy().copy() for name, value in self._sums.items()},
+            mean_xx_upper=on_host(pack_symmetric(self._sums["mean_xx"])),
+            mean_xy=on_host(self._sums["mean_xy"]),
+            cov0_upper=on_host(pack_symmetric(self._sums["cov0"])),
+            cov1=on_host(self._sums["cov1"]),
             n_texts=self._n_texts,
             n_transitions=self._n_transitions,
             class_counts=self._class_counts.numpy().copy(),

@@ -7,6 +7,8 @@ of Theorem 2 assumes, and ordered by descending eigenvalue.
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -116,6 +118,9 @@ class LayerSubspaces:
             every k, which is all the scores use.
         autoregressive_values: (L, d).
         signal_ranks: (L,) r per layer.
+
+    As solved (layer_subspaces) the vectors are float64; as loaded (from_arrays) they are the
+    stored float32 arrays, possibly memory-mapped, and `vectors` reads one layer in float64.
     """
 
     perception_vectors: np.ndarray
@@ -124,48 +129,89 @@ class LayerSubspaces:
     autoregressive_values: np.ndarray
     signal_ranks: np.ndarray
 
+    @property
+    def n_layers(self) -> int:
+        return len(self.signal_ranks)
+
+    def vectors(self, layer: int) -> tuple[np.ndarray, np.ndarray]:
+        """(U, V) of one layer, (d, d) each, in float64."""
+        return (
+            np.asarray(self.perception_vectors[layer], dtype=np.float64),
+            np.asarray(self.autoregressive_vectors[layer], dtype=np.float64),
+        )
+
+    def stored_layer(self, layer: int) -> dict[str, np.ndarray]:
+        """One layer of the stored form (to_arrays), without the layer axis."""
+        u, v = self.vectors(layer)
+        return {
+            "perception_vectors": u.astype(np.float32),
+            "perception_values": self.perception_values[layer],
+            "autoregressive_basis": np.linalg.qr(v)[0].astype(np.float32),
+            "autoregressive_values": self.autoregressive_values[layer],
+            "signal_ranks": self.signal_ranks[layer],
+        }
+
     def to_arrays(self) -> dict[str, np.ndarray]:
         """The stored form, half the bytes of the float64 subspaces: U in float32, and instead of V
         the float32 orthonormal factor Q of V = Q R ("autoregressive_basis"), whose first k columns
         span V_k; V's columns are far from orthogonal, so V itself would lose its spans to float32
         rounding, Q does not. Eigenvalues and ranks stay exact."""
-        basis = np.stack([np.linalg.qr(v)[0] for v in self.autoregressive_vectors])
-        return {
-            "perception_vectors": self.perception_vectors.astype(np.float32),
-            "perception_values": self.perception_values,
-            "autoregressive_basis": basis.astype(np.float32),
-            "autoregressive_values": self.autoregressive_values,
-            "signal_ranks": self.signal_ranks,
-        }
+        layers = [self.stored_layer(layer) for layer in range(self.n_layers)]
+        return {name: np.stack([stored[name] for stored in layers]) for name in layers[0]}
 
     @classmethod
-    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> LayerSubspaces:
-        """The stored form back in float64 (archives from before it, with V itself, load too)."""
+    def from_arrays(cls, arrays: Mapping[str, np.ndarray]) -> LayerSubspaces:
+        """The stored form, as stored (archives from before it, with V itself, load too)."""
         autoregressive = (
             arrays["autoregressive_basis"] if "autoregressive_basis" in arrays else arrays["autoregressive_vectors"]
         )
         return cls(
-            perception_vectors=np.asarray(arrays["perception_vectors"], dtype=np.float64),
+            perception_vectors=arrays["perception_vectors"],
             perception_values=np.asarray(arrays["perception_values"], dtype=np.float64),
-            autoregressive_vectors=np.asarray(autoregressive, dtype=np.float64),
+            autoregressive_vectors=autoregressive,
             autoregressive_values=np.asarray(arrays["autoregressive_values"], dtype=np.float64),
             signal_ranks=np.asarray(arrays["signal_ranks"]),
         )
 
+    @classmethod
+    def stack(cls, layers: Sequence[LayerSubspaces]) -> LayerSubspaces:
+        """The layers of several LayerSubspaces, in order, as one."""
+        return cls(
+            **{
+                field.name: np.concatenate([getattr(part, field.name) for part in layers])
+                for field in dataclasses.fields(cls)
+            }
+        )
+
+
+def solve_layer(statistics: LayerStatistics, layer: int, ridge: float, device: torch.device | None = None) -> LayerSubspaces:
+    """Both eigenproblems of Theorem 1 on one layer's averaged statistics, as LayerSubspaces of
+    that one layer (device: see generalized_eigenspace)."""
+    moments = statistics.averaged(layer)
+    perception = perception_subspace(moments["mean_xx"], moments["mean_xy"], ridge, device)
+    autoregressive = autoregressive_subspace(moments["cov0"], moments["cov1"], ridge, device)
+    return LayerSubspaces(
+        perception_vectors=perception.eigenvectors[None],
+        perception_values=perception.eigenvalues[None],
+        autoregressive_vectors=autoregressive.eigenvectors[None],
+        autoregressive_values=autoregressive.eigenvalues[None],
+        signal_ranks=np.asarray([signal_rank(moments["mean_xy"])], dtype=np.int64),
+    )
+
+
+def stored_layer_subspaces(
+    statistics: LayerStatistics, layer: int, ridge: float, device: torch.device | None = None
+) -> dict[str, np.ndarray]:
+    """The stored form (LayerSubspaces.to_arrays) of one layer's solution, without the layer axis:
+    what the eigen stage streams to its archive, one layer at a time."""
+    return solve_layer(statistics, layer, ridge, device).stored_layer(0)
+
 
 def layer_subspaces(statistics: LayerStatistics, ridge: float, device: torch.device | None = None) -> LayerSubspaces:
-    """Solve both eigenproblems of Theorem 1 on every layer's averaged statistics (device: see
-    generalized_eigenspace)."""
-    perception, autoregressive, ranks = [], [], []
-    for layer in tqdm(range(statistics.n_layers), desc="eigen subspaces", unit="layer"):
-        moments = statistics.averaged(layer)
-        perception.append(perception_subspace(moments["mean_xx"], moments["mean_xy"], ridge, device))
-        autoregressive.append(autoregressive_subspace(moments["cov0"], moments["cov1"], ridge, device))
-        ranks.append(signal_rank(moments["mean_xy"]))
-    return LayerSubspaces(
-        perception_vectors=np.stack([s.eigenvectors for s in perception]),
-        perception_values=np.stack([s.eigenvalues for s in perception]),
-        autoregressive_vectors=np.stack([s.eigenvectors for s in autoregressive]),
-        autoregressive_values=np.stack([s.eigenvalues for s in autoregressive]),
-        signal_ranks=np.asarray(ranks, dtype=np.int64),
+    """Solve both eigenproblems of Theorem 1 on every layer (device: see generalized_eigenspace)."""
+    return LayerSubspaces.stack(
+        [
+            solve_layer(statistics, layer, ridge, device)
+            for layer in tqdm(range(statistics.n_layers), desc="eigen subspaces", unit="layer")
+        ]
     )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -113,6 +113,11 @@ class PooledFeatures:
         rows = self.splits == name
         return self.features[rows, column].astype(np.float64), self.label_ids[rows]
 
+    def split_states(self, name: str) -> Mapping[int, np.ndarray]:
+        """hidden state -> (m, d) float64 features of the texts in split `name`, each read when it
+        is used (features memory-mapped by NpzDataset are read one hidden state at a time)."""
+        return _SplitStates(self, name)
+
     def to_arrays(self) -> dict[str, np.ndarray]:
         return {
             "features": self.features,
@@ -124,6 +129,25 @@ class PooledFeatures:
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray]) -> PooledFeatures:
         return cls(**{name: np.asarray(arrays[name]) for name in ("features", "hidden_states", "label_ids", "splits")})
+
+
+class _SplitStates(Mapping[int, np.ndarray]):
+    def __init__(self, pooled: PooledFeatures, split: str):
+        self._pooled, self._split = pooled, split
+
+    def __contains__(self, hidden_state: object) -> bool:
+        return hidden_state in self._pooled.hidden_states
+
+    def __getitem__(self, hidden_state: int) -> np.ndarray:
+        if hidden_state not in self:
+            raise KeyError(hidden_state)
+        return self._pooled.split(self._split, hidden_state)[0]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(int(hidden_state) for hidden_state in self._pooled.hidden_states)
+
+    def __len__(self) -> int:
+        return len(self._pooled.hidden_states)
 
 
 def resolve_hidden_states(selection: str | Sequence[int], n_hidden_states: int) -> np.ndarray:

@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from ntps.core.linalg import linalg_device
 from ntps.core.statistics import LayerStatistics
-from ntps.core.subspaces import layer_subspaces
+from ntps.core.subspaces import stored_layer_subspaces
+from ntps.io.layer_stream import LayerStream
 
 
-def solve_eigen_subspaces(layer_statistics: dict[str, np.ndarray], eigen_subspaces: dict[str, Any]) -> dict[str, np.ndarray]:
+def solve_eigen_subspaces(layer_statistics: Mapping[str, np.ndarray], eigen_subspaces: dict[str, Any]) -> LayerStream:
+    """The stored subspaces of every layer, solved one layer at a time as the archive is written."""
     statistics = LayerStatistics.from_arrays(layer_statistics)
-    device = linalg_device(eigen_subspaces["device"])
-    return layer_subspaces(statistics, ridge=float(eigen_subspaces["ridge"]), device=device).to_arrays()
+    solve = functools.partial(
+        stored_layer_subspaces,
+        statistics,
+        ridge=float(eigen_subspaces["ridge"]),
+        device=linalg_device(eigen_subspaces["device"]),
+    )
+    return LayerStream(statistics.n_layers, solve, description="eigen subspaces")

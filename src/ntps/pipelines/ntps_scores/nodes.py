@@ -3,6 +3,7 @@ loss table beside it."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -27,15 +28,14 @@ def label_null_inputs(
     if n_shuffles == 0:
         return None
     pooled = PooledFeatures.from_arrays(pooled_features)
-    states = {int(layer): pooled.split(split, int(layer)) for layer in pooled.hidden_states}
-    label_ids = next(iter(states.values()))[1]
+    label_ids = pooled.label_ids[pooled.splits == split]
     if len(label_ids) != statistics.n_texts:
         raise NtpsInputError(
             f"the pooled features hold {len(label_ids)} '{split}' texts, the statistics {statistics.n_texts}: "
             "they come from different forward passes; rerun hidden_statistics"
         )
     return LabelNull(
-        pooled_states={layer: features for layer, (features, _) in states.items()},
+        pooled_states=pooled.split_states(split),
         label_ids=label_ids,
         n_classes=statistics.n_classes,
         orderings=label_permutations(len(label_ids), n_shuffles, int(settings["seed"])),
@@ -43,9 +43,9 @@ def label_null_inputs(
 
 
 def score_ntps(
-    eigen_subspaces: dict[str, np.ndarray],
-    layer_statistics: dict[str, np.ndarray],
-    pooled_features: dict[str, np.ndarray],
+    eigen_subspaces: Mapping[str, np.ndarray],
+    layer_statistics: Mapping[str, np.ndarray],
+    pooled_features: Mapping[str, np.ndarray],
     eigen_settings: dict[str, Any],
     ntps_scores: dict[str, Any],
     forward_pass: dict[str, Any],
