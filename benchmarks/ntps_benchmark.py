@@ -31,7 +31,7 @@ import numpy as np
 import torch
 import transformers
 
-from ntps.core.excess_loss import excess_loss_all_k, theorem2_bounds
+from ntps.core.excess_loss import Whitening, excess_loss_all_k, theorem2_bounds
 from ntps.core.ntps import ntps_paper_all_k, ntps_paper_and_signal_all_k, ntps_score, score_tables
 from ntps.core.statistics import LayerStatistics
 from ntps.core.subspaces import layer_subspaces
@@ -158,7 +158,7 @@ def scores_stage_cost(hidden_size: int, repeats: int) -> dict[str, float]:
         "excess_loss_s": best_of(
             repeats,
             lambda: theorem2_bounds(
-                excess_loss_all_k(moments["mean_xx"], moments["mean_xy"], v, 1e-6),
+                excess_loss_all_k(moments["mean_xy"], Whitening.of(moments["mean_xx"], v, 1e-6)),
                 subspaces.perception_values[0],
                 u,
                 ntps_paper_and_signal_all_k(u, v, rank)[0],

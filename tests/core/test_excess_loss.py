@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from ntps.core.excess_loss import excess_loss_all_k, theorem2_bounds
+from ntps.core.excess_loss import Whitening, excess_loss_all_k, theorem2_bounds
 from ntps.core.ntps import (
     ntps_paper_all_k,
     ntps_score,
@@ -18,6 +18,10 @@ from ntps.core.subspaces import (
     signal_rank,
 )
 from tests.core.synthetic import HIDDEN, accumulate, labelled_features, planted_pencils, random_texts
+
+
+def exact_loss(mean_xx, mean_xy, v, ridge):
+    return excess_loss_all_k(mean_xy, Whitening.of(mean_xx, v, ridge))
 
 
 def test_theorem2_excess_ols_loss_is_bounded_by_ntps():
@@ -54,7 +58,7 @@ def test_excess_loss_equals_explicit_least_squares_fits():
     targets = np.eye(c)[labels]
     features = rng.normal(size=(n, d)) * np.exp(rng.normal(size=d)) + targets @ rng.normal(size=(c, d))
     v = rng.normal(size=(d, d))
-    loss = excess_loss_all_k(features.T @ features / n, features.T @ targets / n, v, ridge=0.0)
+    loss = exact_loss(features.T @ features / n, features.T @ targets / n, v, ridge=0.0)
 
     def least_squares_loss(inputs):
         weights, *_ = np.linalg.lstsq(inputs, targets, rcond=None)
@@ -78,7 +82,7 @@ def test_theorem2_bounds_hold_where_its_proof_applies_and_are_flagged_where_not(
     checked = 0
     for trial in range(20):
         v = rng.normal(size=(d, d)) + (trial % 3) * perception.eigenvectors
-        loss = excess_loss_all_k(n_moment, m_moment, v, ridge=0.0)
+        loss = exact_loss(n_moment, m_moment, v, ridge=0.0)
         paper = ntps_paper_all_k(perception.eigenvectors, v)
         bounds = theorem2_bounds(loss, perception.eigenvalues, perception.eigenvectors, paper, n_moment, 0.0)
         # From k = r = c on, the proof's identity T(V_k) = sum_{i<=k} Lambda_i ||V*^T u*_i||^2 holds.
@@ -92,7 +96,7 @@ def test_theorem2_bounds_hold_where_its_proof_applies_and_are_flagged_where_not(
     planted = planted_pencils()
     eigen = perception_subspace(planted["mean_xx"], planted["mean_xy"], ridge=0.0)
     swapped = np.eye(12)[:, [1, 0, *range(2, 12)]]
-    loss = excess_loss_all_k(planted["mean_xx"], planted["mean_xy"], swapped, ridge=0.0)
+    loss = exact_loss(planted["mean_xx"], planted["mean_xy"], swapped, ridge=0.0)
     bounds = theorem2_bounds(
         loss, eigen.eigenvalues, eigen.eigenvectors, ntps_paper_all_k(eigen.eigenvectors, swapped), planted["mean_xx"], 0.0
     )
@@ -108,8 +112,8 @@ def test_excess_loss_is_unchanged_when_the_states_and_v_move_with_an_invertible_
     v = rng.normal(size=(d, d))
     mixing = rng.normal(size=(d, d)) + 3 * np.eye(d)
     mapped = features @ mixing.T  # m -> A m, so V -> A^(-T) V sees the same features V^T m
-    original = excess_loss_all_k(features.T @ features / n, features.T @ targets / n, v, ridge=0.0)
-    moved = excess_loss_all_k(mapped.T @ mapped / n, mapped.T @ targets / n, np.linalg.solve(mixing.T, v), ridge=0.0)
+    original = exact_loss(features.T @ features / n, features.T @ targets / n, v, ridge=0.0)
+    moved = exact_loss(mapped.T @ mapped / n, mapped.T @ targets / n, np.linalg.solve(mixing.T, v), ridge=0.0)
     np.testing.assert_allclose(moved.excess, original.excess, atol=1e-10)
     assert moved.explainable == pytest.approx(original.explainable, rel=1e-10)
     assert original.excess[0] > 1e-3

@@ -7,10 +7,18 @@ import pytest
 import torch
 
 from ntps.core.errors import NtpsInputError
+from ntps.core.excess_loss import Whitening
 from ntps.core.label_null import LabelNull, label_permutations, null_columns, shuffled_label_scores
+from ntps.core.linalg import Householder
 from ntps.core.ntps import score_tables
 from ntps.core.subspaces import layer_subspaces
 from tests.core.synthetic import CLASSES, accumulate, random_texts
+
+
+def null_scores(states, labels, classes, orderings, mean_xx, v, ridge, device=None):
+    """shuffled_label_scores with N and V factored as score_tables factors them."""
+    whitening, spans = Whitening.of(mean_xx, v, ridge, device), Householder(v, device)
+    return shuffled_label_scores(states, labels, classes, orderings, whitening, spans, device)
 
 
 def pair(seed: int, n_texts: int = 60):
@@ -28,7 +36,7 @@ def test_the_identity_ordering_gives_the_tables_scores_and_paper_is_undefined_be
         moments = statistics.averaged(layer)
         v = subspaces.autoregressive_vectors[layer]
         identity = np.arange(len(labels))[None]
-        null = shuffled_label_scores(pooled[layer], labels, CLASSES, identity, moments["mean_xx"], v, 1e-6)
+        null = null_scores(pooled[layer], labels, CLASSES, identity, moments["mean_xx"], v, 1e-6)
         rank = int(subspaces.signal_ranks[layer])
         for variant in ("paper", "signal", "label_variance_kept"):
             expected = table[(table["layer"] == layer) & (table["variant"] == variant)].sort_values("k")["ntps"].to_numpy()
@@ -43,7 +51,7 @@ def test_the_torch_path_gives_the_scipy_null():
     orderings = label_permutations(len(labels), 5, seed=0)
     mean_xx, v = statistics.averaged(1)["mean_xx"], subspaces.autoregressive_vectors[1]
     arguments = (pooled[1], labels, CLASSES, orderings, mean_xx, v, 1e-6)
-    on_scipy, on_torch = shuffled_label_scores(*arguments), shuffled_label_scores(*arguments, device=torch.device("cpu"))
+    on_scipy, on_torch = null_scores(*arguments), null_scores(*arguments, device=torch.device("cpu"))
     for variant in ("paper", "signal", "label_variance_kept"):
         np.testing.assert_allclose(on_torch.variant(variant), on_scipy.variant(variant), atol=1e-10, equal_nan=True)
 
@@ -58,8 +66,8 @@ def test_labels_the_states_carry_stand_far_above_their_null_and_random_labels_do
     basis = np.eye(d)  # V's nested spans: the first coordinate first
     orderings = label_permutations(n, 40, seed=1)
     for labels, separated in ((carried, True), (noise, False)):
-        observed = shuffled_label_scores(states, labels, 2, np.arange(n)[None], mean_xx, basis, 0.0)
-        null = shuffled_label_scores(states, labels, 2, orderings, mean_xx, basis, 0.0)
+        observed = null_scores(states, labels, 2, np.arange(n)[None], mean_xx, basis, 0.0)
+        null = null_scores(states, labels, 2, orderings, mean_xx, basis, 0.0)
         columns = null_columns(observed.label_variance_kept[0], null.label_variance_kept)
         if separated:
             assert columns["excess_over_null"][0] > 0.5 and columns["null_p_value"][0] == pytest.approx(1 / 41)
@@ -94,4 +102,4 @@ def test_bad_inputs_are_refused_in_words():
     with pytest.raises(NtpsInputError, match="at least 1 shuffle"):
         label_permutations(10, 0, seed=0)
     with pytest.raises(NtpsInputError, match="must match the 5 texts"):
-        shuffled_label_scores(np.ones((5, 2)), np.zeros(5, int), 2, np.zeros((3, 4), int), np.eye(2), np.eye(2), 0.0)
+        null_scores(np.ones((5, 2)), np.zeros(5, int), 2, np.zeros((3, 4), int), np.eye(2), np.eye(2), 0.0)

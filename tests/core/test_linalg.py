@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from ntps.core.errors import NtpsInputError
-from ntps.core.linalg import generalized_eigh, linalg_device, q_transpose_times
+from ntps.core.linalg import Householder, generalized_eigh, linalg_device, q_transpose_times
 from ntps.core.ntps import score_tables
 from ntps.core.subspaces import layer_subspaces
 from tests.core.synthetic import accumulate, random_texts
@@ -36,6 +36,19 @@ def test_pencil_and_householder_products_match_scipy():
         expected = q_transpose_times(v[:, :columns], c)
         assert expected.shape == (columns, 7)
         np.testing.assert_allclose(np.abs(q_transpose_times(v[:, :columns], c, TORCH_CPU)), np.abs(expected), atol=1e-12)
+
+
+@pytest.mark.parametrize("device", [None, TORCH_CPU])
+def test_one_householder_factorization_applies_q_transpose_to_many_matrices_and_leaves_them_intact(device):
+    rng = np.random.default_rng(22)
+    v = rng.normal(size=(20, 20))
+    spans = Householder(v[:, :8], device)
+    q = np.linalg.qr(v[:, :8])[0]
+    for c in (rng.normal(size=(20, 5)), np.asfortranarray(rng.normal(size=(20, 3)))):
+        before = c.copy()
+        product = spans.transpose_times(c)
+        np.testing.assert_array_equal(c, before)  # LAPACK works on a copy, even of Fortran-ordered C
+        same_up_to_column_signs(product.T, (q.T @ c).T, atol=1e-12)
 
 
 def test_torch_path_gives_the_scipy_subspaces_and_every_score():

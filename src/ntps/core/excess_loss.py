@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from ntps.core.errors import NtpsInputError
-from ntps.core.linalg import cholesky_lower, extreme_eigenvalues, matmul, q_transpose_times, solve_lower
+from ntps.core.linalg import Householder, cholesky_lower, extreme_eigenvalues, matmul, solve_lower
 from ntps.core.subspaces import regularized
 
 
@@ -61,54 +61,67 @@ class ExcessLoss:
         return self.explained / self.explainable
 
 
-def excess_loss_all_k(
-    mean_xx: np.ndarray, mean_xy: np.ndarray, v: np.ndarray, ridge: float, device: torch.device | None = None
-) -> ExcessLoss:
+def excess_loss_all_k(mean_xy: np.ndarray, whitening: Whitening) -> ExcessLoss:
     """Delta L(k) of the autoregressive directions V_k, for every k.
 
     Args:
-        mean_xx: (d, d) N = E[m m^T].
         mean_xy: (d, c) M = E[m y^T].
-        v: (d, d) autoregressive eigenvectors, descending eigenvalue order, full column rank.
-        ridge: the eigen stage's relative ridge on N.
-        device: None runs scipy on the CPU, a torch.device torch.linalg there.
+        whitening: N and V of the layer, factored (Whitening.of).
     """
-    d = mean_xx.shape[0]
-    if mean_xx.shape != (d, d) or mean_xy.shape[0] != d or v.shape != (d, d):
-        raise NtpsInputError(f"shapes do not match: N {mean_xx.shape}, M {mean_xy.shape}, V {v.shape}")
-    labels = whitened_labels(mean_xx, mean_xy, v, ridge, device)
+    labels = whitening.labels(mean_xy)
     explained = np.cumsum((labels.in_q**2).sum(axis=1))
     return ExcessLoss(explained=explained, explainable=float((labels.whitened**2).sum()))
 
 
 @dataclass
 class WhitenedLabels:
-    """The labels seen through N's Cholesky factor L (N = L L^T, ridge included).
+    """Labels seen through N's Cholesky factor L (N = L L^T, ridge included).
 
     Attributes:
-        lower: (d, d) L.
         whitened: (d, c) Z = L^-1 M.
         in_q: (d, c) Q^T Z, Q the orthonormal factor of L^T V (column j: q_j^T Z).
     """
 
-    lower: np.ndarray
     whitened: np.ndarray
     in_q: np.ndarray
 
 
-def whitened_labels(
-    mean_xx: np.ndarray, mean_xy: np.ndarray, v: np.ndarray, ridge: float, device: torch.device | None = None
-) -> WhitenedLabels:
-    """Z = L^-1 M and Q^T Z for the excess loss of any number of label columns (M (d, c): one
-    labelling's, or several side by side, as the shuffled-label null has them)."""
-    try:
-        lower = cholesky_lower(regularized(mean_xx, ridge), device)
-    except np.linalg.LinAlgError as error:
-        raise NtpsInputError(f"meanXX is numerically singular (ridge={ridge}); raise the ridge") from error
-    whitened = solve_lower(lower, mean_xy, device)
-    # Q^T Z without forming Q: the Householder reflections of L^T V applied to the c columns of Z.
-    in_q = q_transpose_times(matmul(lower.T, v, device), whitened, device)
-    return WhitenedLabels(lower=lower, whitened=whitened, in_q=in_q)
+@dataclass
+class Whitening:
+    """What the excess loss of any labelling needs of a layer's N and V, factored once and
+    shared by the true labels and every shuffle of the null.
+
+    Attributes:
+        lower: (d, d) L, N = L L^T with the eigen stage's ridge.
+        spans: the Householder factorization of L^T V (its Q's first k columns: the N-orthonormal
+            basis of span(V_k), whitened).
+        device: where products with them run (None: scipy on the CPU).
+    """
+
+    lower: np.ndarray
+    spans: Householder
+    device: torch.device | None
+
+    @classmethod
+    def of(cls, mean_xx: np.ndarray, v: np.ndarray, ridge: float, device: torch.device | None = None) -> Whitening:
+        """From N = meanXX (d, d) before the ridge and V (d, d) (or any basis with V's nested
+        spans, full column rank)."""
+        d = mean_xx.shape[0]
+        if mean_xx.shape != (d, d) or v.shape != (d, d):
+            raise NtpsInputError(f"shapes do not match: N {mean_xx.shape}, V {v.shape}")
+        try:
+            lower = cholesky_lower(regularized(mean_xx, ridge), device)
+        except np.linalg.LinAlgError as error:
+            raise NtpsInputError(f"meanXX is numerically singular (ridge={ridge}); raise the ridge") from error
+        return cls(lower=lower, spans=Householder(matmul(lower.T, v, device), device), device=device)
+
+    def labels(self, mean_xy: np.ndarray) -> WhitenedLabels:
+        """Z = L^-1 M and Q^T Z for any number of label columns (M (d, c): one labelling's, or
+        several side by side, as the shuffled-label null has them)."""
+        if mean_xy.shape[0] != self.lower.shape[0]:
+            raise NtpsInputError(f"M {mean_xy.shape} does not match N ({self.lower.shape[0]} dimensions)")
+        whitened = solve_lower(self.lower, mean_xy, self.device)
+        return WhitenedLabels(whitened=whitened, in_q=self.spans.transpose_times(whitened))
 
 
 @dataclass

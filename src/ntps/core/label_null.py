@@ -6,7 +6,7 @@ and one factorization of V serve every shuffle, and every shuffle's M comes from
 states in one product. With Z = L^-1 M (whitened labels):
 
 - label_variance_kept(k) = sum_{j<=k} ||Z^T q_j||^2 / ||Z||_F^2, q_j the columns of the orthonormal
-  factor of L^T V (core.excess_loss.whitened_labels, for all shuffles' columns at once);
+  factor of L^T V (core.excess_loss.Whitening, for all shuffles' columns at once);
 - U_r, the r perception directions of nonzero eigenvalue, is L^-T W with W the left singular
   vectors of Z of nonzero singular value (the eigenvectors of L^-1 M M^T L^-T, N-orthonormal as
   the eigen stage's), so `signal` and `paper` for k <= r follow from one product with V's
@@ -26,8 +26,8 @@ import numpy as np
 import torch
 
 from ntps.core.errors import NtpsInputError
-from ntps.core.excess_loss import whitened_labels
-from ntps.core.linalg import matmul, q_transpose_times, solve_lower_transposed
+from ntps.core.excess_loss import Whitening
+from ntps.core.linalg import Householder, matmul, solve_lower_transposed
 from ntps.core.probes import one_hot
 from ntps.core.subspaces import signal_rank
 
@@ -107,9 +107,8 @@ def shuffled_label_scores(
     label_ids: np.ndarray,
     n_classes: int,
     orderings: np.ndarray,
-    mean_xx: np.ndarray,
-    autoregressive_basis: np.ndarray,
-    ridge: float,
+    whitening: Whitening,
+    autoregressive_spans: Householder,
     device: torch.device | None = None,
 ) -> NullScores:
     """paper (k <= r), signal and label_variance_kept of one layer for the training labels
@@ -119,9 +118,10 @@ def shuffled_label_scores(
         pooled_states: (n, d) the training texts' mean-pooled states of the layer, the m of meanXX.
         label_ids: (n,) their labels, in [0, n_classes).
         orderings: (S, n) index arrays; labelling s gives text i the label label_ids[orderings[s, i]].
-        mean_xx: (d, d) the averaged meanXX, E[m m^T] (label-free, as the eigen stage solved with).
-        autoregressive_basis: (d, d) V, or any basis with V's nested spans (the stored Q).
-        ridge: the eigen stage's relative ridge.
+        whitening: the layer's N = E[m m^T] (label-free) and V, factored with the eigen stage's
+            ridge (Whitening.of), as the true labels' excess loss uses them.
+        autoregressive_spans: the Householder factorization of V (or of any basis with V's nested
+            spans, as the stored Q), as the true labels' scores use it.
         device: None runs scipy on the CPU, a torch.device torch.linalg there.
     """
     pooled_states = np.asarray(pooled_states, dtype=np.float64)
@@ -129,18 +129,18 @@ def shuffled_label_scores(
     orderings = np.asarray(orderings)
     if orderings.ndim != 2 or orderings.shape[1] != n or len(label_ids) != n:
         raise NtpsInputError(f"orderings {orderings.shape} and labels ({len(label_ids)}) must match the {n} texts")
-    if mean_xx.shape != (d, d) or autoregressive_basis.shape != (d, d):
-        raise NtpsInputError(f"meanXX {mean_xx.shape} and V {autoregressive_basis.shape} must be ({d}, {d})")
+    if whitening.lower.shape != (d, d):
+        raise NtpsInputError(f"the pooled states have {d} dimensions, meanXX {whitening.lower.shape[0]}")
     n_labellings = len(orderings)
     labels = one_hot(np.asarray(label_ids), n_classes)
     # Every labelling's M = E[m y^T] side by side: (d, S * c), block s holding labelling s.
     shuffled_labels = labels[orderings].transpose(1, 0, 2).reshape(n, n_labellings * n_classes)
     mean_xy = matmul(pooled_states.T, shuffled_labels, device) / n
-    whitening = whitened_labels(mean_xx, mean_xy, autoregressive_basis, ridge, device)
-    lower, whitened = whitening.lower, whitening.whitened
+    whitened_labels = whitening.labels(mean_xy)
+    whitened = whitened_labels.whitened
     columns_of = np.repeat(np.arange(n_labellings), n_classes)
 
-    explained = np.cumsum(_block_sums(whitening.in_q**2, columns_of, n_labellings), axis=1)
+    explained = np.cumsum(_block_sums(whitened_labels.in_q**2, columns_of, n_labellings), axis=1)
     explainable = _block_sums((whitened**2).sum(axis=0, keepdims=True), columns_of, n_labellings)
     with np.errstate(invalid="ignore", divide="ignore"):
         kept = np.where(explainable > 0, explained / np.where(explainable > 0, explainable, 1), np.nan)
@@ -154,8 +154,8 @@ def shuffled_label_scores(
         owners += [labelling] * rank
         ranks.append(rank)
     # U_r = L^-T W: N-orthonormal, descending eigenvalue, as the eigen stage's first r columns.
-    perception = solve_lower_transposed(lower, np.concatenate(directions, axis=1), device)
-    alignments = q_transpose_times(autoregressive_basis, perception, device) ** 2  # (d, sum r)
+    perception = solve_lower_transposed(whitening.lower, np.concatenate(directions, axis=1), device)
+    alignments = autoregressive_spans.transpose_times(perception) ** 2  # (d, sum r)
     norms = (perception**2).sum(axis=0)
     owners = np.asarray(owners)
     signal = np.cumsum(_block_sums(alignments, owners, n_labellings), axis=1)

@@ -59,16 +59,36 @@ def generalized_eigh(
     return _array(eigenvalues), _array(torch.linalg.solve_triangular(lower.T, y, upper=True))
 
 
-def q_transpose_times(v: np.ndarray, c: np.ndarray, device: torch.device | None = None) -> np.ndarray:
-    """Q^T C for the orthonormal factor of V = Q R (V (d, k), k <= d), without forming Q; (k, m).
-
-    span(q_1..q_j) = span(v_1..v_j) for every j, which is what the all-k sweeps rely on.
+class Householder:
+    """The orthonormal factor Q of V = Q R (V (d, k), k <= d) kept as LAPACK's Householder
+    reflectors (geqrf): V is factored once and Q^T applied to any number of matrices without
+    forming Q. span(q_1..q_j) = span(v_1..v_j) for every j, which is what the all-k sweeps rely on.
     """
-    if device is None:
-        c_in_q, _ = scipy.linalg.qr_multiply(v, c.T, mode="right")  # C^T Q
-        return c_in_q.T
-    reflectors, tau = torch.geqrf(_tensor(v, device))
-    return _array(torch.ormqr(reflectors, tau, _tensor(c, device), left=True, transpose=True)[: v.shape[1]])
+
+    def __init__(self, v: np.ndarray, device: torch.device | None = None):
+        self._device = device
+        self._columns = v.shape[1]
+        if device is None:
+            (self._reflectors, self._tau), _ = scipy.linalg.qr(v, mode="raw")
+            (self._apply,) = scipy.linalg.get_lapack_funcs(("ormqr",), (self._reflectors,))
+        else:
+            self._reflectors, self._tau = torch.geqrf(_tensor(v, device))
+
+    def transpose_times(self, c: np.ndarray) -> np.ndarray:
+        """Q^T C, (k, m) for C (d, m)."""
+        if self._device is not None:
+            product = torch.ormqr(self._reflectors, self._tau, _tensor(c, self._device), left=True, transpose=True)
+            return _array(product[: self._columns])
+        *_, work, _ = self._apply("L", "T", self._reflectors, self._tau, c, lwork=-1)
+        product, _, info = self._apply("L", "T", self._reflectors, self._tau, c, lwork=int(work[0]))
+        if info != 0:
+            raise np.linalg.LinAlgError(f"LAPACK ormqr failed (info {info})")
+        return product[: self._columns]
+
+
+def q_transpose_times(v: np.ndarray, c: np.ndarray, device: torch.device | None = None) -> np.ndarray:
+    """Q^T C for the orthonormal factor of V = Q R (V (d, k), k <= d), without forming Q; (k, m)."""
+    return Householder(v, device).transpose_times(c)
 
 
 def cholesky_lower(n: np.ndarray, device: torch.device | None = None) -> np.ndarray:

@@ -15,9 +15,9 @@ import torch
 from tqdm.auto import tqdm
 
 from ntps.core.errors import NtpsInputError
-from ntps.core.excess_loss import excess_loss_all_k, theorem2_bounds
+from ntps.core.excess_loss import Whitening, excess_loss_all_k, theorem2_bounds
 from ntps.core.label_null import LabelNull, null_columns, shuffled_label_scores
-from ntps.core.linalg import q_transpose_times
+from ntps.core.linalg import Householder
 from ntps.core.released_code import released_alignment_scores
 from ntps.core.statistics import LayerStatistics
 from ntps.core.subspaces import LayerSubspaces
@@ -28,7 +28,7 @@ def _squared_alignments(u: np.ndarray, v: np.ndarray, device: torch.device | Non
     V's first k; (k_v, m). Q is never formed: V's Householder reflections are applied to U."""
     if u.ndim != 2 or v.ndim != 2 or u.shape[0] != v.shape[0]:
         raise NtpsInputError(f"U and V must be (d, .) matrices of equal d, got {u.shape} and {v.shape}")
-    return q_transpose_times(v, u, device) ** 2
+    return Householder(v, device).transpose_times(u) ** 2
 
 
 def _paper_scores(g: np.ndarray, u: np.ndarray) -> np.ndarray:
@@ -81,7 +81,10 @@ def ntps_paper_and_signal_all_k(
     """(ntps_paper_all_k, ntps_signal_all_k) from one factorization of V and one product: U_r's
     alignments are the first r columns of U's. device: None runs scipy, a torch.device torch."""
     _check_rank(u, rank)
-    g = _squared_alignments(u, v, device)
+    return _paper_and_signal(_squared_alignments(u, v, device), u, rank)
+
+
+def _paper_and_signal(g: np.ndarray, u: np.ndarray, rank: int) -> tuple[np.ndarray, np.ndarray]:
     return _paper_scores(g, u), _signal_scores(g[:, :rank], u[:, :rank])
 
 
@@ -128,6 +131,81 @@ def scored_variants(ntps_table: pd.DataFrame) -> list[str]:
     return [variant for variant in VARIANTS if variant in present]
 
 
+def _layer_tables(
+    statistics: LayerStatistics,
+    subspaces: LayerSubspaces,
+    layer: int,
+    layer_keys: dict[str, object],
+    ridge: float,
+    released_code: bool,
+    device: torch.device | None,
+    label_null: LabelNull | None,
+) -> tuple[list[pd.DataFrame], pd.DataFrame]:
+    """One layer's rows of score_tables' two tables. A function of its own, so that the layer's
+    d x d arrays are freed when it returns: the stage holds one layer's at a time."""
+    rank = int(subspaces.signal_ranks[layer])
+    ks = layer_keys["k"]
+    released_frames = []
+    if released_code:  # first, so that its float32 copies of all four statistics are gone before the rest
+        released = released_alignment_scores(**statistics.averaged(layer))
+        released_frames.append(
+            pd.DataFrame(
+                {
+                    "layer": layer,
+                    "k": released.u_columns,
+                    "k_fraction": released.fractions,
+                    "on_paper_grid": True,
+                    "variant": "released_code",
+                    "signal_rank": rank,
+                    "v_columns": released.v_columns,
+                    "ntps": released.scores,
+                }
+            )
+        )
+    mean_xx, mean_xy = statistics.averaged(layer, ("mean_xx", "mean_xy")).values()
+    u, v = subspaces.vectors(layer)
+    # One factorization of V and one of N and V together serve every variant and every shuffle.
+    v_spans = Householder(v, device)
+    whitening = Whitening.of(mean_xx, v, ridge, device)
+    paper, signal = _paper_and_signal(v_spans.transpose_times(u) ** 2, u, rank)
+    loss = excess_loss_all_k(mean_xy, whitening)
+    bounds = theorem2_bounds(loss, subspaces.perception_values[layer], u, paper, mean_xx, ridge, device)
+    null = None
+    if label_null is not None and layer in label_null.pooled_states:
+        null = shuffled_label_scores(
+            label_null.pooled_states[layer],
+            label_null.label_ids,
+            label_null.n_classes,
+            label_null.orderings,
+            whitening,
+            v_spans,
+            device,
+        )
+    score_frames = []
+    for variant, scores in (("paper", paper), ("signal", signal), ("label_variance_kept", loss.kept_share)):
+        frame = pd.DataFrame({**layer_keys, "variant": variant, "signal_rank": rank, "v_columns": ks, "ntps": scores})
+        if null is not None:
+            frame = frame.assign(**null_columns(scores, null.variant(variant)), n_shuffles=len(label_null.orderings))
+        score_frames.append(frame)
+    loss_frame = pd.DataFrame(
+        {
+            **layer_keys,
+            "signal_rank": rank,
+            "excess_loss": loss.excess,
+            "explainable_label_variance": loss.explainable,
+            "label_variance_kept": loss.kept_share,
+            "excess_loss_vs_u": bounds.excess_loss_vs_u,
+            "ntps_paper": paper,
+            "theorem2_lower": bounds.lower,
+            "theorem2_upper": bounds.upper,
+            "theorem2_holds": bounds.holds,
+            "n_eigenvalue_min": bounds.n_eigenvalue_min,
+            "n_eigenvalue_max": bounds.n_eigenvalue_max,
+        }
+    )
+    return score_frames + released_frames, loss_frame
+
+
 def score_tables(
     statistics: LayerStatistics,
     subspaces: LayerSubspaces,
@@ -169,68 +247,11 @@ def score_tables(
     keys = {"k": ks, "k_fraction": ks / d, "on_paper_grid": np.isin(ks, paper_fraction_ks(d, paper_fractions))}
     score_frames, loss_frames = [], []
     for layer in tqdm(range(statistics.n_layers), desc="NTPS scores", unit="layer"):
-        moments = statistics.averaged(layer)
-        u, v = subspaces.vectors(layer)
-        rank = int(subspaces.signal_ranks[layer])
-        paper, signal = ntps_paper_and_signal_all_k(u, v, rank, device)
-        loss = excess_loss_all_k(moments["mean_xx"], moments["mean_xy"], v, ridge, device)
-        bounds = theorem2_bounds(loss, subspaces.perception_values[layer], u, paper, moments["mean_xx"], ridge, device)
-        layer_keys = {"layer": layer, **keys}
-        null = None
-        if label_null is not None and layer in label_null.pooled_states:
-            null = shuffled_label_scores(
-                label_null.pooled_states[layer],
-                label_null.label_ids,
-                label_null.n_classes,
-                label_null.orderings,
-                moments["mean_xx"],
-                v,
-                ridge,
-                device,
-            )
-        for variant, scores in (
-            ("paper", paper),
-            ("signal", signal),
-            ("label_variance_kept", loss.kept_share),
-        ):
-            frame = pd.DataFrame({**layer_keys, "variant": variant, "signal_rank": rank, "v_columns": ks, "ntps": scores})
-            if null is not None:
-                frame = frame.assign(**null_columns(scores, null.variant(variant)), n_shuffles=len(label_null.orderings))
-            score_frames.append(frame)
-        if released_code:
-            released = released_alignment_scores(**moments)
-            score_frames.append(
-                pd.DataFrame(
-                    {
-                        "layer": layer,
-                        "k": released.u_columns,
-                        "k_fraction": released.fractions,
-                        "on_paper_grid": True,
-                        "variant": "released_code",
-                        "signal_rank": rank,
-                        "v_columns": released.v_columns,
-                        "ntps": released.scores,
-                    }
-                )
-            )
-        loss_frames.append(
-            pd.DataFrame(
-                {
-                    **layer_keys,
-                    "signal_rank": rank,
-                    "excess_loss": loss.excess,
-                    "explainable_label_variance": loss.explainable,
-                    "label_variance_kept": loss.kept_share,
-                    "excess_loss_vs_u": bounds.excess_loss_vs_u,
-                    "ntps_paper": paper,
-                    "theorem2_lower": bounds.lower,
-                    "theorem2_upper": bounds.upper,
-                    "theorem2_holds": bounds.holds,
-                    "n_eigenvalue_min": bounds.n_eigenvalue_min,
-                    "n_eigenvalue_max": bounds.n_eigenvalue_max,
-                }
-            )
+        layer_scores, layer_losses = _layer_tables(
+            statistics, subspaces, layer, {"layer": layer, **keys}, ridge, released_code, device, label_null
         )
+        score_frames += layer_scores
+        loss_frames.append(layer_losses)
     scores = pd.concat(score_frames, ignore_index=True)
     if label_null is not None:
         # Every row gets the columns, NaN where there is no null (a layer not pooled, released_code).

@@ -117,15 +117,16 @@ class LayerStatistics:
             return unpack_symmetric(packed[None], self.hidden_size)[0]
         return np.asarray(getattr(self, name)[layer], dtype=np.float64)
 
-    def averaged(self, layer: int) -> dict[str, np.ndarray]:
+    def averaged(self, layer: int, names: Sequence[str] = STATISTIC_NAMES) -> dict[str, np.ndarray]:
         """The paper's expectations for one layer: each sum divided by the number of texts.
 
         Returns:
-            {"mean_xx": (d, d), "mean_xy": (d, c), "cov0": (d, d), "cov1": (d, d)}.
+            {"mean_xx": (d, d), "mean_xy": (d, c), "cov0": (d, d), "cov1": (d, d)}, or those of
+            `names` only.
         """
         if self.n_texts == 0:
             raise NtpsInputError("no texts were accumulated: the dataset is empty")
-        return {name: self.summed(name, layer) / self.n_texts for name in STATISTIC_NAMES}
+        return {name: self.summed(name, layer) / self.n_texts for name in names}
 
     def label_views(self, n_classes: Sequence[int]) -> list[LayerStatistics]:
         """The statistics of each label view accumulated side by side (StatisticsAccumulator with

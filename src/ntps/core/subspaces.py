@@ -40,9 +40,18 @@ def ridge_shift(b: np.ndarray, ridge: float) -> float:
     return float(ridge * (np.trace(b) / b.shape[0]))
 
 
+def symmetric_part(a: np.ndarray) -> np.ndarray:
+    """(A + A^T) / 2 of (d, d) A, in one new array (at d = 4,096 each temporary is 134 MB)."""
+    symmetric = a + a.T
+    symmetric *= 0.5
+    return symmetric
+
+
 def regularized(b: np.ndarray, ridge: float) -> np.ndarray:
     """(d, d) the symmetric part of B plus ridge_shift(B, ridge) on its diagonal."""
-    return (b + b.T) / 2 + ridge_shift(b, ridge) * np.eye(b.shape[0])
+    shifted = symmetric_part(b)
+    shifted.flat[:: b.shape[0] + 1] += ridge_shift(b, ridge)
+    return shifted
 
 
 def generalized_eigenspace(
@@ -67,7 +76,7 @@ def generalized_eigenspace(
         raise NtpsInputError("statistics contain NaN or infinite values")
     if not np.trace(b) > 0:
         raise NtpsInputError("the covariance B is zero: every hidden state is zero")
-    a_sym = (a + a.T) / 2
+    a_sym = symmetric_part(a)
     b_reg = regularized(b, ridge)
     try:
         eigenvalues, eigenvectors = generalized_eigh(a_sym, b_reg, device, divide_and_conquer)
