@@ -51,18 +51,21 @@ def stage_of(node: Node) -> str:
 
 
 class ResourceUsageHook:
-    """Times every node and records the process's peak RSS and, on a GPU, the peak CUDA memory
-    allocated during the node; after the run, logs per-stage totals as MLflow metrics
-    (stage_seconds.<stage>, stage_peak_rss_mb.<stage>, stage_peak_cuda_mb.<stage>) and the per-node
-    table as the artifact reports/node_resources.csv."""
+    """Times every node, from its start until its last output is saved, and records the process's
+    peak RSS and, on a GPU, the peak CUDA memory allocated meanwhile; after the run, logs per-stage
+    totals as MLflow metrics (stage_seconds.<stage>, stage_peak_rss_mb.<stage>,
+    stage_peak_cuda_mb.<stage>) and the per-node table as the artifact reports/node_resources.csv.
+
+    The saves count because an output may be computed as it is saved: the eigen stage returns a
+    LayerStream, whose layers are solved while NpzDataset writes them."""
 
     def __init__(self) -> None:
         self._started: dict[str, float] = {}
-        self._rows: list[dict[str, Any]] = []
+        self._rows: dict[str, dict[str, Any]] = {}
 
     @hook_impl
     def before_pipeline_run(self) -> None:
-        self._started, self._rows = {}, []
+        self._started, self._rows = {}, {}
 
     @hook_impl
     def before_node_run(self, node: Node) -> None:
@@ -70,26 +73,32 @@ class ResourceUsageHook:
             torch.cuda.reset_peak_memory_stats()
         self._started[node.name] = time.perf_counter()
 
-    @hook_impl
-    def after_node_run(self, node: Node) -> None:
-        started = self._started.pop(node.name, None)
+    def _record(self, node: Node) -> None:
+        """The node's row as of now: a new row, or its row updated after one of its saves."""
+        started = self._started.get(node.name)
         if started is None:
             return
-        self._rows.append(
-            {
-                "node": node.name,
-                "stage": stage_of(node),
-                "seconds": time.perf_counter() - started,
-                "peak_rss_mb": _peak_rss_mb(),
-                "peak_cuda_mb": torch.cuda.max_memory_allocated() / 1024**2 if torch.cuda.is_available() else 0.0,
-            }
-        )
+        self._rows[node.name] = {
+            "node": node.name,
+            "stage": stage_of(node),
+            "seconds": time.perf_counter() - started,
+            "peak_rss_mb": _peak_rss_mb(),
+            "peak_cuda_mb": torch.cuda.max_memory_allocated() / 1024**2 if torch.cuda.is_available() else 0.0,
+        }
+
+    @hook_impl
+    def after_node_run(self, node: Node) -> None:
+        self._record(node)
+
+    @hook_impl
+    def after_dataset_saved(self, node: Node) -> None:
+        self._record(node)
 
     @hook_impl(tryfirst=True)  # before kedro-mlflow's own after_pipeline_run ends the MLflow run
     def after_pipeline_run(self) -> None:
         if not self._rows:
             return
-        nodes = pd.DataFrame(self._rows)
+        nodes = pd.DataFrame(list(self._rows.values()))
         stages = nodes.groupby("stage").agg(
             seconds=("seconds", "sum"), peak_rss_mb=("peak_rss_mb", "max"), peak_cuda_mb=("peak_cuda_mb", "max")
         )
