@@ -211,8 +211,9 @@ class StatisticsAccumulator:
         hidden_states: Sequence[torch.Tensor],
         attention_mask: torch.Tensor,
         label_ids: torch.Tensor,
-    ) -> None:
-        """Add one padded batch.
+    ) -> list[torch.Tensor]:
+        """Add one padded batch, and return each layer's (B, d) float64 mean states m, on the
+        accumulator's device: the mean-pooled features of these texts, already computed.
 
         Args:
             hidden_states: L tensors of shape (B, T, d), one per layer (any float dtype, any
@@ -246,6 +247,7 @@ class StatisticsAccumulator:
         has_next = mask[:, :-1] & mask[:, 1:]
         last_index = (torch.arange(mask.shape[1], device=self._device) * mask).argmax(dim=1)
         batch_index = torch.arange(mask.shape[0], device=self._device)
+        layer_means = []
         for layer, states in enumerate(hidden_states):
             states = states.detach().to(device=self._device, dtype=torch.float64)
             real_states = states[mask]
@@ -257,6 +259,7 @@ class StatisticsAccumulator:
             states = states * mask.unsqueeze(-1)
             prefix_sums = states.cumsum(dim=1)
             mean_states = prefix_sums[batch_index, last_index] / lengths.unsqueeze(-1)
+            layer_means.append(mean_states)
             self._sums["mean_xx"][layer] += mean_states.T @ mean_states
             self._sums["mean_xy"][layer] += mean_states.T @ one_hot
             prefixes = prefix_sums[:, :-1][has_next]
@@ -266,6 +269,7 @@ class StatisticsAccumulator:
         self._n_texts += int(mask.shape[0])
         self._n_transitions += int(has_next.sum())
         self._class_counts += one_hot.sum(dim=0).to(torch.int64).cpu()
+        return layer_means
 
     def result(self) -> LayerStatistics:
         """The sums so far, meanXX and cov0 packed where they live (a GPU), so the host never holds

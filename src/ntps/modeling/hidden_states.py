@@ -207,16 +207,24 @@ def extract_hidden_states(
                 accumulator = StatisticsAccumulator(len(hidden_states), hidden_size, n_classes, device)
                 pooled = resolve_hidden_states(pooled_hidden_states, len(hidden_states))
                 features = np.zeros((len(tokenized), len(pooled), hidden_size), dtype=np.float32)
-            rows = torch.as_tensor(in_statistics[positions])
+            rows = torch.as_tensor(in_statistics[positions], device=device)
+            summed_means = None
             if rows.any():
-                accumulator.update(
-                    [states[rows.to(device)] for states in hidden_states],
-                    attention_mask[rows],
-                    torch.as_tensor(labels[positions])[rows],
+                summed_means = accumulator.update(
+                    [states[rows] for states in hidden_states],
+                    attention_mask[rows.cpu()],
+                    torch.as_tensor(labels[positions])[rows.cpu()],
                 )
-            mask = attention_mask.to(device).unsqueeze(-1)
+            # The texts in the statistics have their mean states from the accumulator; the others
+            # (the held-out split) are pooled here, in float64 as there.
+            others = ~rows
+            mask = attention_mask.to(device)[others].unsqueeze(-1)
             for column, index in enumerate(pooled):
-                mean_state = (hidden_states[index].double() * mask).sum(dim=1) / mask.sum(dim=1)
+                mean_state = torch.empty((len(positions), hidden_size), dtype=torch.float64, device=device)
+                if summed_means is not None:
+                    mean_state[rows] = summed_means[index]
+                if bool(others.any()):
+                    mean_state[others] = (hidden_states[index][others].double() * mask).sum(dim=1) / mask.sum(dim=1)
                 features[positions, column] = mean_state.float().cpu().numpy()
     splits = tokenized["split"].to_numpy(dtype=str) if "split" in tokenized else np.full(len(tokenized), "train")
     return accumulator.result(), PooledFeatures(features, pooled, labels, splits)
