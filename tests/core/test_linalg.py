@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from ntps.core.errors import NtpsInputError
-from ntps.core.linalg import Householder, generalized_eigh, linalg_device, q_transpose_times
+from ntps.core.linalg import Householder, generalized_eigh, linalg_device
 from ntps.core.ntps import score_tables
 from ntps.core.subspaces import layer_subspaces
 from tests.core.synthetic import accumulate, random_texts
@@ -33,9 +33,10 @@ def test_pencil_and_householder_products_match_scipy():
     np.testing.assert_allclose(torch_vectors.T @ b @ torch_vectors, np.eye(d), atol=1e-9)
     v, c = rng.normal(size=(d, d)), rng.normal(size=(d, 7))
     for columns in (d, 12):  # square, and a tall V whose Q has fewer columns than d
-        expected = q_transpose_times(v[:, :columns], c)
+        expected = Householder(v[:, :columns]).transpose_times(c)
         assert expected.shape == (columns, 7)
-        np.testing.assert_allclose(np.abs(q_transpose_times(v[:, :columns], c, TORCH_CPU)), np.abs(expected), atol=1e-12)
+        on_torch = Householder(v[:, :columns], TORCH_CPU).transpose_times(c)
+        np.testing.assert_allclose(np.abs(on_torch), np.abs(expected), atol=1e-12)
 
 
 @pytest.mark.parametrize("device", [None, TORCH_CPU])

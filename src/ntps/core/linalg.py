@@ -4,8 +4,9 @@ accelerator with torch.linalg.
 Every function takes numpy arrays and returns numpy arrays; `device` None runs scipy/LAPACK on the
 CPU, a torch.device runs torch.linalg there (CUDA when the forward pass ran on a GPU). The torch
 path solves the symmetric-definite pencil as LAPACK's sygvd does, by a Cholesky factor of B and a
-standard symmetric eigenproblem, and applies Householder reflectors without forming Q, as scipy's
-qr_multiply does; tests/core/test_linalg.py runs it on the CPU against scipy.
+standard symmetric eigenproblem, and applies Householder reflectors without forming Q (LAPACK's
+geqrf once, ormqr per product, as `Householder` does with scipy); tests/core/test_linalg.py runs it
+on the CPU against scipy.
 """
 
 from __future__ import annotations
@@ -84,11 +85,6 @@ class Householder:
         if info != 0:
             raise np.linalg.LinAlgError(f"LAPACK ormqr failed (info {info})")
         return product[: self._columns]
-
-
-def q_transpose_times(v: np.ndarray, c: np.ndarray, device: torch.device | None = None) -> np.ndarray:
-    """Q^T C for the orthonormal factor of V = Q R (V (d, k), k <= d), without forming Q; (k, m)."""
-    return Householder(v, device).transpose_times(c)
 
 
 def cholesky_lower(n: np.ndarray, device: torch.device | None = None) -> np.ndarray:
