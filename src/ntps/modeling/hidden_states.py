@@ -208,9 +208,9 @@ def extract_hidden_states(
                 pooled = resolve_hidden_states(pooled_hidden_states, len(hidden_states))
                 features = np.zeros((len(tokenized), len(pooled), hidden_size), dtype=np.float32)
             rows = torch.as_tensor(in_statistics[positions], device=device)
-            summed_means = None
+            means_in_statistics = None
             if rows.any():
-                summed_means = accumulator.update(
+                means_in_statistics = accumulator.update(
                     [states[rows] for states in hidden_states],
                     attention_mask[rows.cpu()],
                     torch.as_tensor(labels[positions])[rows.cpu()],
@@ -221,8 +221,8 @@ def extract_hidden_states(
             mask = attention_mask.to(device)[others].unsqueeze(-1)
             for column, index in enumerate(pooled):
                 mean_state = torch.empty((len(positions), hidden_size), dtype=torch.float64, device=device)
-                if summed_means is not None:
-                    mean_state[rows] = summed_means[index]
+                if means_in_statistics is not None:
+                    mean_state[rows] = means_in_statistics[index]
                 if bool(others.any()):
                     mean_state[others] = (hidden_states[index][others].double() * mask).sum(dim=1) / mask.sum(dim=1)
                 features[positions, column] = mean_state.float().cpu().numpy()
