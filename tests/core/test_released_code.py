@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from threadpoolctl import threadpool_limits
 
+from ntps.core import released_code
 from ntps.core.ntps import score_tables
 from ntps.core.released_code import RELEASED_FRACTIONS, released_alignment_scores, whitened_eigenvectors
 from ntps.core.subspaces import layer_subspaces
@@ -21,7 +23,8 @@ def test_released_code_equals_a_literal_transcription_of_it(n_texts):
     rng = np.random.default_rng(11)
     moments = synthetic_moments(rng, n_texts, d=40, c=4)
     released = released_alignment_scores(**moments)
-    reference = released_dense_scores(moments["mean_xy"], moments["mean_xx"], moments["cov1"], moments["cov0"])
+    with threadpool_limits(limits=1):  # the same float32 sums as the pinned production code
+        reference = released_dense_scores(moments["mean_xy"], moments["mean_xx"], moments["cov1"], moments["cov0"])
     assert len(reference) == len(RELEASED_FRACTIONS) == 19
     np.testing.assert_array_equal(released.u_columns, [columns for columns, _, _ in reference])
     np.testing.assert_array_equal(released.v_columns, [columns for _, columns, _ in reference])
@@ -29,6 +32,24 @@ def test_released_code_equals_a_literal_transcription_of_it(n_texts):
     rank_u = whitened_eigenvectors(moments["mean_xy"] @ moments["mean_xy"].T, moments["mean_xx"]).rank
     assert (rank_u < 40) == (n_texts < 40)
     assert released.u_columns[-1] == int(RELEASED_FRACTIONS[-1] * rank_u)
+
+
+def test_released_scores_do_not_depend_on_blas_threads_or_cores(monkeypatch):
+    # OpenBLAS orders its float32 sums by how it splits work between threads: on BLAS's own
+    # threads the scores move with their number; pinned to one per call they do not, whatever the
+    # process's setting and however many calls run side by side.
+    moments = synthetic_moments(np.random.default_rng(11), 900, d=300, c=4)
+    with threadpool_limits(limits=1):
+        one_thread = released_alignment_scores(**moments, blas_threads=None).scores
+    with threadpool_limits(limits=2):
+        two_threads = released_alignment_scores(**moments, blas_threads=None).scores
+        pinned = []
+        for cores in (1, 2, 5):
+            monkeypatch.setattr(released_code, "_available_cores", lambda cores=cores: cores)
+            pinned.append(released_alignment_scores(**moments).scores)
+    assert np.nanmax(np.abs(two_threads - one_thread)) > 1e-4  # the rounding that pinning removes is there
+    for scores in pinned:
+        np.testing.assert_array_equal(scores, one_thread)
 
 
 def test_released_code_scores_the_smallest_eigenvalue_directions_and_paper_the_largest():

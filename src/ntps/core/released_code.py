@@ -17,14 +17,24 @@ reproduced here step for step in float32:
 
 `top_first=True` runs the same procedure with the columns reversed (largest eigenvalue first), to
 separate the effect of the ordering from that of float32 and whitening.
+
+Which machine runs it changes the numbers: OpenBLAS orders its float32 sums by how it splits work
+between its threads, and the released scores move by up to 0.08 with that alone (README, "Parity
+with the authors' code"). So every BLAS and LAPACK call here runs on one thread by default, which
+makes the scores the same on 2 cores and on 16, and the two pencils, then the 19 fractions, run
+side by side, one per core (float32 SVDs gain almost nothing from a second BLAS thread).
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.linalg
+from threadpoolctl import threadpool_limits
 
 from ntps.core.errors import NtpsInputError
 
@@ -98,6 +108,19 @@ class ReleasedScores:
     scores: np.ndarray
 
 
+def _available_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _fraction_score(perception: np.ndarray, autoregressive: np.ndarray, n_u: int, n_v: int) -> float:
+    """||V_f V_f^+ U_f||_F^2 / ||U_f||_F^2 with the projector formed first; NaN without U columns."""
+    if n_u == 0:
+        return np.nan
+    u_f, v_f = perception[:, :n_u], autoregressive[:, :n_v]
+    projector = v_f @ np.linalg.pinv(v_f)
+    return float(np.linalg.norm(projector @ u_f) ** 2 / np.linalg.norm(u_f) ** 2)
+
+
 def released_alignment_scores(
     mean_xx: np.ndarray,
     mean_xy: np.ndarray,
@@ -105,6 +128,7 @@ def released_alignment_scores(
     cov1: np.ndarray,
     fractions: np.ndarray = RELEASED_FRACTIONS,
     top_first: bool = False,
+    blas_threads: int | None = 1,
 ) -> ReleasedScores:
     """The released code's dense NTPS of one layer from its averaged statistics.
 
@@ -115,19 +139,42 @@ def released_alignment_scores(
         cov1: (d, d) E[sum_i S_i h_{i+1}^T].
         fractions: the fractions f of each rank to score.
         top_first: score the largest-eigenvalue directions first instead of eigh's ascending order.
+        blas_threads: BLAS threads per call; 1 gives the same scores whatever the core count (and
+            runs as many calls at once as there are cores), None leaves BLAS as it is set, one
+            call at a time (how far that moves the scores: benchmarks/released_code_parity.py).
     """
-    mean_xy32 = np.asarray(mean_xy, dtype=np.float32)
-    cov1_32 = np.asarray(cov1, dtype=np.float32)
-    perception = whitened_eigenvectors(mean_xy32 @ mean_xy32.T, mean_xx, top_first).eigenvectors
-    autoregressive = whitened_eigenvectors(cov1_32 @ cov1_32.T, cov0, top_first).eigenvectors
+    if blas_threads is None:
+        return _released_scores(mean_xx, mean_xy, cov0, cov1, fractions, top_first, map)
+    with threadpool_limits(limits=blas_threads), ThreadPoolExecutor(max(1, _available_cores() // blas_threads)) as pool:
+        return _released_scores(mean_xx, mean_xy, cov0, cov1, fractions, top_first, pool.map)
+
+
+def _released_scores(
+    mean_xx: np.ndarray,
+    mean_xy: np.ndarray,
+    cov0: np.ndarray,
+    cov1: np.ndarray,
+    fractions: np.ndarray,
+    top_first: bool,
+    map_calls: Callable[..., Iterable],
+) -> ReleasedScores:
+    """released_alignment_scores with its independent calls run by map_calls (map or a pool's)."""
+
+    def pencil_solution(pencil: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+        left, b = np.asarray(pencil[0], dtype=np.float32), pencil[1]
+        return whitened_eigenvectors(left @ left.T, b, top_first).eigenvectors
+
+    perception, autoregressive = map_calls(pencil_solution, [(mean_xy, mean_xx), (cov1, cov0)])
     fractions = np.asarray(fractions, dtype=np.float64)
     u_columns = np.array([int(f * perception.shape[1]) for f in fractions], dtype=np.int64)
     v_columns = np.array([int(f * autoregressive.shape[1]) for f in fractions], dtype=np.int64)
+    # Largest first, so that the slowest SVDs do not come last.
+    order = np.argsort(-v_columns, kind="stable")
     scores = np.full(len(fractions), np.nan)
-    for index, (n_u, n_v) in enumerate(zip(u_columns, v_columns)):
-        if n_u == 0:
-            continue
-        u_f, v_f = perception[:, :n_u], autoregressive[:, :n_v]
-        projector = v_f @ np.linalg.pinv(v_f)
-        scores[index] = float(np.linalg.norm(projector @ u_f) ** 2 / np.linalg.norm(u_f) ** 2)
+    scores[order] = list(
+        map_calls(
+            lambda index: _fraction_score(perception, autoregressive, u_columns[index], v_columns[index]),
+            order,
+        )
+    )
     return ReleasedScores(fractions=fractions, u_columns=u_columns, v_columns=v_columns, scores=scores)
