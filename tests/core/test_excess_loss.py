@@ -82,9 +82,11 @@ def test_theorem2_bounds_hold_where_its_proof_applies_and_are_flagged_where_not(
     checked = 0
     for trial in range(20):
         v = rng.normal(size=(d, d)) + (trial % 3) * perception.eigenvectors
-        loss = exact_loss(n_moment, m_moment, v, ridge=0.0)
+        whitening = Whitening.of(n_moment, v, ridge=0.0)
         paper = ntps_paper_all_k(perception.eigenvectors, v)
-        bounds = theorem2_bounds(loss, perception.eigenvalues, perception.eigenvectors, paper, n_moment, 0.0)
+        bounds = theorem2_bounds(
+            excess_loss_all_k(m_moment, whitening), perception.eigenvalues, perception.eigenvectors, paper, whitening
+        )
         # From k = r = c on, the proof's identity T(V_k) = sum_{i<=k} Lambda_i ||V*^T u*_i||^2 holds.
         assert bounds.holds[c - 1 :].all()
         assert np.all(bounds.lower[c - 1 :] <= bounds.excess_loss_vs_u[c - 1 :] + 1e-12)
@@ -96,9 +98,13 @@ def test_theorem2_bounds_hold_where_its_proof_applies_and_are_flagged_where_not(
     planted = planted_pencils()
     eigen = perception_subspace(planted["mean_xx"], planted["mean_xy"], ridge=0.0)
     swapped = np.eye(12)[:, [1, 0, *range(2, 12)]]
-    loss = exact_loss(planted["mean_xx"], planted["mean_xy"], swapped, ridge=0.0)
+    whitening = Whitening.of(planted["mean_xx"], swapped, ridge=0.0)
     bounds = theorem2_bounds(
-        loss, eigen.eigenvalues, eigen.eigenvectors, ntps_paper_all_k(eigen.eigenvectors, swapped), planted["mean_xx"], 0.0
+        excess_loss_all_k(planted["mean_xy"], whitening),
+        eigen.eigenvalues,
+        eigen.eigenvectors,
+        ntps_paper_all_k(eigen.eigenvectors, swapped),
+        whitening,
     )
     assert bounds.excess_loss_vs_u[0] == pytest.approx(1.0) and bounds.lower[0] == pytest.approx(12.0)
     assert not bounds.holds[0] and bounds.holds[1]

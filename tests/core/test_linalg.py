@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import scipy.linalg
+import scipy.sparse.linalg
 import torch
 
+from ntps.core import linalg
 from ntps.core.errors import NtpsInputError
-from ntps.core.linalg import Householder, generalized_eigh, linalg_device
+from ntps.core.linalg import Householder, extreme_eigenvalues, generalized_eigh, linalg_device
 from ntps.core.ntps import score_tables
 from ntps.core.subspaces import layer_subspaces
 from tests.core.synthetic import accumulate, random_texts
@@ -50,6 +53,34 @@ def test_one_householder_factorization_applies_q_transpose_to_many_matrices_and_
         product = spans.transpose_times(c)
         np.testing.assert_array_equal(c, before)  # LAPACK works on a copy, even of Fortran-ordered C
         same_up_to_column_signs(product.T, (q.T @ c).T, atol=1e-12)
+
+
+@pytest.mark.parametrize("d", [1, 2, 3, 8, 300])
+def test_extreme_eigenvalues_from_the_cholesky_factor_equal_every_eigenvalues_ends(d):
+    # A meanXX-like spectrum: eigenvalues over eight decades, the top two nearly equal.
+    rng = np.random.default_rng(d)
+    rotation, _ = np.linalg.qr(rng.normal(size=(d, d)))
+    spectrum = np.sort(np.logspace(-6, 2, d))
+    if d > 1:
+        spectrum[-2] = spectrum[-1] * (1 - 1e-7)
+    n = (rotation * spectrum) @ rotation.T
+    lower = scipy.linalg.cholesky(n, lower=True)
+    every = scipy.linalg.eigvalsh(n)
+    for device in (None, TORCH_CPU):
+        smallest, largest = extreme_eigenvalues(lower, device)
+        assert smallest == pytest.approx(every[0], rel=1e-9) and largest == pytest.approx(every[-1], rel=1e-9)
+    # A seeded start: the same array gives the same digits (ARPACK's own start is random).
+    assert extreme_eigenvalues(lower) == extreme_eigenvalues(lower)
+
+
+def test_extreme_eigenvalues_fall_back_to_every_eigenvalue_when_lanczos_does_not_converge(monkeypatch, caplog):
+    def no_convergence(*args, **kwargs):
+        raise scipy.sparse.linalg.ArpackNoConvergence("no convergence", np.zeros(0), np.zeros((0, 0)))
+
+    monkeypatch.setattr(linalg.scipy.sparse.linalg, "eigsh", no_convergence)
+    n = np.diag(np.arange(1.0, 11.0))
+    assert extreme_eigenvalues(np.sqrt(n)) == pytest.approx((1.0, 10.0), rel=1e-12)
+    assert "did not converge" in caplog.text
 
 
 def test_torch_path_gives_the_scipy_subspaces_and_every_score():

@@ -151,9 +151,7 @@ def theorem2_bounds(
     perception_values: np.ndarray,
     perception_vectors: np.ndarray,
     ntps_paper: np.ndarray,
-    mean_xx: np.ndarray,
-    ridge: float,
-    device: torch.device | None = None,
+    whitening: Whitening,
 ) -> Theorem2Bounds:
     """Evaluate Theorem 2 on one layer.
 
@@ -162,13 +160,11 @@ def theorem2_bounds(
         perception_values: (d,) Lambda, descending.
         perception_vectors: (d, d) U, N-orthonormal, descending.
         ntps_paper: (d,) NTPS(U_k, V_k).
-        mean_xx: (d, d) N before the ridge.
-        ridge: the eigen stage's relative ridge.
-        device: None runs scipy on the CPU, a torch.device torch.linalg there.
+        whitening: the layer's factored N (ridge included) and V, as `loss` used them.
     """
     # Lambda >= 0 in exact arithmetic; the d - r zero eigenvalues come back as +-1e-17 or so.
     eigenvalues = np.clip(perception_values, 0.0, None)
-    n_eigenvalue_min, n_eigenvalue_max = extreme_eigenvalues(regularized(mean_xx, ridge), device)
+    n_eigenvalue_min, n_eigenvalue_max = extreme_eigenvalues(whitening.lower, whitening.device)
     u_norms = np.cumsum((perception_vectors**2).sum(axis=0))
     excess_loss_vs_u = np.cumsum(eigenvalues) - loss.explained
     # 1 - NTPS lies in [0, 1]; at k = d rounding can leave -1e-16, which C_max (up to ~1e10) would

@@ -11,11 +11,17 @@ on the CPU against scipy.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
+
 import numpy as np
 import scipy.linalg
+import scipy.sparse.linalg
 import torch
 
 from ntps.core.errors import NtpsInputError
+
+logger = logging.getLogger(__name__)
 
 
 def _tensor(array: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -111,13 +117,43 @@ def solve_lower_transposed(lower: np.ndarray, b: np.ndarray, device: torch.devic
     return _array(torch.linalg.solve_triangular(_tensor(lower.T, device), _tensor(b, device), upper=True))
 
 
-def extreme_eigenvalues(n: np.ndarray, device: torch.device | None = None) -> tuple[float, float]:
-    """(smallest, largest) eigenvalue of symmetric N."""
-    if device is None:
-        values = scipy.linalg.eigvalsh(n)
-    else:
-        values = _array(torch.linalg.eigvalsh(_tensor(n, device)))
+def extreme_eigenvalues(lower: np.ndarray, device: torch.device | None = None) -> tuple[float, float]:
+    """(smallest, largest) eigenvalue of N = L L^T from its lower Cholesky factor L (d, d).
+
+    On the CPU by Lanczos iteration (ARPACK): the largest of N applied as L (L^T x), the smallest
+    as the reciprocal of N^-1's largest, applied as two triangular solves with L, each from the
+    same seeded start (ARPACK's own is random), so that the same array gives the same digits. Two
+    extreme eigenvalues of a factor at hand cost a few dozen products with it, not the O(d^3) of
+    all d eigenvalues (benchmarks/ntps_benchmark.py --measure scores measures both). On an
+    accelerator, all of N's.
+    """
+    d = lower.shape[0]
+    if device is not None:
+        lower_t = _tensor(lower, device)
+        values = _array(torch.linalg.eigvalsh(lower_t @ lower_t.T))
+        return float(values[0]), float(values[-1])
+    if d < 3:  # ARPACK needs more dimensions than the eigenvalues it is asked for, plus one
+        return _dense_extreme_eigenvalues(lower)
+    start = np.random.default_rng(0).normal(size=d)
+    try:
+        largest = _largest_eigenvalue(lambda x: lower @ (lower.T @ x), d, start)
+        inverse_largest = _largest_eigenvalue(lambda x: solve_lower_transposed(lower, solve_lower(lower, x)), d, start)
+    except scipy.sparse.linalg.ArpackNoConvergence:
+        logger.warning("Lanczos did not converge on N's extreme eigenvalues (d = %d); computing all of them", d)
+        return _dense_extreme_eigenvalues(lower)
+    return 1.0 / inverse_largest, largest
+
+
+def _dense_extreme_eigenvalues(lower: np.ndarray) -> tuple[float, float]:
+    values = scipy.linalg.eigvalsh(lower @ lower.T)
     return float(values[0]), float(values[-1])
+
+
+def _largest_eigenvalue(apply: Callable[[np.ndarray], np.ndarray], d: int, start: np.ndarray) -> float:
+    """The largest eigenvalue of the symmetric positive definite operator x -> apply(x), (d,) -> (d,)."""
+    operator = scipy.sparse.linalg.LinearOperator((d, d), matvec=apply, dtype=np.float64)
+    (value,) = scipy.sparse.linalg.eigsh(operator, k=1, which="LA", v0=start, return_eigenvectors=False)
+    return float(value)
 
 
 def resolve_device(device: str) -> torch.device:

@@ -169,7 +169,7 @@ def _layer_tables(
     whitening = Whitening.of(mean_xx, v, ridge, device)
     paper, signal = _paper_and_signal(v_spans.transpose_times(u) ** 2, u, rank)
     loss = excess_loss_all_k(mean_xy, whitening)
-    bounds = theorem2_bounds(loss, subspaces.perception_values[layer], u, paper, mean_xx, ridge, device)
+    bounds = theorem2_bounds(loss, subspaces.perception_values[layer], u, paper, whitening)
     null = None
     if label_null is not None and layer in label_null.pooled_states:
         null = shuffled_label_scores(
