@@ -11,13 +11,16 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.linalg
 import yaml
 
 from ntps.core.correlation import STATISTICS
 from ntps.core.ntps import VARIANTS
 from ntps.core.released_code import RELEASED_FRACTIONS
+from ntps.core.statistics import LayerStatistics
 from ntps.reports.correlation_study import REFERENCE_SCORES
 from tests.conftest import REPOSITORY, four_layer_run, kedro_run, offline_environment
+from tests.core.paper_reference import algorithm1_ntps
 
 pytestmark = pytest.mark.end_to_end
 
@@ -56,6 +59,23 @@ def snapshot(root):
     return state
 
 
+def literal_scores(statistics: LayerStatistics, layer: int, k: int, ridge: float) -> dict[str, float]:
+    """Algorithm 1 written out on one layer's whole averaged matrices (no streaming, no packing,
+    no shared factorization): signal NTPS(U_r, V_k) with a pseudo-inverse, and the label variance
+    span(V_k) keeps, tr(V_k^T M M^T V_k (V_k^T N V_k)^-1) / tr(M^T N^-1 M)."""
+    moments = statistics.averaged(layer)
+    d = moments["mean_xx"].shape[0]
+
+    def top_first(a, b):
+        return scipy.linalg.eigh(a, b + ridge * np.trace(b) / d * np.eye(d))[1][:, ::-1]
+
+    m, n = moments["mean_xy"], moments["mean_xx"] + ridge * np.trace(moments["mean_xx"]) / d * np.eye(d)
+    u, v = top_first(m @ m.T, moments["mean_xx"]), top_first(moments["cov1"] @ moments["cov1"].T, moments["cov0"])
+    v_k = v[:, :k]
+    kept = np.trace(v_k.T @ m @ m.T @ v_k @ np.linalg.inv(v_k.T @ n @ v_k)) / np.trace(m.T @ np.linalg.solve(n, m))
+    return {"signal": algorithm1_ntps(u, v, k, u_columns=np.linalg.matrix_rank(m)), "label_variance_kept": kept}
+
+
 def versions(root, relative):
     return sorted(path.name for path in (root / relative).iterdir())
 
@@ -86,6 +106,18 @@ def test_ntps_run_covers_every_layer_and_k(project, model_cache, embedded_model)
         assert (rows["v_columns"] == rows["k"]).all()
     at_d = table[table["variant"].isin(["paper", "label_variance_kept"]) & (table["k"] == hidden)]["ntps"]
     assert at_d.sub(1).abs().max() < 1e-8
+    # The streamed, per-layer stages (memory-mapped packed statistics, shared factorizations) give
+    # what Algorithm 1 written out on the whole matrices gives, to 1e-6: the two differ in rounding
+    # only, which meanXX's and cov0's conditioning amplifies to 1e-9..1.5e-8 on the default run.
+    (statistics_path,) = (project / "data/04_feature/smollm2_135m/newsgroups20/layer_statistics.npz").glob("*/*.npz")
+    with np.load(statistics_path) as archive:
+        statistics = LayerStatistics.from_arrays(dict(archive))
+    stored = table[table["dataset"] == "newsgroups20"].set_index(["layer", "variant", "k"])["ntps"]
+    ridge = yaml.safe_load((project / "conf/base/parameters_eigen_subspaces.yml").read_text())["eigen_subspaces"]["ridge"]
+    for layer in (0, n_layers // 2, n_layers - 1):
+        for k in (29, 288, 547):
+            for variant, expected in literal_scores(statistics, layer, k, ridge).items():
+                assert stored[layer, variant, k] == pytest.approx(expected, abs=1e-6), (layer, variant, k)
     assert (project / "data/08_reporting/ntps_heatmaps.png").is_dir()
     (loss_path,) = (project / "data/08_reporting/excess_loss_table.parquet").glob("*/excess_loss_table.parquet")
     losses = pd.read_parquet(loss_path)
