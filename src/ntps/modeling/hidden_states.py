@@ -110,8 +110,11 @@ class PooledFeatures:
     def split(self, name: str, hidden_state: int) -> tuple[np.ndarray, np.ndarray]:
         """(features (m, d) float64, label_ids (m,)) of the texts in split `name`."""
         (column,) = np.flatnonzero(self.hidden_states == hidden_state)
-        rows = self.splits == name
-        return self.features[rows, column].astype(np.float64), self.label_ids[rows]
+        return self.features[self.splits == name, column].astype(np.float64), self.split_labels(name)
+
+    def split_labels(self, name: str) -> np.ndarray:
+        """label_ids (m,) of the texts in split `name`."""
+        return self.label_ids[self.splits == name]
 
     def split_states(self, name: str) -> Mapping[int, np.ndarray]:
         """hidden state -> (m, d) float64 features of the texts in split `name`, each read when it

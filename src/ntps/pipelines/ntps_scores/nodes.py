@@ -28,7 +28,7 @@ def label_null_inputs(
     if n_shuffles == 0:
         return None
     pooled = PooledFeatures.from_arrays(pooled_features)
-    label_ids = pooled.label_ids[pooled.splits == split]
+    label_ids = pooled.split_labels(split)
     if len(label_ids) != statistics.n_texts:
         raise NtpsInputError(
             f"the pooled features hold {len(label_ids)} '{split}' texts, the statistics {statistics.n_texts}: "
