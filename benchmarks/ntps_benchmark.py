@@ -35,6 +35,7 @@ import transformers
 from ntps.core.excess_loss import Whitening, excess_loss_all_k, theorem2_bounds
 from ntps.core.linalg import extreme_eigenvalues
 from ntps.core.ntps import ntps_paper_all_k, ntps_paper_and_signal_all_k, ntps_score, score_tables
+from ntps.core.released_code import released_alignment_scores
 from ntps.core.statistics import LayerStatistics
 from ntps.core.subspaces import layer_subspaces, regularized
 from ntps.modeling.classifiers import lora_classifier
@@ -143,36 +144,46 @@ def explicit_q_sweeps(u: np.ndarray, v: np.ndarray, rank: int) -> tuple[np.ndarr
 def scores_stage_cost(hidden_size: int, repeats: int) -> dict[str, float]:
     """Seconds per layer of the scores stage, measured in one run: the paper and signal sweeps as
     they were (explicit_q_sweeps) and as they are (one Householder QR applied without forming Q,
-    shared), the excess loss with Theorem 2's bounds, the whole stage without and with the
-    released code's procedure, and the largest difference between the old and new sweeps."""
+    shared), the excess loss with Theorem 2's bounds (factorizations included), meanXX's extreme
+    eigenvalues both ways, the whole stage without and with the released code's procedure, that
+    procedure alone pinned and not, and the largest difference between the old and new sweeps."""
     statistics = synthetic_statistics(hidden_size, n_classes=8, seed=0)
     subspaces = layer_subspaces(statistics, ridge=1e-6)
     u, v, rank = subspaces.perception_vectors[0], subspaces.autoregressive_vectors[0], int(subspaces.signal_ranks[0])
     moments = statistics.averaged(0)
-    whitening = Whitening.of(moments["mean_xx"], v, 1e-6)
+    lower = Whitening.of(moments["mean_xx"], v, 1e-6).lower
     fractions = [round(0.05 * i, 2) for i in range(1, 20)]
-    lanczos = extreme_eigenvalues(whitening.lower)
+    lanczos = extreme_eigenvalues(lower)
     every_eigenvalue = scipy.linalg.eigvalsh(regularized(moments["mean_xx"], 1e-6))
     difference = max(
         np.abs(old - new).max() for old, new in zip(explicit_q_sweeps(u, v, rank), ntps_paper_and_signal_all_k(u, v, rank))
     )
+
+    def excess_loss_and_bounds() -> None:
+        whitening = Whitening.of(moments["mean_xx"], v, 1e-6)
+        theorem2_bounds(
+            excess_loss_all_k(moments["mean_xy"], whitening),
+            subspaces.perception_values[0],
+            u,
+            ntps_paper_and_signal_all_k(u, v, rank)[0],
+            whitening,
+        )
+
+    # The released procedure as the stage runs it (one BLAS thread per call, calls side by side)
+    # against BLAS on all its threads, one call at a time; beyond d = 1024 it takes minutes.
+    released_on_all_threads = float("nan")
+    released_pinned = float("nan")
+    if hidden_size <= 1024:
+        released_on_all_threads = best_of(repeats, lambda: released_alignment_scores(**moments, blas_threads=None))
+        released_pinned = best_of(repeats, lambda: released_alignment_scores(**moments))
     return {
         "hidden_size": hidden_size,
         "explicit_q_sweeps_s": best_of(repeats, lambda: explicit_q_sweeps(u, v, rank)),
         "shared_sweeps_s": best_of(repeats, lambda: ntps_paper_and_signal_all_k(u, v, rank)),
-        "excess_loss_s": best_of(
-            repeats,
-            lambda: theorem2_bounds(
-                excess_loss_all_k(moments["mean_xy"], whitening),
-                subspaces.perception_values[0],
-                u,
-                ntps_paper_and_signal_all_k(u, v, rank)[0],
-                whitening,
-            ),
-        ),
+        "excess_loss_s": best_of(repeats, excess_loss_and_bounds),
         # meanXX's extreme eigenvalues, for Theorem 2's constants: Lanczos on the Cholesky factor
         # against every eigenvalue of the formed matrix.
-        "extreme_eigenvalues_lanczos_s": best_of(repeats, lambda: extreme_eigenvalues(whitening.lower)),
+        "extreme_eigenvalues_lanczos_s": best_of(repeats, lambda: extreme_eigenvalues(lower)),
         "every_eigenvalue_s": best_of(repeats, lambda: scipy.linalg.eigvalsh(regularized(moments["mean_xx"], 1e-6))),
         "extreme_eigenvalues_relative_difference": float(
             max(abs(lanczos[0] / every_eigenvalue[0] - 1), abs(lanczos[1] / every_eigenvalue[-1] - 1))
@@ -183,6 +194,8 @@ def scores_stage_cost(hidden_size: int, repeats: int) -> dict[str, float]:
         if hidden_size <= 2048
         else float("nan"),
         "max_abs_difference": float(difference),
+        "released_code_all_blas_threads_s": released_on_all_threads,
+        "released_code_pinned_s": released_pinned,
     }
 
 
@@ -316,7 +329,8 @@ def report_scores_stage_cost(arguments: argparse.Namespace) -> None:
             "scores stage at d=%d, per layer: paper + signal sweeps with explicit Q %.3f s, shared Householder "
             "%.3f s (%.2fx, max |difference| %.1e); excess loss + Theorem 2 %.3f s; whole stage %.3f s, "
             "%.2fx the old sweeps alone; with released_code %.3f s; meanXX's extreme eigenvalues by Lanczos %.3f s, "
-            "every eigenvalue %.3f s (relative difference %.1e)",
+            "every eigenvalue %.3f s (relative difference %.1e); released procedure alone on all BLAS threads %.3f s, "
+            "one thread per call, side by side %.3f s",
             cost["hidden_size"],
             cost["explicit_q_sweeps_s"],
             cost["shared_sweeps_s"],
@@ -329,6 +343,8 @@ def report_scores_stage_cost(arguments: argparse.Namespace) -> None:
             cost["extreme_eigenvalues_lanczos_s"],
             cost["every_eigenvalue_s"],
             cost["extreme_eigenvalues_relative_difference"],
+            cost["released_code_all_blas_threads_s"],
+            cost["released_code_pinned_s"],
         )
 
 
