@@ -5,9 +5,10 @@
 2. All-k sweep: NTPS for every k from one QR and prefix sums, over Algorithm 1's pseudo-inverse
    per k, at d=1024 on synthetic statistics. Target: >= 50x faster, same numbers to 1e-10.
    Then the whole scores stage per layer at d=576 and d=2048 (`--measure scores`, widths with
-   `--scores-hidden-sizes`): the paper and signal sweeps with an explicit Q per variant, as they
-   were, against the shared Householder sweep, and the whole stage (excess loss and Theorem 2
-   included) against the old sweeps alone. Target at d=4096: the whole stage <= 0.4x.
+   `--scores-hidden-sizes`), on the subspaces as the stage loads them: the paper and signal sweeps
+   with an explicit Q per variant and with one Householder QR applied without Q, as they were,
+   against the shared Cholesky QR sweep, and the whole stage (excess loss and Theorem 2 included)
+   against the explicit-Q sweeps alone. Target at d=4096: the whole stage <= 0.4x.
 3. NTPS vs LoRA: the NTPS stages (forward pass with statistics, eigen subspaces, all-k scores of
    every layer) over the LoRA stage (adapters and head trained with the project's `lora:`
    settings, then scored), on the same model and texts. Measured for the configured steps and
@@ -33,11 +34,11 @@ import torch
 import transformers
 
 from ntps.core.excess_loss import Whitening, excess_loss_all_k, theorem2_bounds
-from ntps.core.linalg import extreme_eigenvalues
+from ntps.core.linalg import NestedBasis, extreme_eigenvalues, nested_prefix_sums
 from ntps.core.ntps import ntps_paper_all_k, ntps_paper_and_signal_all_k, ntps_score, score_tables
 from ntps.core.released_code import released_alignment_scores
 from ntps.core.statistics import LayerStatistics
-from ntps.core.subspaces import layer_subspaces, regularized
+from ntps.core.subspaces import LayerSubspaces, layer_subspaces, regularized
 from ntps.modeling.classifiers import lora_classifier
 from ntps.modeling.hidden_states import extract_hidden_states, padded_batches, tokenize_labeled_texts
 from ntps.modeling.training import accuracy, train_classifier
@@ -141,33 +142,45 @@ def explicit_q_sweeps(u: np.ndarray, v: np.ndarray, rank: int) -> tuple[np.ndarr
     return paper, signal
 
 
+def householder_sweeps(u: np.ndarray, v: np.ndarray, rank: int) -> tuple[np.ndarray, np.ndarray]:
+    """The paper and signal sweeps as the scores stage computed them before Cholesky QR: one
+    Householder QR of V (LAPACK geqrf), applied to U without forming Q (ormqr)."""
+    (reflectors, tau), _ = scipy.linalg.qr(v, mode="raw")
+    (apply,) = scipy.linalg.get_lapack_funcs(("ormqr",), (reflectors,))
+    *_, work, _ = apply("L", "T", reflectors, tau, u, lwork=-1)
+    g = apply("L", "T", reflectors, tau, u, lwork=int(work[0]))[0] ** 2
+    paper = nested_prefix_sums(g) / (u**2).sum(axis=0).cumsum()
+    return paper, g[:, :rank].sum(axis=1).cumsum() / (u[:, :rank] ** 2).sum()
+
+
 def scores_stage_cost(hidden_size: int, repeats: int) -> dict[str, float]:
-    """Seconds per layer of the scores stage, measured in one run: the paper and signal sweeps as
-    they were (explicit_q_sweeps) and as they are (one Householder QR applied without forming Q,
-    shared), the excess loss with Theorem 2's bounds (factorizations included), meanXX's extreme
-    eigenvalues both ways, the whole stage without and with the released code's procedure, that
-    procedure alone pinned and not, and the largest difference between the old and new sweeps."""
+    """Seconds per layer of the scores stage, measured in one run on the subspaces as the stage
+    loads them (the stored form: V as its float32 orthonormal factor): the paper and signal sweeps
+    as they were (explicit_q_sweeps, householder_sweeps) and as they are (Cholesky QR of the stored
+    basis, shared), the excess loss with Theorem 2's bounds (its factorizations included, V's
+    basis shared with the sweeps), meanXX's extreme eigenvalues both ways, the whole stage without
+    and with the released code's procedure, that procedure alone pinned and not, and the largest
+    difference between the old and new sweeps."""
     statistics = synthetic_statistics(hidden_size, n_classes=8, seed=0)
-    subspaces = layer_subspaces(statistics, ridge=1e-6)
-    u, v, rank = subspaces.perception_vectors[0], subspaces.autoregressive_vectors[0], int(subspaces.signal_ranks[0])
+    subspaces = LayerSubspaces.from_arrays(layer_subspaces(statistics, ridge=1e-6).to_arrays())
+    (u, v), rank = subspaces.vectors(0), int(subspaces.signal_ranks[0])
     moments = statistics.averaged(0)
-    lower = Whitening.of(moments["mean_xx"], v, 1e-6).lower
+    basis = NestedBasis(v)
+    lower = Whitening.of(moments["mean_xx"], basis, 1e-6).lower
     fractions = [round(0.05 * i, 2) for i in range(1, 20)]
     lanczos = extreme_eigenvalues(lower)
     every_eigenvalue = scipy.linalg.eigvalsh(regularized(moments["mean_xx"], 1e-6))
+    paper, signal = ntps_paper_and_signal_all_k(u, v, rank)
     difference = max(
-        np.abs(old - new).max() for old, new in zip(explicit_q_sweeps(u, v, rank), ntps_paper_and_signal_all_k(u, v, rank))
+        np.abs(old - new).max()
+        for sweeps in (explicit_q_sweeps(u, v, rank), householder_sweeps(u, v, rank))
+        for old, new in zip(sweeps, (paper, signal))
     )
 
     def excess_loss_and_bounds() -> None:
-        whitening = Whitening.of(moments["mean_xx"], v, 1e-6)
-        theorem2_bounds(
-            excess_loss_all_k(moments["mean_xy"], whitening),
-            subspaces.perception_values[0],
-            u,
-            ntps_paper_and_signal_all_k(u, v, rank)[0],
-            whitening,
-        )
+        whitening = Whitening.of(moments["mean_xx"], basis, 1e-6)
+        loss = excess_loss_all_k(moments["mean_xy"], whitening)
+        theorem2_bounds(loss, subspaces.perception_values[0], u, paper, whitening)
 
     # The released procedure as the stage runs it (one BLAS thread per call, calls side by side)
     # against BLAS on all its threads, one call at a time; beyond d = 1024 it takes minutes.
@@ -179,6 +192,7 @@ def scores_stage_cost(hidden_size: int, repeats: int) -> dict[str, float]:
     return {
         "hidden_size": hidden_size,
         "explicit_q_sweeps_s": best_of(repeats, lambda: explicit_q_sweeps(u, v, rank)),
+        "householder_sweeps_s": best_of(repeats, lambda: householder_sweeps(u, v, rank)),
         "shared_sweeps_s": best_of(repeats, lambda: ntps_paper_and_signal_all_k(u, v, rank)),
         "excess_loss_s": best_of(repeats, excess_loss_and_bounds),
         # meanXX's extreme eigenvalues, for Theorem 2's constants: Lanczos on the Cholesky factor
@@ -326,13 +340,15 @@ def report_scores_stage_cost(arguments: argparse.Namespace) -> None:
     for hidden_size in arguments.scores_hidden_sizes:
         cost = scores_stage_cost(hidden_size, arguments.repeats)
         logger.info(
-            "scores stage at d=%d, per layer: paper + signal sweeps with explicit Q %.3f s, shared Householder "
-            "%.3f s (%.2fx, max |difference| %.1e); excess loss + Theorem 2 %.3f s; whole stage %.3f s, "
+            "scores stage at d=%d, per layer: paper + signal sweeps with explicit Q %.3f s, Householder applied "
+            "without Q %.3f s, Cholesky QR of the stored basis %.3f s (%.2fx the first, max |difference| %.1e); "
+            "excess loss + Theorem 2 %.3f s; whole stage %.3f s, "
             "%.2fx the old sweeps alone; with released_code %.3f s; meanXX's extreme eigenvalues by Lanczos %.3f s, "
             "every eigenvalue %.3f s (relative difference %.1e); released procedure alone on all BLAS threads %.3f s, "
             "one thread per call, side by side %.3f s",
             cost["hidden_size"],
             cost["explicit_q_sweeps_s"],
+            cost["householder_sweeps_s"],
             cost["shared_sweeps_s"],
             cost["shared_sweeps_s"] / cost["explicit_q_sweeps_s"],
             cost["max_abs_difference"],

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import mpmath
 import numpy as np
 import pytest
+import scipy.linalg
 import scipy.stats
 
 from ntps.core.excess_loss import Whitening, excess_loss_all_k, theorem2_bounds
+from ntps.core.linalg import NestedBasis
 from ntps.core.ntps import (
     ntps_paper_all_k,
     ntps_score,
@@ -15,13 +18,14 @@ from ntps.core.ntps import (
 from ntps.core.subspaces import (
     layer_subspaces,
     perception_subspace,
+    regularized,
     signal_rank,
 )
 from tests.core.synthetic import HIDDEN, accumulate, labelled_features, planted_pencils, random_texts
 
 
 def exact_loss(mean_xx, mean_xy, v, ridge):
-    return excess_loss_all_k(mean_xy, Whitening.of(mean_xx, v, ridge))
+    return excess_loss_all_k(mean_xy, Whitening.of(mean_xx, NestedBasis(v), ridge))
 
 
 def test_theorem2_excess_ols_loss_is_bounded_by_ntps():
@@ -82,7 +86,7 @@ def test_theorem2_bounds_hold_where_its_proof_applies_and_are_flagged_where_not(
     checked = 0
     for trial in range(20):
         v = rng.normal(size=(d, d)) + (trial % 3) * perception.eigenvectors
-        whitening = Whitening.of(n_moment, v, ridge=0.0)
+        whitening = Whitening.of(n_moment, NestedBasis(v), ridge=0.0)
         paper = ntps_paper_all_k(perception.eigenvectors, v)
         bounds = theorem2_bounds(
             excess_loss_all_k(m_moment, whitening), perception.eigenvalues, perception.eigenvectors, paper, whitening
@@ -98,7 +102,7 @@ def test_theorem2_bounds_hold_where_its_proof_applies_and_are_flagged_where_not(
     planted = planted_pencils()
     eigen = perception_subspace(planted["mean_xx"], planted["mean_xy"], ridge=0.0)
     swapped = np.eye(12)[:, [1, 0, *range(2, 12)]]
-    whitening = Whitening.of(planted["mean_xx"], swapped, ridge=0.0)
+    whitening = Whitening.of(planted["mean_xx"], NestedBasis(swapped), ridge=0.0)
     bounds = theorem2_bounds(
         excess_loss_all_k(planted["mean_xy"], whitening),
         eigen.eigenvalues,
@@ -141,3 +145,33 @@ def test_pipeline_excess_loss_is_unchanged_by_a_scaled_rotation_of_the_hidden_st
     np.testing.assert_allclose(mapped["explainable_label_variance"], original["explainable_label_variance"], rtol=1e-8)
     assert original["excess_loss"].max() > 1e-3 * scale  # not trivially zero
     assert (original.groupby("layer")["excess_loss"].last().abs() < 1e-10 * scale).all()  # V_d spans everything
+
+
+def exact_explained(mean_xx, mean_xy, v, ridge) -> np.ndarray:
+    """T(k) = ||R_k^-T V_k^T M||^2, R^T R = V^T N V, in 50-digit arithmetic (mpmath) on the given
+    float64 inputs: the exact value both factorizations round."""
+    mpmath.mp.dps = 50
+    n, v_mp = mpmath.matrix(regularized(mean_xx, ridge).tolist()), mpmath.matrix(v.tolist())
+    lower = mpmath.cholesky(v_mp.T * n * v_mp)
+    projected = v_mp.T * mpmath.matrix(mean_xy.tolist())
+    columns = [mpmath.lu_solve(lower, projected.column(j)) for j in range(projected.cols)]
+    return np.cumsum([float(sum(column[i] ** 2 for column in columns)) for i in range(projected.rows)])
+
+
+@pytest.mark.parametrize("stored", [True, False])
+def test_excess_loss_through_the_gram_matrix_of_the_whitened_basis_is_exact_to_rounding(stored):
+    # meanXX over fourteen decades with the eigen stage's ridge, labels in every direction, and V
+    # from an equally ill-conditioned cov0 (B-orthonormal, cond ~5e3) or as the eigen stage stores it.
+    rng = np.random.default_rng(14)
+    d, c, ridge = 60, 5, 1e-6
+    rotation = np.linalg.qr(rng.normal(size=(d, d)))[0]
+    mean_xx = (rotation * np.logspace(-12, 2, d)) @ rotation.T
+    mean_xy = rng.normal(size=(d, c)) * 1e-3
+    cov0 = (rotation[::-1] * np.logspace(-12, 2, d)) @ rotation[::-1].T
+    root = rng.normal(size=(d, d))
+    v = scipy.linalg.eigh(root @ root.T, regularized(cov0, ridge))[1][:, ::-1]
+    if stored:
+        v = np.linalg.qr(v)[0].astype(np.float32).astype(np.float64)
+    loss = exact_loss(mean_xx, mean_xy, v, ridge)
+    # Measured: 1.0e-10 and 1.3e-10 (a Householder QR of L^T V, which forms no Gram matrix: 2.6e-11).
+    assert np.abs(loss.explained - exact_explained(mean_xx, mean_xy, v, ridge)).max() <= 1e-9 * loss.explainable

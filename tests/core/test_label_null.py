@@ -9,7 +9,7 @@ import torch
 from ntps.core.errors import NtpsInputError
 from ntps.core.excess_loss import Whitening
 from ntps.core.label_null import LabelNull, label_permutations, null_columns, shuffled_label_scores
-from ntps.core.linalg import Householder
+from ntps.core.linalg import NestedBasis
 from ntps.core.ntps import score_tables
 from ntps.core.subspaces import layer_subspaces
 from tests.core.synthetic import CLASSES, accumulate, random_texts
@@ -17,7 +17,8 @@ from tests.core.synthetic import CLASSES, accumulate, random_texts
 
 def null_scores(states, labels, classes, orderings, mean_xx, v, ridge, device=None):
     """shuffled_label_scores with N and V factored as score_tables factors them."""
-    whitening, spans = Whitening.of(mean_xx, v, ridge, device), Householder(v, device)
+    spans = NestedBasis(v, device)
+    whitening = Whitening.of(mean_xx, spans, ridge)
     return shuffled_label_scores(states, labels, classes, orderings, whitening, spans, device)
 
 

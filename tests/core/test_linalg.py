@@ -11,7 +11,7 @@ import torch
 
 from ntps.core import linalg
 from ntps.core.errors import NtpsInputError
-from ntps.core.linalg import Householder, extreme_eigenvalues, generalized_eigh, linalg_device
+from ntps.core.linalg import NestedBasis, extreme_eigenvalues, generalized_eigh, linalg_device, nested_prefix_sums
 from ntps.core.ntps import score_tables
 from ntps.core.subspaces import layer_subspaces
 from tests.core.synthetic import accumulate, random_texts
@@ -24,7 +24,7 @@ def same_up_to_column_signs(a: np.ndarray, b: np.ndarray, atol: float) -> None:
     np.testing.assert_allclose(a * signs, b, atol=atol, rtol=0)
 
 
-def test_pencil_and_householder_products_match_scipy():
+def test_pencil_matches_scipy():
     rng = np.random.default_rng(20)
     d = 30
     root_a, root_b = rng.normal(size=(d, d)), rng.normal(size=(d, 2 * d))
@@ -34,25 +34,41 @@ def test_pencil_and_householder_products_match_scipy():
     np.testing.assert_allclose(torch_values, values, rtol=1e-9)
     same_up_to_column_signs(torch_vectors, vectors, atol=1e-8 * np.abs(vectors).max())
     np.testing.assert_allclose(torch_vectors.T @ b @ torch_vectors, np.eye(d), atol=1e-9)
-    v, c = rng.normal(size=(d, d)), rng.normal(size=(d, 7))
-    for columns in (d, 12):  # square, and a tall V whose Q has fewer columns than d
-        expected = Householder(v[:, :columns]).transpose_times(c)
-        assert expected.shape == (columns, 7)
-        on_torch = Householder(v[:, :columns], TORCH_CPU).transpose_times(c)
-        np.testing.assert_allclose(np.abs(on_torch), np.abs(expected), atol=1e-12)
+
+
+def stored_and_solved_bases(rng: np.random.Generator, d: int) -> dict[str, np.ndarray]:
+    """A V as the scores stage loads it (the float32 orthonormal factor the eigen stage stores) and
+    V as the solver returns it (B-orthonormal, far from orthogonal), square and tall."""
+    solved = rng.normal(size=(d, d)) @ np.diag(np.logspace(0, 3, d))
+    stored = np.linalg.qr(solved)[0].astype(np.float32).astype(np.float64)
+    return {"stored": stored, "solved": solved, "stored_tall": stored[:, : d // 3], "solved_tall": solved[:, : d // 3]}
 
 
 @pytest.mark.parametrize("device", [None, TORCH_CPU])
-def test_one_householder_factorization_applies_q_transpose_to_many_matrices_and_leaves_them_intact(device):
+def test_nested_basis_is_orthonormal_with_v_nested_spans_by_either_factorization(device):
     rng = np.random.default_rng(22)
-    v = rng.normal(size=(20, 20))
-    spans = Householder(v[:, :8], device)
-    q = np.linalg.qr(v[:, :8])[0]
-    for c in (rng.normal(size=(20, 5)), np.asfortranarray(rng.normal(size=(20, 3)))):
+    d = 40
+    c = rng.normal(size=(d, 5))
+    for name, v in stored_and_solved_bases(rng, d).items():
+        basis = NestedBasis(v, device)
+        # The stored basis is orthonormal to float32 rounding: Cholesky QR; the solver's V is not.
+        assert basis.cholesky_qr == name.startswith("stored")
+        q = basis.q
+        np.testing.assert_allclose(q.T @ q, np.eye(v.shape[1]), atol=1e-13)
+        # Q^T V upper triangular: q_1..q_j span v_1..v_j for every j.
+        in_q = q.T @ v
+        assert np.abs(np.tril(in_q, -1)).max() <= 1e-12 * np.abs(in_q).max()
+        # The same Q as Householder QR's, column signs aside, and C is left as it was.
         before = c.copy()
-        product = spans.transpose_times(c)
-        np.testing.assert_array_equal(c, before)  # LAPACK works on a copy, even of Fortran-ordered C
-        same_up_to_column_signs(product.T, (q.T @ c).T, atol=1e-12)
+        product = basis.transpose_times(c)
+        np.testing.assert_array_equal(c, before)
+        same_up_to_column_signs(product.T, (np.linalg.qr(v)[0].T @ c).T, atol=1e-12)
+        same_up_to_column_signs(NestedBasis(v).q, q, atol=1e-12)  # scipy and torch agree
+
+
+def test_nested_prefix_sums_equal_every_leading_blocks_sum():
+    g = np.random.default_rng(23).random((9, 9))
+    np.testing.assert_allclose(nested_prefix_sums(g), [g[:j, :j].sum() for j in range(1, 10)], rtol=1e-14)
 
 
 @pytest.mark.parametrize("d", [1, 2, 3, 8, 300])

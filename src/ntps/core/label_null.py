@@ -5,8 +5,8 @@ V (the next-token side) do not. So one Cholesky factor L of N (ridge included, a
 and one factorization of V serve every shuffle, and every shuffle's M comes from the texts' pooled
 states in one product. With Z = L^-1 M (whitened labels):
 
-- label_variance_kept(k) = sum_{j<=k} ||Z^T q_j||^2 / ||Z||_F^2, q_j the columns of the orthonormal
-  factor of L^T V (core.excess_loss.Whitening, for all shuffles' columns at once);
+- label_variance_kept(k) = sum_{j<=k} ||M^T q_j||^2 / ||Z||_F^2, q_j the N-orthonormal basis of
+  V's nested spans (core.excess_loss.Whitening, for all shuffles' columns at once);
 - U_r, the r perception directions of nonzero eigenvalue, is L^-T W with W the left singular
   vectors of Z of nonzero singular value (the eigenvectors of L^-1 M M^T L^-T, N-orthonormal as
   the eigen stage's), so `signal` and `paper` for k <= r follow from one product with V's
@@ -27,7 +27,7 @@ import torch
 
 from ntps.core.errors import NtpsInputError
 from ntps.core.excess_loss import Whitening
-from ntps.core.linalg import Householder, matmul, solve_lower_transposed
+from ntps.core.linalg import NestedBasis, matmul, nested_prefix_sums, solve_lower_transposed
 from ntps.core.probes import one_hot
 from ntps.core.subspaces import signal_rank
 
@@ -108,7 +108,7 @@ def shuffled_label_scores(
     n_classes: int,
     orderings: np.ndarray,
     whitening: Whitening,
-    autoregressive_spans: Householder,
+    autoregressive_spans: NestedBasis,
     device: torch.device | None = None,
 ) -> NullScores:
     """paper (k <= r), signal and label_variance_kept of one layer for the training labels
@@ -120,8 +120,8 @@ def shuffled_label_scores(
         orderings: (S, n) index arrays; labelling s gives text i the label label_ids[orderings[s, i]].
         whitening: the layer's N = E[m m^T] (label-free) and V, factored with the eigen stage's
             ridge (Whitening.of), as the true labels' excess loss uses them.
-        autoregressive_spans: the Householder factorization of V (or of any basis with V's nested
-            spans, as the stored Q), as the true labels' scores use it.
+        autoregressive_spans: the orthonormal basis of V's nested spans, as the true labels'
+            scores use it.
         device: None runs scipy on the CPU, a torch.device torch.linalg there.
     """
     pooled_states = np.asarray(pooled_states, dtype=np.float64)
@@ -165,7 +165,6 @@ def shuffled_label_scores(
     start = 0
     for labelling, rank in enumerate(ranks):
         g = alignments[:rank, start : start + rank]
-        captured = np.cumsum(np.tril(g).sum(axis=1) + np.triu(g, 1).sum(axis=0))
-        paper[labelling, :rank] = captured / np.cumsum(norms[start : start + rank])
+        paper[labelling, :rank] = nested_prefix_sums(g) / np.cumsum(norms[start : start + rank])
         start += rank
     return NullScores(paper=paper, signal=signal, label_variance_kept=kept)

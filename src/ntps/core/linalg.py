@@ -4,9 +4,8 @@ accelerator with torch.linalg.
 Every function takes numpy arrays and returns numpy arrays; `device` None runs scipy/LAPACK on the
 CPU, a torch.device runs torch.linalg there (CUDA when the forward pass ran on a GPU). The torch
 path solves the symmetric-definite pencil as LAPACK's sygvd does, by a Cholesky factor of B and a
-standard symmetric eigenproblem, and applies Householder reflectors without forming Q (LAPACK's
-geqrf once, ormqr per product, as `Householder` does with scipy); tests/core/test_linalg.py runs it
-on the CPU against scipy.
+standard symmetric eigenproblem, and orthonormalizes bases as `NestedBasis` does with scipy;
+tests/core/test_linalg.py runs it on the CPU against scipy.
 """
 
 from __future__ import annotations
@@ -66,31 +65,58 @@ def generalized_eigh(
     return _array(eigenvalues), _array(torch.linalg.solve_triangular(lower.T, y, upper=True))
 
 
-class Householder:
-    """The orthonormal factor Q of V = Q R (V (d, k), k <= d) kept as LAPACK's Householder
-    reflectors (geqrf): V is factored once and Q^T applied to any number of matrices without
-    forming Q. span(q_1..q_j) = span(v_1..v_j) for every j, which is what the all-k sweeps rely on.
+# Cholesky QR keeps a basis orthonormal to rounding when its Gram matrix lies this close to I (its
+# loss of orthogonality grows as cond(V)^2, at most (1 + 1e-3) / (1 - 1e-3) here).
+NEARLY_ORTHONORMAL = 1e-3
+
+
+class NestedBasis:
+    """An orthonormal Q (d, k), float64, with span(q_1..q_j) = span(v_1..v_j) for every j, from V
+    (d, k <= d) of full column rank: the basis the all-k sweeps project onto.
+
+    The eigen stage stores V as its orthonormal factor in float32 (LayerSubspaces.to_arrays), so the
+    V the scores stage loads is orthonormal to about 1e-7. Such a V, one whose V^T V lies within
+    NEARLY_ORTHONORMAL of I, is corrected by Cholesky QR, Q = V C^-1 with C^T C = V^T V and C upper
+    triangular, which keeps each span and costs three BLAS-3 products (a symmetric rank-k update, a
+    Cholesky factorization, a triangular solve), less than half a Householder QR's time at
+    d = 4,096 (benchmarks/ntps_benchmark.py --measure scores). Any other V, such as the solver's
+    B-orthonormal V itself, gets a Householder QR with Q formed.
     """
 
     def __init__(self, v: np.ndarray, device: torch.device | None = None):
-        self._device = device
-        self._columns = v.shape[1]
+        if v.ndim != 2 or v.shape[1] > v.shape[0]:
+            raise NtpsInputError(f"V must be (d, k) with k <= d, got {v.shape}")
+        self.device = device
         if device is None:
-            (self._reflectors, self._tau), _ = scipy.linalg.qr(v, mode="raw")
-            (self._apply,) = scipy.linalg.get_lapack_funcs(("ormqr",), (self._reflectors,))
+            gram = v.T @ v
+            self.cholesky_qr = bool(np.abs(gram - np.eye(len(gram))).max() <= NEARLY_ORTHONORMAL)
+            if self.cholesky_qr:
+                upper = scipy.linalg.cholesky(gram, lower=False)
+                self.q = scipy.linalg.solve_triangular(upper, v.T, trans="T", lower=False).T
+            else:
+                self.q = np.linalg.qr(v)[0]
+            return
+        v_t = _tensor(v, device)
+        gram = v_t.T @ v_t
+        self.cholesky_qr = bool(
+            (gram - torch.eye(len(gram), dtype=gram.dtype, device=device)).abs().max() <= NEARLY_ORTHONORMAL
+        )
+        if self.cholesky_qr:
+            upper = torch.linalg.cholesky(gram, upper=True)
+            self.q = _array(torch.linalg.solve_triangular(upper, v_t, upper=True, left=False))
         else:
-            self._reflectors, self._tau = torch.geqrf(_tensor(v, device))
+            self.q = _array(torch.linalg.qr(v_t)[0])
 
     def transpose_times(self, c: np.ndarray) -> np.ndarray:
         """Q^T C, (k, m) for C (d, m)."""
-        if self._device is not None:
-            product = torch.ormqr(self._reflectors, self._tau, _tensor(c, self._device), left=True, transpose=True)
-            return _array(product[: self._columns])
-        *_, work, _ = self._apply("L", "T", self._reflectors, self._tau, c, lwork=-1)
-        product, _, info = self._apply("L", "T", self._reflectors, self._tau, c, lwork=int(work[0]))
-        if info != 0:
-            raise np.linalg.LinAlgError(f"LAPACK ormqr failed (info {info})")
-        return product[: self._columns]
+        return matmul(self.q.T, c, self.device)
+
+
+def nested_prefix_sums(g: np.ndarray) -> np.ndarray:
+    """(k,) entry j-1: sum_{i, l <= j} G[i, l] for G (k, k), every leading block's sum, which grows
+    at step j by row j up to the diagonal and column j above it. One copy of G's upper triangle."""
+    above_diagonal = np.triu(g, 1)
+    return np.cumsum(g.sum(axis=1) - above_diagonal.sum(axis=1) + above_diagonal.sum(axis=0))
 
 
 def cholesky_lower(n: np.ndarray, device: torch.device | None = None) -> np.ndarray:
@@ -115,6 +141,33 @@ def solve_lower_transposed(lower: np.ndarray, b: np.ndarray, device: torch.devic
     if device is None:
         return scipy.linalg.solve_triangular(lower, b, lower=True, trans="T")
     return _array(torch.linalg.solve_triangular(_tensor(lower.T, device), _tensor(b, device), upper=True))
+
+
+def lower_transpose_times(lower: np.ndarray, b: np.ndarray, device: torch.device | None = None) -> np.ndarray:
+    """L^T B for lower-triangular L (d, d) and B (d, m); on the CPU a triangular product (BLAS
+    trmm), half a general product's operations."""
+    if device is None:
+        return scipy.linalg.blas.dtrmm(1.0, lower, b, lower=1, trans_a=1)
+    return _array(_tensor(lower, device).T @ _tensor(b, device))
+
+
+def gram_cholesky_upper(w: np.ndarray, device: torch.device | None = None) -> np.ndarray:
+    """R (k, k) upper triangular with R^T R = W^T W, for W (d, k) of full column rank; raises
+    np.linalg.LinAlgError when W^T W is not numerically positive definite."""
+    if device is None:
+        return scipy.linalg.cholesky(w.T @ w, lower=False)
+    w_t = _tensor(w, device)
+    upper, info = torch.linalg.cholesky_ex(w_t.T @ w_t, upper=True)
+    if int(info) != 0:
+        raise np.linalg.LinAlgError(f"the Gram matrix is not positive definite (leading minor {int(info)})")
+    return _array(upper)
+
+
+def solve_upper_transposed(upper: np.ndarray, b: np.ndarray, device: torch.device | None = None) -> np.ndarray:
+    """R^-T B for upper-triangular R."""
+    if device is None:
+        return scipy.linalg.solve_triangular(upper, b, lower=False, trans="T")
+    return _array(torch.linalg.solve_triangular(_tensor(upper.T, device), _tensor(b, device), upper=False))
 
 
 def extreme_eigenvalues(lower: np.ndarray, device: torch.device | None = None) -> tuple[float, float]:

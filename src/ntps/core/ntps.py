@@ -3,8 +3,8 @@
 With V = Q R (QR, V of full column rank) the span of V's first k columns is the span of Q's
 first k columns, so P_{V_k} = Q_k Q_k^T and ||P_{V_k} u_j||^2 = sum_{i<=k} (q_i . u_j)^2. With
 G = (Q^T U)**2 elementwise, the numerator for every k is a two-dimensional prefix sum of G,
-read on its diagonal: one Householder QR applied to U (Q never formed) per layer, shared by the
-paper and signal variants, instead of a pseudo-inverse per k.
+read on its diagonal: one orthonormalization of V (core.linalg.NestedBasis) and one product per
+layer, shared by every variant, instead of a pseudo-inverse per k.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from ntps.core.errors import NtpsInputError
 from ntps.core.excess_loss import Whitening, excess_loss_all_k, theorem2_bounds
 from ntps.core.label_null import LabelNull, null_columns, shuffled_label_scores
-from ntps.core.linalg import Householder
+from ntps.core.linalg import NestedBasis, nested_prefix_sums
 from ntps.core.released_code import released_alignment_scores
 from ntps.core.statistics import LayerStatistics
 from ntps.core.subspaces import LayerSubspaces
@@ -25,17 +25,21 @@ from ntps.core.subspaces import LayerSubspaces
 
 def _squared_alignments(u: np.ndarray, v: np.ndarray, device: torch.device | None = None) -> np.ndarray:
     """G[i, j] = (q_i . u_j)^2 with Q the orthonormal factor of V = Q R, whose first k columns span
-    V's first k; (k_v, m). Q is never formed: V's Householder reflections are applied to U."""
+    V's first k; (k_v, m)."""
     if u.ndim != 2 or v.ndim != 2 or u.shape[0] != v.shape[0]:
         raise NtpsInputError(f"U and V must be (d, .) matrices of equal d, got {u.shape} and {v.shape}")
-    return Householder(v, device).transpose_times(u) ** 2
+    return _squared(NestedBasis(v, device).transpose_times(u))
+
+
+def _squared(a: np.ndarray) -> np.ndarray:
+    """a**2 elementwise, in place: at d = 4,096 each d x d temporary is 134 MB."""
+    return np.square(a, out=a)
 
 
 def _paper_scores(g: np.ndarray, u: np.ndarray) -> np.ndarray:
     """NTPS(U_k, V_k) for k = 1..d from G of all of U: the numerator is sum_{i, j <= k} G[i, j],
     which grows at step k by row k up to the diagonal and column k above it."""
-    captured = np.cumsum(np.tril(g).sum(axis=1) + np.triu(g, 1).sum(axis=0))
-    return captured / (u**2).sum(axis=0).cumsum()
+    return nested_prefix_sums(g) / (u**2).sum(axis=0).cumsum()
 
 
 def _signal_scores(g_signal: np.ndarray, signal: np.ndarray) -> np.ndarray:
@@ -164,10 +168,11 @@ def _layer_tables(
         )
     mean_xx, mean_xy = statistics.averaged(layer, ("mean_xx", "mean_xy")).values()
     u, v = subspaces.vectors(layer)
-    # One factorization of V and one of N and V together serve every variant and every shuffle.
-    v_spans = Householder(v, device)
-    whitening = Whitening.of(mean_xx, v, ridge, device)
-    paper, signal = _paper_and_signal(v_spans.transpose_times(u) ** 2, u, rank)
+    # One orthonormal basis of V's spans and one factorization of N serve every variant and shuffle.
+    v_spans = NestedBasis(v, device)
+    del v
+    whitening = Whitening.of(mean_xx, v_spans, ridge)
+    paper, signal = _paper_and_signal(_squared(v_spans.transpose_times(u)), u, rank)
     loss = excess_loss_all_k(mean_xy, whitening)
     bounds = theorem2_bounds(loss, subspaces.perception_values[layer], u, paper, whitening)
     null = None
