@@ -85,6 +85,9 @@ def test_null_columns_follow_their_definitions():
     np.testing.assert_allclose(columns["null_sd"][:2], null[:, :2].std(axis=0, ddof=1))
     np.testing.assert_allclose(columns["null_p_value"][:2], [3 / 4, 2 / 4])  # ties count as at least as high
     assert np.isnan(columns["null_mean"][2]) and np.isnan(columns["null_p_value"][2])
+    # Equal scores that rounding split are ties (k = d: every labelling keeps all its variance).
+    rounded = null_columns(np.ones(2), np.array([[1 - 5e-10, 1 - 1e-8], [1 - 3e-10, 1 - 2e-8]]))
+    np.testing.assert_allclose(rounded["null_p_value"], [1.0, 1 / 3])
 
 
 def test_score_tables_adds_the_null_columns_only_where_there_is_a_null():
