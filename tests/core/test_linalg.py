@@ -66,6 +66,16 @@ def test_nested_basis_is_orthonormal_with_v_nested_spans_by_either_factorization
         same_up_to_column_signs(NestedBasis(v).q, q, atol=1e-12)  # scipy and torch agree
 
 
+@pytest.mark.parametrize("device", [None, TORCH_CPU])
+def test_nested_basis_refuses_v_with_nan_or_more_columns_than_rows(device):
+    v = np.eye(4)
+    v[2, 1] = np.nan
+    with pytest.raises(NtpsInputError, match="NaN"):
+        NestedBasis(v, device)
+    with pytest.raises(NtpsInputError, match=r"k <= d"):
+        NestedBasis(np.ones((3, 4)), device)
+
+
 def test_nested_prefix_sums_equal_every_leading_blocks_sum():
     g = np.random.default_rng(23).random((9, 9))
     np.testing.assert_allclose(nested_prefix_sums(g), [g[:j, :j].sum() for j in range(1, 10)], rtol=1e-14)

@@ -65,9 +65,15 @@ def generalized_eigh(
     return _array(eigenvalues), _array(torch.linalg.solve_triangular(lower.T, y, upper=True))
 
 
-# Cholesky QR keeps a basis orthonormal to rounding when its Gram matrix lies this close to I (its
-# loss of orthogonality grows as cond(V)^2, at most (1 + 1e-3) / (1 - 1e-3) here).
+# Cholesky QR keeps a basis orthonormal to rounding when its Gram matrix G = V^T V has
+# ||G - I||_2 <= ||G - I||_F <= this: its loss of orthogonality grows as cond(V)^2, at most
+# (1 + 1e-3) / (1 - 1e-3) here.
 NEARLY_ORTHONORMAL = 1e-3
+
+
+def _distance_from_identity(gram: float, trace: float, squared_norm: float) -> float:
+    """||G - I||_F from G's size, trace and squared Frobenius norm, without a d x d temporary."""
+    return float(np.sqrt(max(squared_norm - 2 * trace + gram, 0.0)))
 
 
 class NestedBasis:
@@ -77,31 +83,34 @@ class NestedBasis:
     The eigen stage stores V as its orthonormal factor in float32 (LayerSubspaces.to_arrays), so the
     V the scores stage loads is orthonormal to about 1e-7. Such a V, one whose V^T V lies within
     NEARLY_ORTHONORMAL of I, is corrected by Cholesky QR, Q = V C^-1 with C^T C = V^T V and C upper
-    triangular, which keeps each span and costs three BLAS-3 products (a symmetric rank-k update, a
-    Cholesky factorization, a triangular solve), less than half a Householder QR's time at
-    d = 4,096 (benchmarks/ntps_benchmark.py --measure scores). Any other V, such as the solver's
-    B-orthonormal V itself, gets a Householder QR with Q formed.
+    triangular, which keeps each span and costs three BLAS-3 operations (a symmetric rank-k update,
+    a Cholesky factorization, a triangular solve) instead of a Householder QR's slower panel
+    factorization (benchmarks/ntps_benchmark.py --measure scores). Any other V, such as the
+    solver's B-orthonormal V itself, gets a Householder QR with Q formed.
     """
 
     def __init__(self, v: np.ndarray, device: torch.device | None = None):
         if v.ndim != 2 or v.shape[1] > v.shape[0]:
             raise NtpsInputError(f"V must be (d, k) with k <= d, got {v.shape}")
         self.device = device
+        columns = v.shape[1]
         if device is None:
             gram = v.T @ v
-            self.cholesky_qr = bool(np.abs(gram - np.eye(len(gram))).max() <= NEARLY_ORTHONORMAL)
-            if self.cholesky_qr:
-                upper = scipy.linalg.cholesky(gram, lower=False)
-                self.q = scipy.linalg.solve_triangular(upper, v.T, trans="T", lower=False).T
-            else:
-                self.q = np.linalg.qr(v)[0]
-            return
-        v_t = _tensor(v, device)
-        gram = v_t.T @ v_t
-        self.cholesky_qr = bool(
-            (gram - torch.eye(len(gram), dtype=gram.dtype, device=device)).abs().max() <= NEARLY_ORTHONORMAL
-        )
-        if self.cholesky_qr:
+            distance = _distance_from_identity(columns, np.trace(gram), np.vdot(gram, gram))
+        else:
+            v_t = _tensor(v, device)
+            gram = v_t.T @ v_t
+            distance = _distance_from_identity(columns, float(gram.trace()), float((gram * gram).sum()))
+        if not np.isfinite(distance):
+            raise NtpsInputError("V contains NaN or infinite values")
+        self.cholesky_qr = distance <= NEARLY_ORTHONORMAL
+        if device is None and self.cholesky_qr:
+            # The Gram matrix is finite (checked above) and symmetric, so LAPACK reads it as it lies.
+            upper = scipy.linalg.cholesky(gram, lower=False, check_finite=False)
+            self.q = scipy.linalg.solve_triangular(upper, v.T, trans="T", lower=False, check_finite=False).T
+        elif device is None:
+            self.q = np.linalg.qr(v)[0]
+        elif self.cholesky_qr:
             upper = torch.linalg.cholesky(gram, upper=True)
             self.q = _array(torch.linalg.solve_triangular(upper, v_t, upper=True, left=False))
         else:
@@ -190,7 +199,14 @@ def extreme_eigenvalues(lower: np.ndarray, device: torch.device | None = None) -
     start = np.random.default_rng(0).normal(size=d)
     try:
         largest = _largest_eigenvalue(lambda x: lower @ (lower.T @ x), d, start)
-        inverse_largest = _largest_eigenvalue(lambda x: solve_lower_transposed(lower, solve_lower(lower, x)), d, start)
+
+        # L is a Cholesky factor, finite: scipy's finiteness check of all of it per solve took
+        # half of the iteration's time at d = 4,096.
+        def inverse(x: np.ndarray) -> np.ndarray:
+            forward = scipy.linalg.solve_triangular(lower, x, lower=True, check_finite=False)
+            return scipy.linalg.solve_triangular(lower, forward, lower=True, trans="T", check_finite=False)
+
+        inverse_largest = _largest_eigenvalue(inverse, d, start)
     except scipy.sparse.linalg.ArpackNoConvergence:
         logger.warning("Lanczos did not converge on N's extreme eigenvalues (d = %d); computing all of them", d)
         return _dense_extreme_eigenvalues(lower)
