@@ -37,7 +37,7 @@ from ntps.core.excess_loss import Whitening, excess_loss_all_k, theorem2_bounds
 from ntps.core.linalg import NestedBasis, extreme_eigenvalues, nested_prefix_sums
 from ntps.core.ntps import ntps_paper_all_k, ntps_paper_and_signal_all_k, ntps_score, score_tables
 from ntps.core.released_code import released_alignment_scores
-from ntps.core.statistics import LayerStatistics
+from ntps.core.statistics import GRAM_BLOCKS, LayerStatistics, add_upper_gram
 from ntps.core.subspaces import LayerSubspaces, layer_subspaces, regularized
 from ntps.modeling.classifiers import lora_classifier
 from ntps.modeling.hidden_states import extract_hidden_states, padded_batches, tokenize_labeled_texts
@@ -96,12 +96,37 @@ def statistics_overhead(n_texts: int, max_tokens: int, batch_size: int, repeats:
     for _ in range(repeats):  # interleaved, so drift in machine load hits both alike
         bare = min(bare, best_of(1, bare_forward))
         with_statistics = min(with_statistics, best_of(1, forward_with_statistics))
+    # The arithmetic: the forward pass's float32 work, about 2 x parameters per token (attention's
+    # T^2 terms are small at these lengths and left out), against the statistics' float64 work per
+    # hidden state and next-token pair: cov1's product (2 d^2) and cov0's upper triangle
+    # (GRAM_BLOCKS column blocks: (b + 1) / 2b of a full product's 2 d^2).
+    tokens = int(tokenized["n_tokens"].sum())
+    pairs = int((tokenized["n_tokens"] - 1).sum())
+    d, hidden_states = model.config.hidden_size, model.config.num_hidden_layers + 1
+    statistics_flops = hidden_states * pairs * (2 + (GRAM_BLOCKS + 1) / GRAM_BLOCKS) * d**2
+    forward_flops = 2.0 * model.num_parameters() * tokens
+    # The statistics' products alone, on random states of one average batch's shape, as many as the
+    # run computes: what float64 arithmetic costs here, apart from the casts, prefix sums and gathers.
+    n_batches = -(-len(tokenized) // batch_size)
+    prefixes = torch.randn(max(pairs // n_batches, 1), d, dtype=torch.float64)
+    sums = torch.zeros(d, d, dtype=torch.float64)
+
+    def products() -> None:
+        for _ in range(hidden_states):
+            add_upper_gram(sums, prefixes)
+            sums.addmm_(prefixes.T, prefixes)
+
+    products_s = n_batches * best_of(repeats, products)
     return {
         "texts": len(tokenized),
-        "tokens": int(tokenized["n_tokens"].sum()),
+        "tokens": tokens,
         "bare_forward_s": bare,
         "forward_with_statistics_s": with_statistics,
         "ratio": with_statistics / bare,
+        "forward_flops": forward_flops,
+        "statistics_flops": statistics_flops,
+        "forward_flops_per_s": forward_flops / bare,
+        "products_s": products_s,
     }
 
 
@@ -320,12 +345,23 @@ def report_statistics_overhead(arguments: argparse.Namespace) -> None:
     overhead = statistics_overhead(arguments.texts, arguments.max_tokens, arguments.batch_size, arguments.repeats)
     logger.info(
         "statistics, SmolLM2-135M, all 31 hidden states, %d texts / %d tokens: forward %.2f s, "
-        "forward + statistics %.2f s -> %.2fx (target <= 1.3x)",
+        "forward + statistics %.2f s -> %.2fx (target <= 1.3x); the arithmetic: the statistics' products are %.1f "
+        "GFLOP in float64, %.0f%% of the forward pass's %.1f GFLOP in float32; alone they take %.2f s (%.0f GFLOP/s, "
+        "the forward %.0f GFLOP/s), so no float64 implementation gets below %.2fx; the remaining %.2f s are casts, "
+        "prefix sums, gathers and checks",
         overhead["texts"],
         overhead["tokens"],
         overhead["bare_forward_s"],
         overhead["forward_with_statistics_s"],
         overhead["ratio"],
+        overhead["statistics_flops"] / 1e9,
+        100 * overhead["statistics_flops"] / overhead["forward_flops"],
+        overhead["forward_flops"] / 1e9,
+        overhead["products_s"],
+        overhead["statistics_flops"] / overhead["products_s"] / 1e9,
+        overhead["forward_flops_per_s"] / 1e9,
+        1 + overhead["products_s"] / overhead["bare_forward_s"],
+        overhead["forward_with_statistics_s"] - overhead["bare_forward_s"] - overhead["products_s"],
     )
 
 

@@ -106,9 +106,29 @@ def test_non_finite_hidden_states_are_refused():
     broken[0, 1, 0] = float("nan")
     with pytest.raises(NtpsInputError, match="layer 1 contain NaN"):
         accumulator.update([good, broken], torch.ones(1, 2), torch.tensor([0]))
-    padded_nan = good.clone()
-    padded_nan[0, 1] = float("inf")
-    accumulator.update([good, padded_nan], torch.tensor([[1, 0]]), torch.tensor([0]))
+    # A NaN in a real state of a longer text is caught too (checked through the texts' sums).
+    long_text = torch.ones(2, 5, 3)
+    long_text[1, 3, 2] = float("nan")
+    with pytest.raises(NtpsInputError, match="layer 0 contain NaN"):
+        accumulator.update([long_text, long_text], torch.ones(2, 5), torch.tensor([0, 1]))
+
+
+@pytest.mark.parametrize("padding", ["left", "right"])
+def test_anything_in_padded_positions_leaves_the_statistics_as_zeros_there_would(padding):
+    # A fully masked attention row can leave NaN or inf where the padding is.
+    states = torch.randn(2, 5, 3)
+    mask = torch.tensor([[1, 1, 1, 1, 1], [0, 0, 1, 1, 1]] if padding == "left" else [[1] * 5, [1, 1, 1, 0, 0]])
+    zeroed, poisoned = states * mask.unsqueeze(-1), states.clone()
+    padded = mask == 0
+    poisoned[padded] = torch.tensor([float("nan"), float("inf"), -float("inf")])
+    results = []
+    for layer_states in (zeroed, poisoned):
+        accumulator = StatisticsAccumulator(1, 3, 2)
+        accumulator.update([layer_states], mask, torch.tensor([0, 1]))
+        results.append(accumulator.result())
+    for name in STORED_NAMES:
+        assert np.isfinite(getattr(results[1], name)).all()
+        np.testing.assert_array_equal(getattr(results[1], name), getattr(results[0], name))
 
 
 def test_empty_statistics_refuse_averaging():
