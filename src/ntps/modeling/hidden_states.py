@@ -212,7 +212,9 @@ def extract_hidden_states(
                 features = np.zeros((len(tokenized), len(pooled), hidden_size), dtype=np.float32)
             rows = torch.as_tensor(in_statistics[positions], device=device)
             means_in_statistics = None
-            if rows.any():
+            if rows.all():  # no copy of every hidden state when the whole batch is summed
+                means_in_statistics = accumulator.update(hidden_states, attention_mask, torch.as_tensor(labels[positions]))
+            elif rows.any():
                 means_in_statistics = accumulator.update(
                     [states[rows] for states in hidden_states],
                     attention_mask[rows.cpu()],
@@ -221,13 +223,15 @@ def extract_hidden_states(
             # The texts in the statistics have their mean states from the accumulator; the others
             # (the held-out split) are pooled here, in float64 as there.
             others = ~rows
-            mask = attention_mask.to(device)[others].unsqueeze(-1)
+            real = attention_mask.to(device)[others].unsqueeze(-1).bool()
             for column, index in enumerate(pooled):
                 mean_state = torch.empty((len(positions), hidden_size), dtype=torch.float64, device=device)
                 if means_in_statistics is not None:
                     mean_state[rows] = means_in_statistics[index]
                 if bool(others.any()):
-                    mean_state[others] = (hidden_states[index][others].double() * mask).sum(dim=1) / mask.sum(dim=1)
+                    # Selected, not multiplied by the mask: padding may hold NaN (StatisticsAccumulator).
+                    summed = torch.where(real, hidden_states[index][others], 0.0).sum(dim=1, dtype=torch.float64)
+                    mean_state[others] = summed / real.sum(dim=1)
                 features[positions, column] = mean_state.float().cpu().numpy()
     splits = tokenized["split"].to_numpy(dtype=str) if "split" in tokenized else np.full(len(tokenized), "train")
     return accumulator.result(), PooledFeatures(features, pooled, labels, splits)
