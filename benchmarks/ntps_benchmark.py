@@ -37,7 +37,7 @@ from ntps.core.excess_loss import Whitening, excess_loss_all_k, theorem2_bounds
 from ntps.core.linalg import NestedBasis, extreme_eigenvalues, nested_prefix_sums
 from ntps.core.ntps import ntps_paper_all_k, ntps_paper_and_signal_all_k, ntps_score, score_tables
 from ntps.core.released_code import released_alignment_scores
-from ntps.core.statistics import GRAM_BLOCKS, LayerStatistics, add_upper_gram
+from ntps.core.statistics import GRAM_BLOCKS, LayerStatistics, add_transition_products
 from ntps.core.subspaces import LayerSubspaces, layer_subspaces, regularized
 from ntps.modeling.classifiers import lora_classifier
 from ntps.modeling.hidden_states import extract_hidden_states, padded_batches, tokenize_labeled_texts
@@ -113,8 +113,7 @@ def statistics_overhead(n_texts: int, max_tokens: int, batch_size: int, repeats:
 
     def products() -> None:
         for _ in range(hidden_states):
-            add_upper_gram(sums, prefixes)
-            sums.addmm_(prefixes.T, prefixes)
+            add_transition_products(sums, sums, prefixes, prefixes)
 
     products_s = n_batches * best_of(repeats, products)
     return {

@@ -142,8 +142,8 @@ def solve_lower(
     lower: np.ndarray, b: np.ndarray, device: torch.device | None = None, check_finite: bool = True
 ) -> np.ndarray:
     """L^-1 B for lower-triangular L. check_finite False skips scipy's pass over L and B, for
-    arrays known to be finite (a Cholesky factor in an iteration: the pass over all of L took half
-    of each Lanczos step's time at d = 4,096)."""
+    arrays known to be finite (a Cholesky factor in an iteration, where that pass over all of L
+    would cost as much as the solve itself)."""
     if device is None:
         return scipy.linalg.solve_triangular(lower, b, lower=True, check_finite=check_finite)
     return _array(torch.linalg.solve_triangular(_tensor(lower, device), _tensor(b, device), upper=False))

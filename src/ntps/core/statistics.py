@@ -181,19 +181,23 @@ class LayerStatistics:
 
 
 # Column blocks of the upper-triangle-only Gram update: b blocks compute (b + 1) / 2b of the full
-# product's multiply-adds. 4 was the fastest at d = 576 with this machine's MKL (5/8 of the
-# products; cov0 and cov1 together took 0.78x the two full products' time).
+# product's multiply-adds; 4 (5/8 of them) was the fastest of 2, 4, 6 and 8 at d = 576 on this
+# machine's MKL, where more, narrower blocks lose to the products' lower efficiency.
 GRAM_BLOCKS = 4
 
 
-def add_upper_gram(target: torch.Tensor, x: torch.Tensor) -> None:
-    """target += X^T X on and above the diagonal only, X (n, d), target (d, d) in place; the entries
-    below the diagonal are left as they were. The symmetric sums are stored as upper triangles
+def add_transition_products(
+    cov0: torch.Tensor, cov1: torch.Tensor, prefixes: torch.Tensor, next_states: torch.Tensor
+) -> None:
+    """cov0 += P^T P on and above the diagonal only, cov1 += P^T H, in place, for P (n, d) the
+    prefix sums S_i and H (n, d) the next states h_{i+1} of n next-token pairs. cov0's entries below
+    the diagonal are left as they were: the symmetric sums are stored as upper triangles
     (pack_symmetric), so products below the diagonal would be thrown away."""
-    d = x.shape[1]
+    d = prefixes.shape[1]
     edges = sorted({round(block * d / GRAM_BLOCKS) for block in range(GRAM_BLOCKS + 1)})
     for start, end in zip(edges[:-1], edges[1:]):
-        target[start:end, start:].addmm_(x[:, start:end].T, x[:, start:])
+        cov0[start:end, start:].addmm_(prefixes[:, start:end].T, prefixes[:, start:])
+    cov1.addmm_(prefixes.T, next_states)
 
 
 class StatisticsAccumulator:
@@ -284,9 +288,12 @@ class StatisticsAccumulator:
             # `paper` beyond the signal rank reads, and this order keeps the sums as they were.
             self._sums["mean_xx"][layer] += mean_states.T @ mean_states
             self._sums["mean_xy"][layer] += mean_states.T @ one_hot
-            prefixes = prefix_sums[:, :-1][has_next]
-            add_upper_gram(self._sums["cov0"][layer], prefixes)
-            self._sums["cov1"][layer].addmm_(prefixes.T, states[:, 1:][has_next].to(torch.float64))
+            add_transition_products(
+                self._sums["cov0"][layer],
+                self._sums["cov1"][layer],
+                prefix_sums[:, :-1][has_next],
+                states[:, 1:][has_next].to(torch.float64),
+            )
         self._n_texts += int(mask.shape[0])
         self._n_transitions += int(has_next.sum())
         self._class_counts += one_hot.sum(dim=0).to(torch.int64).cpu()

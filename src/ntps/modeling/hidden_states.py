@@ -212,11 +212,11 @@ def extract_hidden_states(
                 features = np.zeros((len(tokenized), len(pooled), hidden_size), dtype=np.float32)
             rows = torch.as_tensor(in_statistics[positions], device=device)
             means_in_statistics = None
-            if rows.all():  # no copy of every hidden state when the whole batch is summed
-                means_in_statistics = accumulator.update(hidden_states, attention_mask, torch.as_tensor(labels[positions]))
-            elif rows.any():
+            if rows.any():
+                # No copy of every hidden state when the whole batch is summed.
+                summed_states = hidden_states if rows.all() else [states[rows] for states in hidden_states]
                 means_in_statistics = accumulator.update(
-                    [states[rows] for states in hidden_states],
+                    summed_states,
                     attention_mask[rows.cpu()],
                     torch.as_tensor(labels[positions])[rows.cpu()],
                 )
