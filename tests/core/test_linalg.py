@@ -11,7 +11,14 @@ import torch
 
 from ntps.core import linalg
 from ntps.core.errors import NtpsInputError
-from ntps.core.linalg import NestedBasis, extreme_eigenvalues, generalized_eigh, linalg_device, nested_prefix_sums
+from ntps.core.linalg import (
+    NestedBasis,
+    extreme_eigenvalues,
+    generalized_eigh,
+    linalg_device,
+    nested_prefix_sums,
+    orthonormal_completion,
+)
 from ntps.core.ntps import score_tables
 from ntps.core.subspaces import layer_subspaces
 from tests.core.synthetic import accumulate, random_texts
@@ -76,6 +83,16 @@ def test_nested_basis_refuses_v_with_nan_or_more_columns_than_rows(device):
         NestedBasis(np.ones((3, 4)), device)
 
 
+def test_orthonormal_completion_keeps_w_and_ignores_its_column_signs():
+    rng = np.random.default_rng(23)
+    w = np.linalg.qr(rng.normal(size=(9, 3)))[0]
+    completed = orthonormal_completion(w)
+    np.testing.assert_allclose(completed.T @ completed, np.eye(9), atol=1e-14)
+    np.testing.assert_array_equal(completed[:, :3], w)
+    np.testing.assert_allclose(orthonormal_completion(w * [1, -1, -1])[:, 3:], completed[:, 3:], atol=1e-14)
+    np.testing.assert_array_equal(orthonormal_completion(np.zeros((4, 0))), np.eye(4))
+
+
 def test_nested_prefix_sums_equal_every_leading_blocks_sum():
     g = np.random.default_rng(23).random((9, 9))
     np.testing.assert_allclose(nested_prefix_sums(g), [g[:j, :j].sum() for j in range(1, 10)], rtol=1e-14)
@@ -118,13 +135,11 @@ def test_torch_path_gives_the_scipy_subspaces_and_every_score():
         values = getattr(scipy_subspaces, name)
         np.testing.assert_allclose(getattr(torch_subspaces, name), values, atol=1e-10 * np.abs(values).max())
     np.testing.assert_array_equal(torch_subspaces.signal_ranks, scipy_subspaces.signal_ranks)
-    for layer, rank in enumerate(scipy_subspaces.signal_ranks):
-        # V and U's signal columns are unique up to sign; U's other columns span an eigenspace of
-        # eigenvalue 0 whose basis each solver picks freely.
-        v = scipy_subspaces.autoregressive_vectors[layer]
-        same_up_to_column_signs(torch_subspaces.autoregressive_vectors[layer], v, atol=1e-8 * np.abs(v).max())
-        u = scipy_subspaces.perception_vectors[layer][:, :rank]
-        same_up_to_column_signs(torch_subspaces.perception_vectors[layer][:, :rank], u, atol=1e-8 * np.abs(u).max())
+    for name in ("autoregressive_vectors", "perception_vectors"):
+        # Every column, U's beyond the signal rank included: both paths take the same basis of the
+        # zero eigenspace (perception_subspace).
+        for scipy_layer, torch_layer in zip(getattr(scipy_subspaces, name), getattr(torch_subspaces, name)):
+            same_up_to_column_signs(torch_layer, scipy_layer, atol=1e-8 * np.abs(scipy_layer).max())
 
     # The same subspaces scored on either path: every variant and every loss to 1e-8.
     tables = [
@@ -136,11 +151,9 @@ def test_torch_path_gives_the_scipy_subspaces_and_every_score():
     for column in ("excess_loss", "label_variance_kept", "theorem2_lower", "theorem2_upper", "n_eigenvalue_min"):
         scale = max(np.abs(scipy_losses[column]).max(), 1e-300)
         np.testing.assert_allclose(torch_losses[column], scipy_losses[column], atol=1e-8 * scale)
-    # Subspaces from the torch path: the basis-free scores agree too.
+    # Subspaces from the torch path: every score agrees, `paper` beyond r included.
     torch_path, _ = score_tables(statistics, torch_subspaces, 1e-6, [0.5], released_code=False, device=TORCH_CPU)
-    for variant in ("signal", "label_variance_kept"):
-        rows = scipy_scores["variant"] == variant
-        np.testing.assert_allclose(torch_path.loc[rows, "ntps"], scipy_scores.loc[rows, "ntps"], atol=1e-8)
+    np.testing.assert_allclose(torch_path["ntps"], scipy_scores["ntps"], atol=1e-8)
 
 
 def test_device_settings():

@@ -91,7 +91,7 @@ def test_signal_variant_is_invariant_to_rotating_hidden_states():
     signal = original.variant == "signal"
     np.testing.assert_allclose(turned.ntps[signal], original.ntps[signal], atol=1e-8)
     paper_beyond_rank = (original.variant == "paper") & (original.k > CLASSES) & (original.k < HIDDEN)
-    # The paper's U_k for k > r holds an arbitrary basis of eigenvalue 0: not invariant.
+    # The paper's U_k for k > r holds a basis of eigenvalue 0 fixed by convention: not invariant.
     assert np.abs(turned.ntps[paper_beyond_rank] - original.ntps[paper_beyond_rank]).max() > 1e-3
 
 

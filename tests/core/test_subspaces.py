@@ -5,8 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from ntps.core.errors import NtpsInputError
 from ntps.core.ntps import score_tables
-from ntps.core.subspaces import LayerSubspaces, generalized_eigenspace, layer_subspaces
+from ntps.core.subspaces import (
+    LayerSubspaces,
+    generalized_eigenspace,
+    layer_subspaces,
+    perception_subspace,
+    signal_rank,
+)
 from tests.core.synthetic import statistics_of, synthetic_moments
 
 
@@ -36,3 +43,58 @@ def test_stored_subspaces_take_half_the_bytes_and_score_as_the_float64_ones(n_te
     scores, losses = score_tables(statistics, restored, 1e-6, [0.5], released_code=False)
     np.testing.assert_allclose(scores["ntps"], original_scores["ntps"], rtol=0, atol=1e-6)
     np.testing.assert_allclose(losses["label_variance_kept"], original_losses["label_variance_kept"], rtol=0, atol=1e-6)
+
+
+def paper_scores(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """(d,) NTPS(U_k, V_k) for k = 1..d, the literal definition: one projector per k."""
+    scores = []
+    for k in range(1, u.shape[1] + 1):
+        projector = v[:, :k] @ np.linalg.pinv(v[:, :k])
+        scores.append(np.linalg.norm(projector @ u[:, :k]) ** 2 / np.linalg.norm(u[:, :k]) ** 2)
+    return np.asarray(scores)
+
+
+def test_perception_subspace_solves_eq9_with_every_column_n_orthonormal():
+    rng = np.random.default_rng(30)
+    moments = synthetic_moments(rng, n_texts=200, d=16, c=4)
+    n, m = moments["mean_xx"], moments["mean_xy"]
+    solution = perception_subspace(n, m, ridge=0.0)
+    u, values = solution.eigenvectors, solution.eigenvalues
+    np.testing.assert_allclose(u.T @ n @ u, np.eye(16), atol=1e-9)
+    np.testing.assert_allclose(m @ m.T @ u, n @ u * values, atol=1e-9 * np.abs(m @ m.T).max())
+    assert np.all(np.diff(values) <= 0) and np.count_nonzero(values) == signal_rank(m) == 4
+    # The nonzero eigenvalues and their eigenvectors are the general solver's (unique up to sign).
+    general = generalized_eigenspace(m @ m.T, n, ridge=0.0)
+    np.testing.assert_allclose(values[:4], general.eigenvalues[:4], rtol=1e-9)
+    signs = np.sign((u[:, :4] * general.eigenvectors[:, :4]).sum(axis=0))
+    np.testing.assert_allclose(u[:, :4] * signs, general.eigenvectors[:, :4], atol=1e-8 * np.abs(u).max())
+
+
+def test_perception_basis_beyond_the_signal_rank_does_not_hang_on_rounding():
+    # A general eigensolver's basis of the zero eigenspace jumps under last-bit changes (measured on
+    # these moments with scipy's sygv: `paper` beyond r moved by 0.027 when the classes were
+    # renumbered and by 0.05 when meanXX moved by 1e-15); the closed form's does not.
+    rng = np.random.default_rng(3)
+    moments = synthetic_moments(rng, n_texts=300, d=40, c=4)
+    n, m = moments["mean_xx"], moments["mean_xy"]
+    v = np.linalg.qr(rng.normal(size=(40, 40)))[0]
+    nudged = n * (1 + 1e-15 * rng.normal(size=n.shape))
+    scores = [
+        paper_scores(perception_subspace(mean_xx, mean_xy, ridge=1e-6).eigenvectors, v)
+        for mean_xx, mean_xy in ((n, m), (n, m[:, [2, 0, 3, 1]]), ((nudged + nudged.T) / 2, m))
+    ]
+    assert scores[0][4:].std() > 1e-3  # beyond r = 4 the scores vary, so the comparison means something
+    np.testing.assert_allclose(scores[1], scores[0], rtol=0, atol=1e-10)
+    np.testing.assert_allclose(scores[2], scores[0], rtol=0, atol=1e-10)
+
+
+def test_perception_subspace_refuses_what_it_cannot_solve():
+    n = np.eye(5)
+    with pytest.raises(NtpsInputError, match="meanXY must be"):
+        perception_subspace(n, np.ones((4, 2)), ridge=0.0)
+    with pytest.raises(NtpsInputError, match="NaN"):
+        perception_subspace(n, np.full((5, 2), np.nan), ridge=0.0)
+    with pytest.raises(NtpsInputError, match="numerically singular"):
+        perception_subspace(np.diag([1.0, 1.0, 1.0, 1.0, 0.0]), np.ones((5, 2)), ridge=0.0)
+    with pytest.raises(NtpsInputError, match="every hidden state is zero"):
+        perception_subspace(np.zeros((5, 5)), np.ones((5, 2)), ridge=1e-6)

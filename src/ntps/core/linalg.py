@@ -38,14 +38,9 @@ def matmul(a: np.ndarray, b: np.ndarray, device: torch.device | None = None) -> 
     return _array(_tensor(a, device) @ _tensor(b, device))
 
 
-def generalized_eigh(
-    a: np.ndarray, b: np.ndarray, device: torch.device | None = None, divide_and_conquer: bool = False
-) -> tuple[np.ndarray, np.ndarray]:
-    """Solutions of A w = lambda B w, A symmetric, B symmetric positive definite.
-
-    divide_and_conquer: on the CPU, LAPACK's sygvd instead of scipy's default sygv (4x faster at
-    d = 576). Both are exact to rounding where eigenvalues are distinct, but pick different bases
-    of a repeated eigenvalue's eigenspace, so only pencils without one should switch.
+def generalized_eigh(a: np.ndarray, b: np.ndarray, device: torch.device | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Solutions of A w = lambda B w, A symmetric, B symmetric positive definite; on the CPU by
+    LAPACK's divide-and-conquer sygvd (4x faster than scipy's default sygv at d = 576).
 
     Returns:
         (eigenvalues (d,) ascending, eigenvectors (d, d) with W^T B W = I).
@@ -53,7 +48,7 @@ def generalized_eigh(
         np.linalg.LinAlgError: B is not numerically positive definite.
     """
     if device is None:
-        return scipy.linalg.eigh(a, b, driver="gvd" if divide_and_conquer else "gv")
+        return scipy.linalg.eigh(a, b, driver="gvd")
     a_t, b_t = _tensor(a, device), _tensor(b, device)
     lower, info = torch.linalg.cholesky_ex(b_t)
     if int(info) != 0:
@@ -63,6 +58,18 @@ def generalized_eigh(
     c = torch.linalg.solve_triangular(lower, half.T, upper=False)
     eigenvalues, y = torch.linalg.eigh((c + c.T) / 2)
     return _array(eigenvalues), _array(torch.linalg.solve_triangular(lower.T, y, upper=True))
+
+
+def orthonormal_completion(w: np.ndarray) -> np.ndarray:
+    """(d, d) orthonormal [W, W_c] for W (d, r) with orthonormal columns: W_c (d, d - r) is the
+    complement that W's Householder QR forms (Q = H_1 ... H_r, its last d - r columns).
+
+    A fixed function of W, continuous in it, and unchanged when a column of W changes sign (each
+    reflector is); on the host in both paths, so the CPU and an accelerator take the same one.
+    """
+    completed = np.linalg.qr(w, mode="complete")[0]
+    completed[:, : w.shape[1]] = w
+    return completed
 
 
 # Cholesky QR keeps a basis orthonormal to rounding when its Gram matrix G = V^T V has

@@ -284,10 +284,8 @@ class StatisticsAccumulator:
                     "the forward pass is numerically broken (try float32 instead of float16)"
                 )
             layer_means.append(mean_states)
-            # Not addmm_: meanXX's last bits decide the basis of U's zero-eigenvalue eigenspace, which
-            # `paper` beyond the signal rank reads, and this order keeps the sums as they were.
-            self._sums["mean_xx"][layer] += mean_states.T @ mean_states
-            self._sums["mean_xy"][layer] += mean_states.T @ one_hot
+            self._sums["mean_xx"][layer].addmm_(mean_states.T, mean_states)
+            self._sums["mean_xy"][layer].addmm_(mean_states.T, one_hot)
             add_transition_products(
                 self._sums["cov0"][layer],
                 self._sums["cov1"][layer],

@@ -16,7 +16,14 @@ import torch
 from tqdm.auto import tqdm
 
 from ntps.core.errors import NtpsInputError
-from ntps.core.linalg import generalized_eigh, matmul
+from ntps.core.linalg import (
+    cholesky_lower,
+    generalized_eigh,
+    matmul,
+    orthonormal_completion,
+    solve_lower,
+    solve_lower_transposed,
+)
 from ntps.core.statistics import LayerStatistics
 
 
@@ -54,9 +61,23 @@ def regularized(b: np.ndarray, ridge: float) -> np.ndarray:
     return shifted
 
 
-def generalized_eigenspace(
-    a: np.ndarray, b: np.ndarray, ridge: float, device: torch.device | None = None, divide_and_conquer: bool = False
-) -> EigenSubspace:
+def _check_covariance(b: np.ndarray, ridge: float) -> None:
+    """Refuse a covariance B (d, d) or ridge that no eigen solution can come from."""
+    if b.ndim != 2 or b.shape[0] != b.shape[1]:
+        raise NtpsInputError(f"the covariance B must be square, got {b.shape}")
+    if ridge < 0:
+        raise NtpsInputError(f"ridge must be non-negative, got {ridge}")
+    if not np.isfinite(b).all():
+        raise NtpsInputError("statistics contain NaN or infinite values")
+    if not np.trace(b) > 0:
+        raise NtpsInputError("the covariance B is zero: every hidden state is zero")
+
+
+def _singular_covariance(ridge: float) -> NtpsInputError:
+    return NtpsInputError(f"the covariance B is numerically singular (ridge={ridge}); raise the ridge")
+
+
+def generalized_eigenspace(a: np.ndarray, b: np.ndarray, ridge: float, device: torch.device | None = None) -> EigenSubspace:
     """Top-first generalized eigenvectors of the symmetric pencil (A, B).
 
     Args:
@@ -66,22 +87,16 @@ def generalized_eigenspace(
             problem solvable when B is singular (fewer texts than dimensions) and is invariant
             to a rescaling or rotation of the hidden states.
         device: None solves with scipy on the CPU, a torch.device with torch.linalg there.
-        divide_and_conquer: see core.linalg.generalized_eigh.
     """
-    if a.shape != b.shape or a.ndim != 2 or a.shape[0] != a.shape[1]:
+    _check_covariance(b, ridge)
+    if a.shape != b.shape:
         raise NtpsInputError(f"A and B must be square of the same shape, got {a.shape} and {b.shape}")
-    if ridge < 0:
-        raise NtpsInputError(f"ridge must be non-negative, got {ridge}")
-    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+    if not np.isfinite(a).all():
         raise NtpsInputError("statistics contain NaN or infinite values")
-    if not np.trace(b) > 0:
-        raise NtpsInputError("the covariance B is zero: every hidden state is zero")
-    a_sym = symmetric_part(a)
-    b_reg = regularized(b, ridge)
     try:
-        eigenvalues, eigenvectors = generalized_eigh(a_sym, b_reg, device, divide_and_conquer)
+        eigenvalues, eigenvectors = generalized_eigh(symmetric_part(a), regularized(b, ridge), device)
     except np.linalg.LinAlgError as error:
-        raise NtpsInputError(f"the covariance B is numerically singular (ridge={ridge}); raise the ridge") from error
+        raise _singular_covariance(ridge) from error
     return EigenSubspace(
         eigenvalues=eigenvalues[::-1].copy(),
         eigenvectors=eigenvectors[:, ::-1].copy(),
@@ -92,8 +107,37 @@ def generalized_eigenspace(
 def perception_subspace(
     mean_xx: np.ndarray, mean_xy: np.ndarray, ridge: float, device: torch.device | None = None
 ) -> EigenSubspace:
-    """U of eq. (9) from meanXX (d, d) and meanXY (d, c)."""
-    return generalized_eigenspace(mean_xy @ mean_xy.T, mean_xx, ridge, device)
+    """U of eq. (9), the pencil (M M^T, N), from meanXX N (d, d) and meanXY M (d, c), in closed form.
+
+    With N + shift I = L L^T (shift: generalized_eigenspace's ridge), the pencil is the standard
+    problem of Z Z^T, Z = L^-1 M (d, c): its eigenvectors are Z's left singular vectors W and
+    U = L^-T W, N-orthonormal, its eigenvalues Z's squared singular values. Only r = rank(M) of
+    them are nonzero (signal_rank); the other d - r eigenvectors span the eigenspace of eigenvalue
+    0, and any N-orthonormal basis of it solves eq. (9) equally. This one is L^-T times the fixed
+    orthonormal complement of W_r (orthonormal_completion). A general eigensolver returns whichever
+    basis of that eigenspace its iterations land on, which a last-bit change in N moves, so
+    `paper` beyond r changed with the BLAS build, the thread count and the device; this basis
+    moves with N and M continuously, is the same on the CPU and an accelerator, and costs one
+    Cholesky factorization and one triangular solve instead of a generalized eigensolver.
+    """
+    _check_covariance(mean_xx, ridge)
+    if mean_xy.ndim != 2 or mean_xy.shape[0] != mean_xx.shape[0]:
+        raise NtpsInputError(f"meanXY must be (d, c) with d = {mean_xx.shape[0]}, got {mean_xy.shape}")
+    if not np.isfinite(mean_xy).all():
+        raise NtpsInputError("statistics contain NaN or infinite values")
+    try:
+        lower = cholesky_lower(regularized(mean_xx, ridge), device)
+    except np.linalg.LinAlgError as error:
+        raise _singular_covariance(ridge) from error
+    rank = signal_rank(mean_xy)
+    left, singular_values, _ = np.linalg.svd(solve_lower(lower, mean_xy, device), full_matrices=False)
+    eigenvalues = np.zeros(mean_xx.shape[0])
+    eigenvalues[:rank] = singular_values[:rank] ** 2
+    return EigenSubspace(
+        eigenvalues=eigenvalues,
+        eigenvectors=solve_lower_transposed(lower, orthonormal_completion(left[:, :rank]), device),
+        ridge_shift=ridge_shift(mean_xx, ridge),
+    )
 
 
 def autoregressive_subspace(
@@ -101,16 +145,15 @@ def autoregressive_subspace(
 ) -> EigenSubspace:
     """V of eq. (8) from cov0 (d, d) and cov1 (d, d). cov1 cov1^T has full rank once the texts hold
     more next-token pairs than dimensions (the default and the paper's runs), so V is unique up to
-    signs and the faster divide-and-conquer solver gives the same V; U's pencil has d - r equal (zero)
-    eigenvalues and keeps the solver whose basis the README's measurements used."""
-    return generalized_eigenspace(matmul(cov1, cov1.T, device), cov0, ridge, device, divide_and_conquer=True)
+    signs."""
+    return generalized_eigenspace(matmul(cov1, cov1.T, device), cov0, ridge, device)
 
 
 def signal_rank(mean_xy: np.ndarray) -> int:
     """r = rank(meanXY meanXY^T) = rank(meanXY), (d, c) -> int <= min(d, c).
 
     Exactly r generalized eigenvalues of the perception problem are nonzero; the remaining
-    d - r eigenvectors span an eigenspace of eigenvalue 0 whose basis is arbitrary.
+    d - r eigenvectors span an eigenspace of eigenvalue 0 (perception_subspace fixes its basis).
     """
     return int(np.linalg.matrix_rank(mean_xy))
 
