@@ -17,7 +17,8 @@ from ntps.core.linalg import (
     generalized_eigh,
     linalg_device,
     nested_prefix_sums,
-    orthonormal_completion,
+    orthonormal_complement,
+    symmetric_eigh,
 )
 from ntps.core.ntps import score_tables
 from ntps.core.subspaces import layer_subspaces
@@ -83,14 +84,22 @@ def test_nested_basis_refuses_v_with_nan_or_more_columns_than_rows(device):
         NestedBasis(np.ones((3, 4)), device)
 
 
-def test_orthonormal_completion_keeps_w_and_ignores_its_column_signs():
+def test_orthonormal_complement_completes_w_to_an_orthonormal_basis():
     rng = np.random.default_rng(23)
     w = np.linalg.qr(rng.normal(size=(9, 3)))[0]
-    completed = orthonormal_completion(w)
+    completed = np.concatenate([w, orthonormal_complement(w)], axis=1)
     np.testing.assert_allclose(completed.T @ completed, np.eye(9), atol=1e-14)
-    np.testing.assert_array_equal(completed[:, :3], w)
-    np.testing.assert_allclose(orthonormal_completion(w * [1, -1, -1])[:, 3:], completed[:, 3:], atol=1e-14)
-    np.testing.assert_array_equal(orthonormal_completion(np.zeros((4, 0))), np.eye(4))
+    np.testing.assert_array_equal(orthonormal_complement(np.zeros((4, 0))), np.eye(4))
+
+
+@pytest.mark.parametrize("device", [None, TORCH_CPU])
+def test_symmetric_eigh_is_ascending_and_orthonormal(device):
+    root = np.random.default_rng(24).normal(size=(6, 6))
+    a = root + root.T
+    values, vectors = symmetric_eigh(a, device)
+    assert np.all(np.diff(values) > 0)
+    np.testing.assert_allclose(vectors.T @ vectors, np.eye(6), atol=1e-13)
+    np.testing.assert_allclose(a @ vectors, vectors * values, atol=1e-12)
 
 
 def test_nested_prefix_sums_equal_every_leading_blocks_sum():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import scipy.stats
 
 from ntps.core.errors import NtpsInputError
 from ntps.core.ntps import score_tables
@@ -68,6 +69,33 @@ def test_perception_subspace_solves_eq9_with_every_column_n_orthonormal():
     np.testing.assert_allclose(values[:4], general.eigenvalues[:4], rtol=1e-9)
     signs = np.sign((u[:, :4] * general.eigenvectors[:, :4]).sum(axis=0))
     np.testing.assert_allclose(u[:, :4] * signs, general.eigenvectors[:, :4], atol=1e-8 * np.abs(u).max())
+
+
+def test_perception_basis_of_eigenvalue_0_is_the_principal_axes_of_meanxx_there():
+    rng = np.random.default_rng(31)
+    moments = synthetic_moments(rng, n_texts=200, d=16, c=4)
+    n, m = moments["mean_xx"], moments["mean_xy"]
+    label_free = perception_subspace(n, m, ridge=0.0).eigenvectors[:, 4:]
+    np.testing.assert_allclose(m.T @ label_free, 0, atol=1e-10 * np.abs(m).max())
+    # Orthogonal as well as N-orthonormal, so each column's squared length is 1 / its variance:
+    # the columns come by descending variance of the mean states.
+    lengths = (label_free**2).sum(axis=0)
+    np.testing.assert_allclose(label_free.T @ label_free, np.diag(lengths), atol=1e-10 * lengths.max())
+    assert np.all(np.diff(lengths) > 0)
+    # Any other N-orthonormal basis of null(M^T) holds no direction of more variance than the first.
+    other = label_free @ scipy.stats.ortho_group.rvs(12, random_state=32)
+    assert (other**2).sum(axis=0).min() > lengths[0]
+
+
+def test_perception_subspace_turns_with_the_hidden_states():
+    rng = np.random.default_rng(33)
+    moments = synthetic_moments(rng, n_texts=200, d=16, c=4)
+    n, m = moments["mean_xx"], moments["mean_xy"]
+    rotation = scipy.stats.ortho_group.rvs(16, random_state=34)
+    u = perception_subspace(n, m, ridge=1e-6).eigenvectors
+    turned = perception_subspace(rotation @ n @ rotation.T, rotation @ m, ridge=1e-6).eigenvectors
+    signs = np.sign((turned * (rotation @ u)).sum(axis=0))
+    np.testing.assert_allclose(turned * signs, rotation @ u, atol=1e-8 * np.abs(u).max())
 
 
 def test_perception_basis_beyond_the_signal_rank_does_not_hang_on_rounding():

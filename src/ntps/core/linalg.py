@@ -60,16 +60,19 @@ def generalized_eigh(a: np.ndarray, b: np.ndarray, device: torch.device | None =
     return _array(eigenvalues), _array(torch.linalg.solve_triangular(lower.T, y, upper=True))
 
 
-def orthonormal_completion(w: np.ndarray) -> np.ndarray:
-    """(d, d) orthonormal [W, W_c] for W (d, r) with orthonormal columns: W_c (d, d - r) is the
-    complement that W's Householder QR forms (Q = H_1 ... H_r, its last d - r columns).
+def symmetric_eigh(a: np.ndarray, device: torch.device | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(eigenvalues (m,) ascending, orthonormal eigenvectors (m, m)) of symmetric A (m, m); on the
+    CPU by LAPACK's divide-and-conquer syevd."""
+    if device is None:
+        return scipy.linalg.eigh(a, driver="evd")
+    eigenvalues, eigenvectors = torch.linalg.eigh(_tensor(a, device))
+    return _array(eigenvalues), _array(eigenvectors)
 
-    A fixed function of W, continuous in it, and unchanged when a column of W changes sign (each
-    reflector is); on the host in both paths, so the CPU and an accelerator take the same one.
-    """
-    completed = np.linalg.qr(w, mode="complete")[0]
-    completed[:, : w.shape[1]] = w
-    return completed
+
+def orthonormal_complement(w: np.ndarray) -> np.ndarray:
+    """(d, d - r) an orthonormal basis of the orthogonal complement of span(W), W (d, r) with
+    orthonormal columns: the last d - r columns of the Q that W's Householder QR forms."""
+    return np.linalg.qr(w, mode="complete")[0][:, w.shape[1] :]
 
 
 # Cholesky QR keeps a basis orthonormal to rounding when its Gram matrix G = V^T V has

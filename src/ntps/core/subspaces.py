@@ -20,9 +20,10 @@ from ntps.core.linalg import (
     cholesky_lower,
     generalized_eigh,
     matmul,
-    orthonormal_completion,
+    orthonormal_complement,
     solve_lower,
     solve_lower_transposed,
+    symmetric_eigh,
 )
 from ntps.core.statistics import LayerStatistics
 
@@ -109,33 +110,48 @@ def perception_subspace(
 ) -> EigenSubspace:
     """U of eq. (9), the pencil (M M^T, N), from meanXX N (d, d) and meanXY M (d, c), in closed form.
 
-    With N + shift I = L L^T (shift: generalized_eigenspace's ridge), the pencil is the standard
-    problem of Z Z^T, Z = L^-1 M (d, c): its eigenvectors are Z's left singular vectors W and
-    U = L^-T W, N-orthonormal, its eigenvalues Z's squared singular values. Only r = rank(M) of
-    them are nonzero (signal_rank); the other d - r eigenvectors span the eigenspace of eigenvalue
-    0, and any N-orthonormal basis of it solves eq. (9) equally. This one is L^-T times the fixed
-    orthonormal complement of W_r (orthonormal_completion). A general eigensolver returns whichever
-    basis of that eigenspace its iterations land on, which a last-bit change in N moves, so
-    `paper` beyond r changed with the BLAS build, the thread count and the device; this basis
-    moves with N and M continuously, is the same on the CPU and an accelerator, and costs one
-    Cholesky factorization and one triangular solve instead of a generalized eigensolver.
+    With N + shift I = L L^T (shift: generalized_eigenspace's ridge; N stands for N + shift I
+    below), the pencil is the standard problem of Z Z^T, Z = L^-1 M (d, c): its eigenvectors of
+    nonzero eigenvalue are L^-T W_r, W_r the left singular vectors of Z of nonzero singular value,
+    the eigenvalues their squares; r = rank(M) (signal_rank).
+
+    The other d - r eigenvectors span the eigenspace of eigenvalue 0, null(M^T), and every
+    N-orthonormal basis of it solves eq. (9); Algorithm 1's "top k" does not say which. A general
+    eigensolver returns whichever its iterations land on, which a last-bit change of N moves and
+    which no rotation of the hidden states carries along. This one is canonical: the principal axes
+    of N within null(M^T), by descending variance of the mean states (P A Sigma^-1/2 for P an
+    orthonormal basis of null(M^T) and P^T N P = A Sigma A^T), N-orthonormal and orthogonal. It
+    turns with the hidden states, so `paper` is invariant to their rotation at every k as V, U_r
+    and the other scores are, and it is unique wherever N's variances within null(M^T) are
+    distinct (with fewer texts than dimensions the ridge-only directions tie, as V's do).
     """
     _check_covariance(mean_xx, ridge)
     if mean_xy.ndim != 2 or mean_xy.shape[0] != mean_xx.shape[0]:
         raise NtpsInputError(f"meanXY must be (d, c) with d = {mean_xx.shape[0]}, got {mean_xy.shape}")
     if not np.isfinite(mean_xy).all():
         raise NtpsInputError("statistics contain NaN or infinite values")
+    regularized_xx = regularized(mean_xx, ridge)
     try:
-        lower = cholesky_lower(regularized(mean_xx, ridge), device)
+        lower = cholesky_lower(regularized_xx, device)
     except np.linalg.LinAlgError as error:
         raise _singular_covariance(ridge) from error
     rank = signal_rank(mean_xy)
-    left, singular_values, _ = np.linalg.svd(solve_lower(lower, mean_xy, device), full_matrices=False)
+    whitened_left, singular_values, _ = np.linalg.svd(solve_lower(lower, mean_xy, device), full_matrices=False)
+    label_free = orthonormal_complement(np.linalg.svd(mean_xy, full_matrices=False)[0][:, :rank])
+    variances, axes = symmetric_eigh(matmul(label_free.T, matmul(regularized_xx, label_free, device), device), device)
+    if len(variances) and not variances[0] > 0:
+        raise _singular_covariance(ridge)
     eigenvalues = np.zeros(mean_xx.shape[0])
     eigenvalues[:rank] = singular_values[:rank] ** 2
     return EigenSubspace(
         eigenvalues=eigenvalues,
-        eigenvectors=solve_lower_transposed(lower, orthonormal_completion(left[:, :rank]), device),
+        eigenvectors=np.concatenate(
+            [
+                solve_lower_transposed(lower, whitened_left[:, :rank], device),
+                matmul(label_free, axes[:, ::-1] / np.sqrt(variances[::-1]), device),
+            ],
+            axis=1,
+        ),
         ridge_shift=ridge_shift(mean_xx, ridge),
     )
 
@@ -153,7 +169,7 @@ def signal_rank(mean_xy: np.ndarray) -> int:
     """r = rank(meanXY meanXY^T) = rank(meanXY), (d, c) -> int <= min(d, c).
 
     Exactly r generalized eigenvalues of the perception problem are nonzero; the remaining
-    d - r eigenvectors span an eigenspace of eigenvalue 0 (perception_subspace fixes its basis).
+    d - r eigenvectors span an eigenspace of eigenvalue 0 (perception_subspace's canonical basis).
     """
     return int(np.linalg.matrix_rank(mean_xy))
 
