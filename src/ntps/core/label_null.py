@@ -12,10 +12,10 @@ states in one product. With Z = L^-1 M (whitened labels):
   the eigen stage's), so `signal` and `paper` for k <= r follow from one product with V's
   orthonormal factor.
 
-`paper` for k > r adds eigenvectors of eigenvalue 0, of which any N-orthonormal basis solves
-eq. (9) (README, "Four scores"); the eigen stage fixes one by a convention that a rotation of the
-hidden states changes (subspaces.perception_subspace): its null would measure the convention, not
-the labels, so it is left undefined (NaN) there. `released_code` has no null here either.
+`paper` for k > r adds eigenvectors of eigenvalue 0, the principal axes of N within null(M^T)
+(subspaces.perception_subspace), which change with every labelling's M: its null would cost a
+d x d eigenproblem per shuffle, so it is left undefined (NaN) there. `released_code` has no null
+here either.
 """
 
 from __future__ import annotations

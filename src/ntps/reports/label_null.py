@@ -72,7 +72,7 @@ def label_null_markdown(summary: pd.DataFrame) -> list[str]:
     lines += [
         f"Each score recomputed with the training labels shuffled ({shuffles} shuffles; only meanXY and U change,",
         "the forward pass and V are reused), over the paper's grid of (layer, k) where it is defined (`paper`",
-        "only up to the signal rank: beyond it its null would measure a convention, U's basis of eigenvalue 0). A score",
+        "only up to the signal rank: beyond it each shuffle would need a d x d eigenproblem of its own). A score",
         f"its own null matches says nothing about the task. Above the null: one-sided p <= {NULL_ALPHA}",
         f"(with {shuffles} shuffles, above every one of them); excess = score - null mean.",
         "",
