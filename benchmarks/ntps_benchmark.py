@@ -9,6 +9,8 @@
    with an explicit Q per variant and with one Householder QR applied without Q, as they were,
    against the shared Cholesky QR sweep, and the whole stage (excess loss and Theorem 2 included)
    against the explicit-Q sweeps alone. Target at d=4096: the whole stage <= 0.4x.
+   And the eigen stage per layer (`--measure eigen`, widths with `--eigen-hidden-sizes`): U in
+   closed form against the general solver (scipy's sygv) it replaced, V's pencil, and the stage.
 3. NTPS vs LoRA: the NTPS stages (forward pass with statistics, eigen subspaces, all-k scores of
    every layer) over the LoRA stage (adapters and head trained with the project's `lora:`
    settings, then scored), on the same model and texts. Measured for the configured steps and
@@ -38,7 +40,14 @@ from ntps.core.linalg import NestedBasis, extreme_eigenvalues, nested_prefix_sum
 from ntps.core.ntps import ntps_paper_all_k, ntps_paper_and_signal_all_k, ntps_score, score_tables
 from ntps.core.released_code import released_alignment_scores
 from ntps.core.statistics import GRAM_BLOCKS, LayerStatistics, add_transition_products
-from ntps.core.subspaces import LayerSubspaces, layer_subspaces, regularized
+from ntps.core.subspaces import (
+    LayerSubspaces,
+    autoregressive_subspace,
+    layer_subspaces,
+    perception_subspace,
+    regularized,
+    solve_layer,
+)
 from ntps.modeling.classifiers import lora_classifier
 from ntps.modeling.hidden_states import extract_hidden_states, padded_batches, tokenize_labeled_texts
 from ntps.modeling.training import accuracy, train_classifier
@@ -243,6 +252,37 @@ def scores_stage_cost(hidden_size: int, repeats: int) -> dict[str, float]:
     }
 
 
+def eigen_stage_cost(hidden_size: int, repeats: int) -> dict[str, float]:
+    """Seconds per layer of the eigen stage's parts on synthetic statistics: U in closed form and by
+    scipy's general solver (sygv, which the stage used before), V's pencil, and the stored form the
+    stage saves; the stage is the sum of the three, with either U."""
+    statistics = synthetic_statistics(hidden_size, n_classes=8, seed=0)
+    moments = statistics.averaged(0)
+    mean_xx, mean_xy = moments["mean_xx"], moments["mean_xy"]
+    solved = solve_layer(statistics, 0, 1e-6)
+    _, general = scipy.linalg.eigh(mean_xy @ mean_xy.T, regularized(mean_xx, 1e-6), driver="gv")
+    # The r columns of nonzero eigenvalue are unique up to sign: both must give them.
+    signal, reference = solved.perception_vectors[0][:, :8], general[:, ::-1][:, :8]
+    signal = signal * np.sign((signal * reference).sum(axis=0))
+    timings = {
+        "perception_general_s": best_of(
+            repeats,
+            lambda: scipy.linalg.eigh(mean_xy @ mean_xy.T, regularized(mean_xx, 1e-6), driver="gv"),
+        ),
+        "perception_closed_form_s": best_of(repeats, lambda: perception_subspace(mean_xx, mean_xy, 1e-6)),
+        "autoregressive_s": best_of(repeats, lambda: autoregressive_subspace(moments["cov0"], moments["cov1"], 1e-6)),
+        "stored_form_s": best_of(repeats, lambda: solved.stored_layer(0)),
+    }
+    rest = timings["autoregressive_s"] + timings["stored_form_s"]
+    return {
+        "hidden_size": hidden_size,
+        **timings,
+        "stage_s": timings["perception_closed_form_s"] + rest,
+        "previous_stage_s": timings["perception_general_s"] + rest,
+        "signal_columns_max_difference": float(np.abs(signal - reference).max() / np.abs(reference).max()),
+    }
+
+
 def sweep_speedup(hidden_size: int, repeats: int) -> dict[str, float]:
     u, v = synthetic_subspaces(hidden_size, n_classes=8, seed=0)
     sweep = best_of(repeats, lambda: ntps_paper_all_k(u, v))
@@ -314,11 +354,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--lora-texts", type=int, default=256, help="texts of the NTPS-vs-LoRA comparison")
     parser.add_argument("--scores-hidden-sizes", type=int, nargs="+", default=[576, 2048])
+    parser.add_argument("--eigen-hidden-sizes", type=int, nargs="+", default=[576, 2048])
     parser.add_argument(
         "--measure",
-        choices=["statistics", "sweep", "scores", "lora"],
+        choices=["statistics", "sweep", "scores", "eigen", "lora"],
         nargs="+",
-        default=["statistics", "sweep", "scores", "lora"],
+        default=["statistics", "sweep", "scores", "eigen", "lora"],
     )
     arguments = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -336,6 +377,8 @@ def main() -> None:
         report_sweep_speedup(arguments)
     if "scores" in arguments.measure:
         report_scores_stage_cost(arguments)
+    if "eigen" in arguments.measure:
+        report_eigen_stage_cost(arguments)
     if "lora" in arguments.measure:
         report_ntps_vs_lora(arguments)
 
@@ -408,6 +451,26 @@ def report_scores_stage_cost(arguments: argparse.Namespace) -> None:
             cost["dense_algebra_flops"] / cost["matrix_product_flops_per_s"],
             cost["matrix_product_flops_per_s"] / 1e9,
             cost["dense_algebra_flops"] / cost["matrix_product_flops_per_s"] / cost["explicit_q_sweeps_s"],
+        )
+
+
+def report_eigen_stage_cost(arguments: argparse.Namespace) -> None:
+    for hidden_size in arguments.eigen_hidden_sizes:
+        cost = eigen_stage_cost(hidden_size, arguments.repeats)
+        logger.info(
+            "eigen stage at d=%d, per layer: U by the general solver (sygv) %.3f s, in closed form %.3f s (%.2fx; "
+            "its 8 columns of nonzero eigenvalue differ by %.1e relative); V's pencil %.3f s; the stored form %.3f s; "
+            "the stage, their sum, %.3f s, %.2fx the same with the general solver's U (%.3f s)",
+            cost["hidden_size"],
+            cost["perception_general_s"],
+            cost["perception_closed_form_s"],
+            cost["perception_closed_form_s"] / cost["perception_general_s"],
+            cost["signal_columns_max_difference"],
+            cost["autoregressive_s"],
+            cost["stored_form_s"],
+            cost["stage_s"],
+            cost["stage_s"] / cost["previous_stage_s"],
+            cost["previous_stage_s"],
         )
 
 
