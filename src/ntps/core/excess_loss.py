@@ -180,7 +180,7 @@ def theorem2_bounds(
         ntps_paper: (d,) NTPS(U_k, V_k).
         whitening: the layer's factored N (ridge included) and V, as `loss` used them.
     """
-    # Lambda >= 0 in exact arithmetic; the d - r zero eigenvalues come back as +-1e-17 or so.
+    # Lambda >= 0; the closed form gives exact zeros beyond r, an archive from a general solver +-1e-17.
     eigenvalues = np.clip(perception_values, 0.0, None)
     n_eigenvalue_min, n_eigenvalue_max = extreme_eigenvalues(whitening.lower, whitening.device)
     u_norms = np.cumsum((perception_vectors**2).sum(axis=0))
