@@ -17,8 +17,10 @@ Per width, one JSON line with, per layer (hidden state):
   last hidden state only);
 - bytes_written: the statistics and subspace archives as the catalog stores them;
 - peak_rss_mb, peak_cuda_mb: the process's peak so far;
-and `pair`: the same extrapolated to the model's real depth and `--tokens` training tokens, and
-`model_x_12_datasets`: twelve such pairs. A last line `grid` adds up the paper's 8 x 12 grid over
+and `pair`: the same extrapolated to the model's real depth and `--tokens` training tokens;
+`statistics_overhead`: the forward pass with every hidden state's statistics over the bare forward
+pass at the real depth (1 + pair statistics_s / forward_s; the paper-scale issue's target on a GPU
+is 1.3x at d = 3,584); and `model_x_12_datasets`: twelve such pairs. A last line `grid` adds up the paper's 8 x 12 grid over
 the widths measured (the models whose width was not measured are listed).
 
     .venv/bin/python benchmarks/scale_benchmark.py --blocks 2 --widths 896 2048   # CPU, a few blocks
@@ -180,6 +182,7 @@ def measure(architecture: Architecture, blocks: int, tokens: int, batch: int, le
         "tokens": tokens,
         "per_layer": per_layer | {"peak_rss_mb": rss, "peak_cuda_mb": cuda},
         "pair": pair,
+        "statistics_overhead": 1 + pair["statistics_s"] / pair["forward_s"],
         "model_x_12_datasets": {name: value * PAPER_DATASETS for name, value in pair.items()},
     }
 

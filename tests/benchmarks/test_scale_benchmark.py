@@ -31,6 +31,8 @@ def test_a_tiny_shape_is_measured_per_layer_and_extrapolated_to_its_depth(scale_
     # The pair multiplies by the real depth: 6 blocks, 7 hidden states, 10,000 tokens.
     assert pair["forward_s"] == pytest.approx(per_layer["forward_s_per_1k_tokens"] * 6 * 10)
     assert pair["bytes_written"] == per_layer["bytes_written"] * 7
+    statistics_s = per_layer["statistics_s_per_1k_tokens"] * 7 * 10
+    assert result["statistics_overhead"] == pytest.approx(1 + statistics_s / pair["forward_s"])
     assert result["model_x_12_datasets"]["total_s"] == pytest.approx(12 * pair["total_s"])
     grid = scale_benchmark.grid([result])
     assert grid["models_covered"] == ["qwen2_0_5b"] and len(grid["models_not_measured"]) == 7
