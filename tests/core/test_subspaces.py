@@ -15,6 +15,7 @@ from ntps.core.subspaces import (
     perception_subspace,
     signal_rank,
 )
+from tests.core.paper_reference import algorithm1_ntps
 from tests.core.synthetic import statistics_of, synthetic_moments
 
 
@@ -44,15 +45,6 @@ def test_stored_subspaces_take_half_the_bytes_and_score_as_the_float64_ones(n_te
     scores, losses = score_tables(statistics, restored, 1e-6, [0.5], released_code=False)
     np.testing.assert_allclose(scores["ntps"], original_scores["ntps"], rtol=0, atol=1e-6)
     np.testing.assert_allclose(losses["label_variance_kept"], original_losses["label_variance_kept"], rtol=0, atol=1e-6)
-
-
-def paper_scores(u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """(d,) NTPS(U_k, V_k) for k = 1..d, the literal definition: one projector per k."""
-    scores = []
-    for k in range(1, u.shape[1] + 1):
-        projector = v[:, :k] @ np.linalg.pinv(v[:, :k])
-        scores.append(np.linalg.norm(projector @ u[:, :k]) ** 2 / np.linalg.norm(u[:, :k]) ** 2)
-    return np.asarray(scores)
 
 
 def test_perception_subspace_solves_eq9_with_every_column_n_orthonormal():
@@ -107,10 +99,10 @@ def test_perception_basis_beyond_the_signal_rank_does_not_hang_on_rounding():
     n, m = moments["mean_xx"], moments["mean_xy"]
     v = np.linalg.qr(rng.normal(size=(40, 40)))[0]
     nudged = n * (1 + 1e-15 * rng.normal(size=n.shape))
-    scores = [
-        paper_scores(perception_subspace(mean_xx, mean_xy, ridge=1e-6).eigenvectors, v)
-        for mean_xx, mean_xy in ((n, m), (n, m[:, [2, 0, 3, 1]]), ((nudged + nudged.T) / 2, m))
-    ]
+    scores = []
+    for mean_xx, mean_xy in ((n, m), (n, m[:, [2, 0, 3, 1]]), ((nudged + nudged.T) / 2, m)):
+        u = perception_subspace(mean_xx, mean_xy, ridge=1e-6).eigenvectors
+        scores.append(np.asarray([algorithm1_ntps(u, v, k) for k in range(1, 41)]))
     assert scores[0][4:].std() > 1e-3  # beyond r = 4 the scores vary, so the comparison means something
     np.testing.assert_allclose(scores[1], scores[0], rtol=0, atol=1e-10)
     np.testing.assert_allclose(scores[2], scores[0], rtol=0, atol=1e-10)
