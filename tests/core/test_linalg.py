@@ -3,6 +3,8 @@ and scores, and the device setting is checked."""
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 import scipy.linalg
@@ -131,8 +133,30 @@ def test_extreme_eigenvalues_fall_back_to_every_eigenvalue_when_lanczos_does_not
 
     monkeypatch.setattr(linalg.scipy.sparse.linalg, "eigsh", no_convergence)
     n = np.diag(np.arange(1.0, 11.0))
-    assert extreme_eigenvalues(np.sqrt(n)) == pytest.approx((1.0, 10.0), rel=1e-12)
+    with caplog.at_level(logging.INFO, logger=linalg.__name__):
+        assert extreme_eigenvalues(np.sqrt(n)) == pytest.approx((1.0, 10.0), rel=1e-12)
     assert "did not converge" in caplog.text
+
+
+def test_extreme_eigenvalues_of_a_spectrum_dense_at_its_end_stop_lanczos_early(monkeypatch):
+    # meanXX of as many texts as dimensions: its smallest eigenvalues crowd a Marchenko-Pastur edge,
+    # where Lanczos on N^-1 takes thousands of solves to separate the smallest (13,541 at d = 2,048).
+    d = 600
+    states = np.random.default_rng(5).normal(size=(d, d))
+    n = states @ states.T / d + np.eye(d)
+    lower = scipy.linalg.cholesky(n, lower=True)
+    solves = []
+    counted = linalg.solve_lower
+
+    def counting_solve_lower(*args, **kwargs):
+        solves.append(1)
+        return counted(*args, **kwargs)
+
+    monkeypatch.setattr(linalg, "solve_lower", counting_solve_lower)
+    every = scipy.linalg.eigvalsh(n)
+    assert extreme_eigenvalues(lower) == pytest.approx((every[0], every[-1]), rel=1e-9)
+    # One solve per product with N^-1: the first 20 Lanczos vectors and 19 per restart at most.
+    assert len(solves) <= 20 + 19 * linalg.LANCZOS_RESTARTS
 
 
 def test_torch_path_gives_the_scipy_subspaces_and_every_score():

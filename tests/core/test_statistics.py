@@ -131,6 +131,21 @@ def test_anything_in_padded_positions_leaves_the_statistics_as_zeros_there_would
         np.testing.assert_array_equal(getattr(results[1], name), getattr(results[0], name))
 
 
+def test_the_statistics_are_handed_over_once_and_the_spent_accumulator_refuses_more():
+    rng = np.random.default_rng(8)
+    accumulator = StatisticsAccumulator(1, HIDDEN, CLASSES)
+    states, mask = torch.from_numpy(rng.normal(size=(2, 4, HIDDEN))), torch.ones(2, 4)
+    accumulator.update([states], mask, torch.tensor([0, 1]))
+    statistics = accumulator.result()
+    kept = {name: getattr(statistics, name).copy() for name in STORED_NAMES}
+    with pytest.raises(NtpsInputError, match="already taken"):
+        accumulator.update([states], mask, torch.tensor([0, 1]))
+    with pytest.raises(NtpsInputError, match="already taken"):
+        accumulator.result()
+    for name in STORED_NAMES:  # nothing added to the arrays handed over
+        np.testing.assert_array_equal(getattr(statistics, name), kept[name])
+
+
 def test_empty_statistics_refuse_averaging():
     with pytest.raises(NtpsInputError, match="dataset is empty"):
         StatisticsAccumulator(1, 2, 2).result().averaged(0)

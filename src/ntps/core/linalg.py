@@ -202,8 +202,10 @@ def extreme_eigenvalues(lower: np.ndarray, device: torch.device | None = None) -
     as the reciprocal of N^-1's largest, applied as two triangular solves with L, each from the
     same seeded start (ARPACK's own is random), so that the same array gives the same digits. Two
     extreme eigenvalues of a factor at hand cost a few dozen products with it, not the O(d^3) of
-    all d eigenvalues (benchmarks/ntps_benchmark.py --measure scores measures both). On an
-    accelerator, all of N's.
+    all d eigenvalues (benchmarks/ntps_benchmark.py --measure scores measures both). Where the
+    spectrum is dense at an end (meanXX of about d texts: a Marchenko-Pastur edge) Lanczos needs
+    thousands of products; after LANCZOS_RESTARTS it stops and every eigenvalue is computed
+    instead. On an accelerator, all of N's.
     """
     d = lower.shape[0]
     if device is not None:
@@ -222,7 +224,12 @@ def extreme_eigenvalues(lower: np.ndarray, device: torch.device | None = None) -
             start,
         )
     except scipy.sparse.linalg.ArpackNoConvergence:
-        logger.warning("Lanczos did not converge on N's extreme eigenvalues (d = %d); computing all of them", d)
+        logger.info(
+            "Lanczos did not converge on N's extreme eigenvalues within %d restarts (d = %d, a spectrum dense at "
+            "an end); computing all of them",
+            LANCZOS_RESTARTS,
+            d,
+        )
         return _dense_extreme_eigenvalues(lower)
     return 1.0 / inverse_largest, largest
 
@@ -232,10 +239,21 @@ def _dense_extreme_eigenvalues(lower: np.ndarray) -> tuple[float, float]:
     return float(values[0]), float(values[-1])
 
 
+# ARPACK's implicit restarts per extreme eigenvalue, each 19 products with N or N^-1 after the first
+# 20: meanXX-like spectra converge within 2, and 10 (at most 210 products) bound what a spectrum
+# dense at its end costs before every eigenvalue is computed instead (benchmarks/ntps_benchmark.py
+# --measure scores times both). ARPACK's default, 10 d restarts, took 2,351 solves at d = 600
+# (tests/core/test_linalg.py).
+LANCZOS_RESTARTS = 10
+
+
 def _largest_eigenvalue(apply: Callable[[np.ndarray], np.ndarray], d: int, start: np.ndarray) -> float:
-    """The largest eigenvalue of the symmetric positive definite operator x -> apply(x), (d,) -> (d,)."""
+    """The largest eigenvalue of the symmetric positive definite operator x -> apply(x), (d,) -> (d,);
+    raises ArpackNoConvergence after LANCZOS_RESTARTS."""
     operator = scipy.sparse.linalg.LinearOperator((d, d), matvec=apply, dtype=np.float64)
-    (value,) = scipy.sparse.linalg.eigsh(operator, k=1, which="LA", v0=start, return_eigenvectors=False)
+    (value,) = scipy.sparse.linalg.eigsh(
+        operator, k=1, which="LA", v0=start, maxiter=LANCZOS_RESTARTS, return_eigenvectors=False
+    )
     return float(value)
 
 

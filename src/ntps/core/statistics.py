@@ -215,7 +215,7 @@ class StatisticsAccumulator:
         n_classes = sum(self._view_classes)
         shape = (n_layers, hidden_size, hidden_size)
         self._device = torch.device(device)
-        self._sums = {
+        self._sums: dict[str, torch.Tensor] | None = {
             "mean_xx": torch.zeros(shape, dtype=torch.float64, device=self._device),
             "mean_xy": torch.zeros((n_layers, hidden_size, n_classes), dtype=torch.float64, device=self._device),
             "cov0": torch.zeros(shape, dtype=torch.float64, device=self._device),
@@ -242,6 +242,8 @@ class StatisticsAccumulator:
             label_ids: (B,) integer labels in [0, c), or (B, V) with one column per label view,
                 view v's in [0, c_v).
         """
+        if self._sums is None:
+            raise NtpsInputError("the statistics were already taken from this accumulator (result()); start a new one")
         if len(hidden_states) != self._n_layers:
             raise NtpsInputError(f"expected hidden states for {self._n_layers} layers, got {len(hidden_states)}")
         mask = attention_mask.to(device=self._device, dtype=torch.bool)
@@ -298,17 +300,23 @@ class StatisticsAccumulator:
         return layer_means
 
     def result(self) -> LayerStatistics:
-        """The sums so far, meanXX and cov0 packed where they live (a GPU), so the host never holds
-        them whole."""
+        """The sums, handed over: meanXX and cov0 packed where they live (a GPU), so the host never
+        holds them whole, and meanXY and cov1 as the accumulator's own arrays on a CPU, not copies
+        (cov1 is 4.4 GB for an 8B model's 33 hidden states). The accumulator is spent: `update`
+        refuses to add to sums it no longer owns."""
+        if self._sums is None:
+            raise NtpsInputError("the statistics were already taken from this accumulator")
+        sums, self._sums = self._sums, None
 
         def on_host(tensor: torch.Tensor) -> np.ndarray:
-            return tensor.cpu().numpy().copy()
+            # One copy from a GPU, none on the CPU (the spent accumulator keeps no reference).
+            return tensor.cpu().numpy()
 
         return LayerStatistics(
-            mean_xx_upper=on_host(pack_symmetric(self._sums["mean_xx"])),
-            mean_xy=on_host(self._sums["mean_xy"]),
-            cov0_upper=on_host(pack_symmetric(self._sums["cov0"])),
-            cov1=on_host(self._sums["cov1"]),
+            mean_xx_upper=on_host(pack_symmetric(sums.pop("mean_xx"))),
+            mean_xy=on_host(sums.pop("mean_xy")),
+            cov0_upper=on_host(pack_symmetric(sums.pop("cov0"))),
+            cov1=on_host(sums.pop("cov1")),
             n_texts=self._n_texts,
             n_transitions=self._n_transitions,
             class_counts=self._class_counts.numpy().copy(),
