@@ -34,12 +34,13 @@ import numpy as np
 import scipy.linalg
 import torch
 import transformers
+from synthetic_layers import synthetic_statistics, synthetic_subspaces
 
 from ntps.core.excess_loss import Whitening, excess_loss_all_k, theorem2_bounds
 from ntps.core.linalg import NestedBasis, extreme_eigenvalues, nested_prefix_sums
 from ntps.core.ntps import ntps_paper_all_k, ntps_paper_and_signal_all_k, ntps_score, score_tables
 from ntps.core.released_code import released_alignment_scores
-from ntps.core.statistics import GRAM_BLOCKS, LayerStatistics, add_transition_products
+from ntps.core.statistics import GRAM_BLOCKS, add_transition_products
 from ntps.core.subspaces import (
     LayerSubspaces,
     autoregressive_subspace,
@@ -67,9 +68,7 @@ def best_of(repeats: int, run) -> float:
 
 
 def project_parameters() -> dict:
-    """conf/base + local's parameters. Imported here: Kedro configures its logging to stdout on
-    import, which would mix its lines into scale_benchmark.py's JSON output (it imports this module
-    for synthetic_statistics)."""
+    """conf/base + local's parameters. Imported here: Kedro configures its logging on import."""
     from ntps.pipelines.fan_out import load_parameters
 
     return load_parameters()
@@ -136,31 +135,6 @@ def statistics_overhead(n_texts: int, max_tokens: int, batch_size: int, repeats:
         "forward_flops_per_s": forward_flops / bare,
         "products_s": products_s,
     }
-
-
-def synthetic_statistics(hidden_size: int, n_classes: int, seed: int) -> LayerStatistics:
-    """One layer's statistics (n_texts = 1, so sums are averages) with the shapes and conditioning
-    of real ones."""
-    rng = np.random.default_rng(seed)
-    scales = np.exp(rng.normal(size=hidden_size))
-    samples = rng.normal(size=(4 * hidden_size, hidden_size)) * scales
-    shifted = rng.normal(size=(4 * hidden_size, hidden_size)) * scales
-    mean_xx = samples.T @ samples / len(samples)
-    return LayerStatistics.from_matrices(
-        mean_xx=mean_xx[None],
-        mean_xy=(samples.T @ rng.normal(size=(len(samples), n_classes)) / len(samples))[None],
-        cov0=3.0 * mean_xx[None],
-        cov1=(samples.T @ shifted / len(samples))[None],
-        n_texts=1,
-        n_transitions=1,
-        class_counts=np.ones(n_classes, dtype=np.int64),
-    )
-
-
-def synthetic_subspaces(hidden_size: int, n_classes: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """U and V of synthetic_statistics."""
-    subspaces = layer_subspaces(synthetic_statistics(hidden_size, n_classes, seed), ridge=1e-6)
-    return subspaces.perception_vectors[0], subspaces.autoregressive_vectors[0]
 
 
 def explicit_q_sweeps(u: np.ndarray, v: np.ndarray, rank: int) -> tuple[np.ndarray, np.ndarray]:

@@ -17,6 +17,8 @@ Per width, one JSON line with, per layer (hidden state):
   last hidden state only);
 - bytes_written: the statistics and subspace archives as the catalog stores them;
 - peak_rss_mb, peak_cuda_mb: the process's peak so far;
+- on a GPU, u_v_max_relative_difference_vs_scipy and scores_max_abs_difference_vs_scipy: the
+  torch.linalg path against scipy's on the CPU (agreement_with_scipy), the latter outside the timing;
 and `pair`: the same extrapolated to the model's real depth and `--tokens` training tokens;
 `statistics_overhead`: the forward pass with every hidden state's statistics over the bare forward
 pass at the real depth (1 + pair statistics_s / forward_s; the paper-scale issue's target on a GPU
@@ -39,12 +41,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import torch
 import transformers
-from ntps_benchmark import synthetic_statistics
+from synthetic_layers import synthetic_statistics
 
 from ntps.core.ntps import score_tables
-from ntps.core.statistics import StatisticsAccumulator
+from ntps.core.statistics import LayerStatistics, StatisticsAccumulator
 from ntps.core.subspaces import LayerSubspaces, layer_subspaces
 from ntps.io.npz_dataset import NpzDataset
 
@@ -77,6 +81,7 @@ ARCHITECTURES = {
 PAPER_MODELS = tuple(name for architecture in ARCHITECTURES.values() for name in architecture.names)
 PAPER_DATASETS = 12
 SCORE_FRACTIONS = [round(0.05 * i, 2) for i in range(1, 20)]
+RIDGE = 1e-6
 
 
 def random_model(architecture: Architecture, blocks: int, device: str, dtype: torch.dtype) -> torch.nn.Module:
@@ -88,7 +93,9 @@ def random_model(architecture: Architecture, blocks: int, device: str, dtype: to
         num_key_value_heads=architecture.kv_heads,
         vocab_size=architecture.vocab_size,
     )
-    return transformers.AutoModel.from_config(config, dtype=dtype).to(device).eval()
+    # Built where it runs: 8B parameters initialized on the CPU would take longer than the measurement.
+    with torch.device(device):
+        return transformers.AutoModel.from_config(config, dtype=dtype).eval()
 
 
 def peak_memory_mb(device: str) -> tuple[float, float | None]:
@@ -136,25 +143,52 @@ def forward_and_statistics(model, architecture: Architecture, batch: int, length
 
 
 def eigen_and_scores(hidden_size: int, device: str) -> dict[str, float]:
-    """Seconds of the eigen and scores stages for one layer, and the bytes its archives take."""
+    """Seconds of the eigen and scores stages for one layer, and the bytes its archives take; on an
+    accelerator also how far its results are from scipy's on the CPU (agreement_with_scipy)."""
     statistics = synthetic_statistics(hidden_size, n_classes=8, seed=0)
     linalg_device = torch.device(device) if device.startswith("cuda") else None
     # The eigen stage as the pipeline runs it: both pencils, then the stored form it saves (U in
     # float32, V as its float32 orthonormal factor), which the scores stage loads.
     start = time.perf_counter()
-    stored = layer_subspaces(statistics, ridge=1e-6, device=linalg_device).to_arrays()
+    solved = layer_subspaces(statistics, ridge=RIDGE, device=linalg_device)
+    stored = solved.to_arrays()
     eigen = time.perf_counter() - start
     start = time.perf_counter()
     subspaces = LayerSubspaces.from_arrays(stored)
-    score_tables(statistics, subspaces, 1e-6, SCORE_FRACTIONS, released_code=False, device=linalg_device)
-    scores = time.perf_counter() - start
+    scores, _ = score_tables(statistics, subspaces, RIDGE, SCORE_FRACTIONS, released_code=False, device=linalg_device)
+    scores_s = time.perf_counter() - start
     with tempfile.TemporaryDirectory() as folder:
         written = 0
         for name, arrays in (("statistics", statistics.to_arrays()), ("subspaces", stored)):
             path = Path(folder) / f"{name}.npz"
             NpzDataset(filepath=str(path)).save(arrays)
             written += path.stat().st_size
-    return {"eigen_s": eigen, "scores_s": scores, "bytes_written": written}
+    result = {"eigen_s": eigen, "scores_s": scores_s, "bytes_written": written}
+    if linalg_device is not None:
+        result |= agreement_with_scipy(statistics, solved, stored, scores)
+    return result
+
+
+def agreement_with_scipy(
+    statistics: LayerStatistics, solved: LayerSubspaces, stored: dict[str, np.ndarray], scores: pd.DataFrame
+) -> dict[str, float]:
+    """How far another linear-algebra path (torch.linalg on a GPU) is from scipy on the CPU, for one
+    layer: U and V in float64 (`solved`), each column up to its sign and relative to its norm, and
+    every score of the NTPS table (`scores`) computed from the same stored form (`stored`)."""
+    on_cpu = layer_subspaces(statistics, ridge=RIDGE)
+    column_difference = 0.0
+    for name in ("perception_vectors", "autoregressive_vectors"):
+        other, reference = getattr(solved, name)[0], getattr(on_cpu, name)[0]
+        signs = np.sign((other * reference).sum(axis=0))
+        relative = np.linalg.norm(other * signs - reference, axis=0) / np.linalg.norm(reference, axis=0)
+        column_difference = max(column_difference, float(relative.max()))
+    reference_scores, _ = score_tables(
+        statistics, LayerSubspaces.from_arrays(stored), RIDGE, SCORE_FRACTIONS, released_code=False
+    )
+    return {
+        "u_v_max_relative_difference_vs_scipy": column_difference,
+        "scores_max_abs_difference_vs_scipy": float(np.nanmax(np.abs(scores["ntps"] - reference_scores["ntps"]))),
+    }
 
 
 def measure(architecture: Architecture, blocks: int, tokens: int, batch: int, length: int, device: str, dtype) -> dict:

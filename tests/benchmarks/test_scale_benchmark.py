@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 
 import pytest
@@ -37,3 +38,37 @@ def test_a_tiny_shape_is_measured_per_layer_and_extrapolated_to_its_depth(scale_
     grid = scale_benchmark.grid([result])
     assert grid["models_covered"] == ["qwen2_0_5b"] and len(grid["models_not_measured"]) == 7
     assert grid["grid"]["total_s"] == pytest.approx(12 * pair["total_s"])
+
+
+def test_agreement_with_scipy_measures_the_torch_path_against_scipy(scale_benchmark):
+    # The comparison a GPU run reports, here with torch.linalg on the CPU.
+    statistics = scale_benchmark.synthetic_statistics(24, n_classes=3, seed=1)
+    solved = scale_benchmark.layer_subspaces(statistics, ridge=scale_benchmark.RIDGE, device=torch.device("cpu"))
+    stored = solved.to_arrays()
+    scores, _ = scale_benchmark.score_tables(
+        statistics,
+        scale_benchmark.LayerSubspaces.from_arrays(stored),
+        scale_benchmark.RIDGE,
+        scale_benchmark.SCORE_FRACTIONS,
+        released_code=False,
+        device=torch.device("cpu"),
+    )
+    agreement = scale_benchmark.agreement_with_scipy(statistics, solved, stored, scores)
+    assert agreement["u_v_max_relative_difference_vs_scipy"] < 1e-8
+    assert agreement["scores_max_abs_difference_vs_scipy"] < 1e-8
+    # and it sees a difference where there is one
+    scores["ntps"] += 1e-3
+    assert scale_benchmark.agreement_with_scipy(statistics, solved, stored, scores)[
+        "scores_max_abs_difference_vs_scipy"
+    ] == pytest.approx(1e-3)
+
+
+def test_the_scale_benchmark_imports_nothing_a_bare_gpu_machine_lacks():
+    # benchmarks/gpu_scale_check.sh runs it where only torch, transformers and scipy's stack are
+    # installed, and Kedro travels as a wheel: no MLflow, no kedro-datasets, no Hugging Face datasets.
+    probe = (
+        "import sys; sys.path.insert(0, 'benchmarks'); import scale_benchmark; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'mlflow', 'kedro_mlflow', 'kedro_datasets', 'datasets'}))"
+    )
+    imported = subprocess.run([sys.executable, "-c", probe], cwd=REPOSITORY, capture_output=True, text=True, check=True)
+    assert imported.stdout.strip() == "[]"
