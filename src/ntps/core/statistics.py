@@ -265,34 +265,18 @@ class StatisticsAccumulator:
             [torch.nn.functional.one_hot(label_ids[:, view], classes) for view, classes in enumerate(self._view_classes)],
             dim=1,
         ).to(torch.float64)
-        # A pair (S_i, h_{i+1}) needs both tokens real, whichever side the padding is on: its rows
-        # in the (B T, d) flattened prefix sums and states.
-        n_texts, width = mask.shape
+        # A pair (S_i, h_{i+1}) needs both tokens real, whichever side the padding is on.
         has_next = mask[:, :-1] & mask[:, 1:]
-        positions = torch.arange(n_texts * width, device=self._device).view(n_texts, width)
-        prefix_rows = positions[:, :-1][has_next]
-        last_index = (torch.arange(width, device=self._device) * mask).argmax(dim=1)
-        batch_index = torch.arange(n_texts, device=self._device)
-        padding = ~mask.unsqueeze(-1)
-        # Every layer's float64 states, prefix sums and pairs go through the same four buffers: a
-        # fresh tensor per layer and step cost more in allocation and first touch than the steps
-        # themselves (benchmarks/ntps_benchmark.py --measure statistics).
-        hidden_size = self._sums["cov1"].shape[-1]
-        states = torch.empty((n_texts, width, hidden_size), dtype=torch.float64, device=self._device)
-        prefix_sums = torch.empty_like(states)
-        prefixes = torch.empty((len(prefix_rows), hidden_size), dtype=torch.float64, device=self._device)
-        next_states = torch.empty_like(prefixes)
+        last_index = (torch.arange(mask.shape[1], device=self._device) * mask).argmax(dim=1)
+        batch_index = torch.arange(mask.shape[0], device=self._device)
         layer_means = []
-        for layer, layer_states in enumerate(hidden_states):
+        real = mask.unsqueeze(-1)
+        for layer, states in enumerate(hidden_states):
             # Padded positions may hold anything, NaN included (a fully masked attention row):
-            # overwritten with 0, not multiplied by it, which would keep a NaN. The cast to float64
-            # is exact.
-            if layer_states.shape != states.shape:
-                raise NtpsInputError(
-                    f"layer {layer}'s hidden states are {tuple(layer_states.shape)}, expected {tuple(states.shape)}"
-                )
-            states.copy_(layer_states.detach()).masked_fill_(padding, 0.0)
-            torch.cumsum(states, dim=1, out=prefix_sums)
+            # selected away, not multiplied by 0, which would keep a NaN. In the model's dtype; the
+            # prefix sums cast to float64 as they sum, which is exact.
+            states = torch.where(real, states.detach().to(device=self._device), 0.0)
+            prefix_sums = states.cumsum(dim=1, dtype=torch.float64)
             mean_states = prefix_sums[batch_index, last_index] / lengths.unsqueeze(-1)
             # A NaN or infinite real state makes its text's whole sum, and so its mean, non-finite:
             # checking the (B, d) means checks every state.
@@ -304,9 +288,12 @@ class StatisticsAccumulator:
             layer_means.append(mean_states)
             self._sums["mean_xx"][layer].addmm_(mean_states.T, mean_states)
             self._sums["mean_xy"][layer].addmm_(mean_states.T, one_hot)
-            torch.index_select(prefix_sums.view(-1, hidden_size), 0, prefix_rows, out=prefixes)
-            torch.index_select(states.view(-1, hidden_size), 0, prefix_rows + 1, out=next_states)
-            add_transition_products(self._sums["cov0"][layer], self._sums["cov1"][layer], prefixes, next_states)
+            add_transition_products(
+                self._sums["cov0"][layer],
+                self._sums["cov1"][layer],
+                prefix_sums[:, :-1][has_next],
+                states[:, 1:][has_next].to(torch.float64),
+            )
         self._n_texts += int(mask.shape[0])
         self._n_transitions += int(has_next.sum())
         self._class_counts += one_hot.sum(dim=0).to(torch.int64).cpu()
