@@ -17,13 +17,17 @@ Per width, one JSON line with, per layer (hidden state):
   last hidden state only);
 - bytes_written: the statistics and subspace archives as the catalog stores them;
 - peak_rss_mb, peak_cuda_mb: the process's peak so far;
+- statistics_products_s_per_1k_tokens, float64_product_flops_per_s: the statistics' float64
+  products alone, on random states of the timed batch's shape, and their rate;
 - on a GPU, u_v_max_relative_difference_vs_scipy and scores_max_abs_difference_vs_scipy: the
-  torch.linalg path against scipy's on the CPU (agreement_with_scipy), the latter outside the timing;
+  torch.linalg path against scipy's on the CPU (agreement_with_scipy, outside the timings);
 and `pair`: the same extrapolated to the model's real depth and `--tokens` training tokens;
 `statistics_overhead`: the forward pass with every hidden state's statistics over the bare forward
 pass at the real depth (1 + pair statistics_s / forward_s; the paper-scale issue's target on a GPU
-is 1.3x at d = 3,584); and `model_x_12_datasets`: twelve such pairs. A last line `grid` adds up the paper's 8 x 12 grid over
-the widths measured (the models whose width was not measured are listed).
+is 1.3x at d = 3,584); `statistics_overhead_floor`: the same with the statistics' float64 products
+alone, below which no float64 implementation gets; and `model_x_12_datasets`: twelve such pairs. A
+last line `grid` adds up the paper's 8 x 12 grid over the widths measured (the models whose width
+was not measured are listed).
 
     .venv/bin/python benchmarks/scale_benchmark.py --blocks 2 --widths 896 2048   # CPU, a few blocks
     python benchmarks/scale_benchmark.py --device cuda                             # GPU, real depths
@@ -48,7 +52,7 @@ import transformers
 from synthetic_layers import synthetic_statistics
 
 from ntps.core.ntps import score_tables
-from ntps.core.statistics import LayerStatistics, StatisticsAccumulator
+from ntps.core.statistics import GRAM_BLOCKS, LayerStatistics, StatisticsAccumulator, add_transition_products
 from ntps.core.subspaces import LayerSubspaces, layer_subspaces
 from ntps.io.npz_dataset import NpzDataset
 
@@ -115,8 +119,9 @@ def timed(run, device: str) -> float:
 
 
 def forward_and_statistics(model, architecture: Architecture, batch: int, length: int, device: str) -> dict[str, float]:
-    """Seconds per 1,000 tokens of the bare forward pass per block, and of one hidden state's
-    float64 statistics, on one random batch (best of 2 after a warm-up)."""
+    """Seconds per 1,000 tokens of the bare forward pass per block, of one hidden state's float64
+    statistics (best of 2 after a warm-up), and of their float64 products alone (best of 3), on
+    one random batch."""
     generator = torch.Generator().manual_seed(0)
     input_ids = torch.randint(0, architecture.vocab_size, (batch, length), generator=generator).to(device)
     mask = torch.ones(batch, length, dtype=torch.long, device=device)
@@ -134,11 +139,22 @@ def forward_and_statistics(model, architecture: Architecture, batch: int, length
             accumulator.update(states, mask, labels)
 
         statistics = min(timed(accumulate, device) for _ in range(2))
+        # The arithmetic: the statistics' float64 products alone, on random states of the batch's
+        # shape (every pair of next tokens), against what they must cost: cov1's product (2 d^2 per
+        # pair) and cov0's upper triangle ((b + 1) / 2b of a full product, b = GRAM_BLOCKS).
+        pairs = batch * (length - 1)
+        d = architecture.hidden_size
+        prefixes = torch.randn(pairs, d, dtype=torch.float64, device=device)
+        sums = torch.zeros(d, d, dtype=torch.float64, device=device)
+        products = min(timed(lambda: add_transition_products(sums, sums, prefixes, prefixes), device) for _ in range(3))
+    product_flops = pairs * (2 + (GRAM_BLOCKS + 1) / GRAM_BLOCKS) * d**2
     per_1k = 1000 / (batch * length)
     blocks = len(states) - 1
     return {
         "forward_s_per_1k_tokens": forward_seconds * per_1k / blocks,
         "statistics_s_per_1k_tokens": statistics * per_1k / len(states),
+        "statistics_products_s_per_1k_tokens": products * per_1k,
+        "float64_product_flops_per_s": product_flops / products,
     }
 
 
@@ -217,6 +233,9 @@ def measure(architecture: Architecture, blocks: int, tokens: int, batch: int, le
         "per_layer": per_layer | {"peak_rss_mb": rss, "peak_cuda_mb": cuda},
         "pair": pair,
         "statistics_overhead": 1 + pair["statistics_s"] / pair["forward_s"],
+        # What the float64 products alone would add: no float64 implementation gets below it.
+        "statistics_overhead_floor": 1
+        + per_layer["statistics_products_s_per_1k_tokens"] * hidden_states * tokens / 1000 / pair["forward_s"],
         "model_x_12_datasets": {name: value * PAPER_DATASETS for name, value in pair.items()},
     }
 

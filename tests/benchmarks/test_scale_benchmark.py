@@ -34,6 +34,13 @@ def test_a_tiny_shape_is_measured_per_layer_and_extrapolated_to_its_depth(scale_
     assert pair["bytes_written"] == per_layer["bytes_written"] * 7
     statistics_s = per_layer["statistics_s_per_1k_tokens"] * 7 * 10
     assert result["statistics_overhead"] == pytest.approx(1 + statistics_s / pair["forward_s"])
+    products_s = per_layer["statistics_products_s_per_1k_tokens"] * 7 * 10
+    assert result["statistics_overhead_floor"] == pytest.approx(1 + products_s / pair["forward_s"])
+    # 2 texts x 7 next-token pairs: cov1's 2 d^2 and cov0's 5/8 of that per pair, at the timed rate.
+    flops = 14 * (2 + 2 * 5 / 8) * 32**2
+    assert per_layer["float64_product_flops_per_s"] * per_layer["statistics_products_s_per_1k_tokens"] == (
+        pytest.approx(flops * 1000 / 16)
+    )
     assert result["model_x_12_datasets"]["total_s"] == pytest.approx(12 * pair["total_s"])
     grid = scale_benchmark.grid([result])
     assert grid["models_covered"] == ["qwen2_0_5b"] and len(grid["models_not_measured"]) == 7
