@@ -25,12 +25,17 @@ if [[ ${1:-} == --fetch-wheels ]]; then
     exit 0
 fi
 
+if ! compgen -G ".whl/*.whl" >/dev/null; then
+    echo "no wheels in .whl/: run 'bash benchmarks/gpu_scale_check.sh --fetch-wheels' where pip can download, and carry .whl" >&2
+    exit 1
+fi
 out=${OUT:-$(mktemp -d)}
 site=$(mktemp -d)
 "$python" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$site" .whl/*.whl
 export PYTHONPATH="$site:$PWD/src" PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 DO_NOT_TRACK=true
 if [[ ${DEVICE:-cuda} == cuda* ]]; then
-    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv >"$out/gpu.csv"
+    # A record of the machine, not a condition of the measurement.
+    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv >"$out/gpu.csv" || true
 fi
 "$python" -c "import torch, transformers, scipy; print('torch', torch.__version__, 'transformers', transformers.__version__, 'scipy', scipy.__version__)" | tee "$out/versions.txt"
 widths=("$@")
