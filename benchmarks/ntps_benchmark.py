@@ -40,7 +40,7 @@ from ntps.core.excess_loss import Whitening, excess_loss_all_k, theorem2_bounds
 from ntps.core.linalg import NestedBasis, extreme_eigenvalues, nested_prefix_sums
 from ntps.core.ntps import ntps_paper_all_k, ntps_paper_and_signal_all_k, ntps_score, score_tables
 from ntps.core.released_code import released_alignment_scores
-from ntps.core.statistics import GRAM_BLOCKS, StatisticsAccumulator, add_transition_products
+from ntps.core.statistics import StatisticsAccumulator, add_transition_products, transition_product_flops
 from ntps.core.subspaces import (
     LayerSubspaces,
     autoregressive_subspace,
@@ -110,12 +110,11 @@ def statistics_overhead(n_texts: int, max_tokens: int, batch_size: int, repeats:
         with_statistics = min(with_statistics, best_of(1, forward_with_statistics))
     # The arithmetic: the forward pass's float32 work, about 2 x parameters per token (attention's
     # T^2 terms are small at these lengths and left out), against the statistics' float64 work per
-    # hidden state and next-token pair: cov1's product (2 d^2) and cov0's upper triangle
-    # (GRAM_BLOCKS column blocks: (b + 1) / 2b of a full product's 2 d^2).
+    # hidden state and next-token pair (transition_product_flops).
     tokens = int(tokenized["n_tokens"].sum())
     pairs = int((tokenized["n_tokens"] - 1).sum())
     d, hidden_states = model.config.hidden_size, model.config.num_hidden_layers + 1
-    statistics_flops = hidden_states * pairs * (2 + (GRAM_BLOCKS + 1) / GRAM_BLOCKS) * d**2
+    statistics_flops = hidden_states * transition_product_flops(pairs, d)
     forward_flops = 2.0 * model.num_parameters() * tokens
     # The statistics' products alone, on random states of one average batch's shape, as many as the
     # run computes: what float64 arithmetic costs here, apart from the casts, prefix sums and gathers.

@@ -52,7 +52,12 @@ import transformers
 from synthetic_layers import synthetic_statistics
 
 from ntps.core.ntps import score_tables
-from ntps.core.statistics import GRAM_BLOCKS, LayerStatistics, StatisticsAccumulator, add_transition_products
+from ntps.core.statistics import (
+    LayerStatistics,
+    StatisticsAccumulator,
+    add_transition_products,
+    transition_product_flops,
+)
 from ntps.core.subspaces import LayerSubspaces, layer_subspaces
 from ntps.io.npz_dataset import NpzDataset
 
@@ -140,14 +145,13 @@ def forward_and_statistics(model, architecture: Architecture, batch: int, length
 
         statistics = min(timed(accumulate, device) for _ in range(2))
         # The arithmetic: the statistics' float64 products alone, on random states of the batch's
-        # shape (every pair of next tokens), against what they must cost: cov1's product (2 d^2 per
-        # pair) and cov0's upper triangle ((b + 1) / 2b of a full product, b = GRAM_BLOCKS).
+        # shape (every pair of next tokens), against what they must cost (transition_product_flops).
         pairs = batch * (length - 1)
         d = architecture.hidden_size
         prefixes = torch.randn(pairs, d, dtype=torch.float64, device=device)
         sums = torch.zeros(d, d, dtype=torch.float64, device=device)
         products = min(timed(lambda: add_transition_products(sums, sums, prefixes, prefixes), device) for _ in range(3))
-    product_flops = pairs * (2 + (GRAM_BLOCKS + 1) / GRAM_BLOCKS) * d**2
+    product_flops = transition_product_flops(pairs, d)
     per_1k = 1000 / (batch * length)
     blocks = len(states) - 1
     return {
@@ -181,16 +185,16 @@ def eigen_and_scores(hidden_size: int, device: str) -> dict[str, float]:
             written += path.stat().st_size
     result = {"eigen_s": eigen, "scores_s": scores_s, "bytes_written": written}
     if linalg_device is not None:
-        result |= agreement_with_scipy(statistics, solved, stored, scores)
+        result |= agreement_with_scipy(statistics, solved, subspaces, scores)
     return result
 
 
 def agreement_with_scipy(
-    statistics: LayerStatistics, solved: LayerSubspaces, stored: dict[str, np.ndarray], scores: pd.DataFrame
+    statistics: LayerStatistics, solved: LayerSubspaces, loaded: LayerSubspaces, scores: pd.DataFrame
 ) -> dict[str, float]:
     """How far another linear-algebra path (torch.linalg on a GPU) is from scipy on the CPU, for one
     layer: U and V in float64 (`solved`), each column up to its sign and relative to its norm, and
-    every score of the NTPS table (`scores`) computed from the same stored form (`stored`)."""
+    every score of the NTPS table (`scores`) computed from the same stored form (`loaded`)."""
     on_cpu = layer_subspaces(statistics, ridge=RIDGE)
     column_difference = 0.0
     for name in ("perception_vectors", "autoregressive_vectors"):
@@ -198,9 +202,7 @@ def agreement_with_scipy(
         signs = np.sign((other * reference).sum(axis=0))
         relative = np.linalg.norm(other * signs - reference, axis=0) / np.linalg.norm(reference, axis=0)
         column_difference = max(column_difference, float(relative.max()))
-    reference_scores, _ = score_tables(
-        statistics, LayerSubspaces.from_arrays(stored), RIDGE, SCORE_FRACTIONS, released_code=False
-    )
+    reference_scores, _ = score_tables(statistics, loaded, RIDGE, SCORE_FRACTIONS, released_code=False)
     return {
         "u_v_max_relative_difference_vs_scipy": column_difference,
         "scores_max_abs_difference_vs_scipy": float(np.nanmax(np.abs(scores["ntps"] - reference_scores["ntps"]))),

@@ -51,21 +51,21 @@ def test_agreement_with_scipy_measures_the_torch_path_against_scipy(scale_benchm
     # The comparison a GPU run reports, here with torch.linalg on the CPU.
     statistics = scale_benchmark.synthetic_statistics(24, n_classes=3, seed=1)
     solved = scale_benchmark.layer_subspaces(statistics, ridge=scale_benchmark.RIDGE, device=torch.device("cpu"))
-    stored = solved.to_arrays()
+    loaded = scale_benchmark.LayerSubspaces.from_arrays(solved.to_arrays())
     scores, _ = scale_benchmark.score_tables(
         statistics,
-        scale_benchmark.LayerSubspaces.from_arrays(stored),
+        loaded,
         scale_benchmark.RIDGE,
         scale_benchmark.SCORE_FRACTIONS,
         released_code=False,
         device=torch.device("cpu"),
     )
-    agreement = scale_benchmark.agreement_with_scipy(statistics, solved, stored, scores)
+    agreement = scale_benchmark.agreement_with_scipy(statistics, solved, loaded, scores)
     assert agreement["u_v_max_relative_difference_vs_scipy"] < 1e-8
     assert agreement["scores_max_abs_difference_vs_scipy"] < 1e-8
     # and it sees a difference where there is one
     scores["ntps"] += 1e-3
-    assert scale_benchmark.agreement_with_scipy(statistics, solved, stored, scores)[
+    assert scale_benchmark.agreement_with_scipy(statistics, solved, loaded, scores)[
         "scores_max_abs_difference_vs_scipy"
     ] == pytest.approx(1e-3)
 

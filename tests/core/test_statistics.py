@@ -7,7 +7,13 @@ import pytest
 import torch
 
 from ntps.core.errors import NtpsInputError
-from ntps.core.statistics import STORED_NAMES, LayerStatistics, StatisticsAccumulator
+from ntps.core.statistics import (
+    STORED_NAMES,
+    LayerStatistics,
+    StatisticsAccumulator,
+    add_transition_products,
+    transition_product_flops,
+)
 from tests.core.paper_reference import algorithm1_statistics
 from tests.core.synthetic import CLASSES, HIDDEN, N_LAYERS, accumulate, random_texts
 
@@ -144,6 +150,18 @@ def test_the_statistics_are_handed_over_once_and_the_spent_accumulator_refuses_m
         accumulator.result()
     for name in STORED_NAMES:  # nothing added to the arrays handed over
         np.testing.assert_array_equal(getattr(statistics, name), kept[name])
+
+
+@pytest.mark.parametrize("d", [8, 10, 13])
+def test_transition_product_flops_count_the_entries_the_products_compute(d):
+    # Every entry a product computes becomes n (ones times ones); each costs 2 n operations.
+    n = 5
+    cov0, cov1 = torch.zeros(d, d, dtype=torch.float64), torch.zeros(d, d, dtype=torch.float64)
+    ones = torch.ones(n, d, dtype=torch.float64)
+    add_transition_products(cov0, cov1, ones, ones)
+    computed = int((cov0 == n).sum() + (cov1 == n).sum())
+    assert transition_product_flops(n, d) == 2 * n * computed
+    assert bool((torch.triu(cov0) == torch.triu(torch.full((d, d), float(n), dtype=torch.float64))).all())
 
 
 def test_empty_statistics_refuse_averaging():

@@ -186,6 +186,12 @@ class LayerStatistics:
 GRAM_BLOCKS = 4
 
 
+def _gram_blocks(d: int) -> list[tuple[int, int]]:
+    """(start, end) of the GRAM_BLOCKS column blocks of a d-wide upper-triangle Gram update."""
+    edges = sorted({round(block * d / GRAM_BLOCKS) for block in range(GRAM_BLOCKS + 1)})
+    return list(zip(edges[:-1], edges[1:]))
+
+
 def add_transition_products(
     cov0: torch.Tensor, cov1: torch.Tensor, prefixes: torch.Tensor, next_states: torch.Tensor
 ) -> None:
@@ -193,11 +199,16 @@ def add_transition_products(
     prefix sums S_i and H (n, d) the next states h_{i+1} of n next-token pairs. cov0's entries below
     the diagonal are left as they were: the symmetric sums are stored as upper triangles
     (pack_symmetric), so products below the diagonal would be thrown away."""
-    d = prefixes.shape[1]
-    edges = sorted({round(block * d / GRAM_BLOCKS) for block in range(GRAM_BLOCKS + 1)})
-    for start, end in zip(edges[:-1], edges[1:]):
+    for start, end in _gram_blocks(prefixes.shape[1]):
         cov0[start:end, start:].addmm_(prefixes[:, start:end].T, prefixes[:, start:])
     cov1.addmm_(prefixes.T, next_states)
+
+
+def transition_product_flops(n_pairs: int, d: int) -> float:
+    """The floating-point operations add_transition_products spends on n_pairs pairs of width d:
+    cov1's product (2 n d^2) and cov0's column blocks on and above the diagonal."""
+    cov0_entries = sum((end - start) * (d - start) for start, end in _gram_blocks(d))
+    return 2.0 * n_pairs * (d * d + cov0_entries)
 
 
 class StatisticsAccumulator:
@@ -312,6 +323,7 @@ class StatisticsAccumulator:
             # One copy from a GPU, none on the CPU (the spent accumulator keeps no reference).
             return tensor.cpu().numpy()
 
+        # Popped one at a time, so that each whole d x d sum is freed once it is packed.
         return LayerStatistics(
             mean_xx_upper=on_host(pack_symmetric(sums.pop("mean_xx"))),
             mean_xy=on_host(sums.pop("mean_xy")),
