@@ -240,10 +240,10 @@ def _dense_extreme_eigenvalues(lower: np.ndarray) -> tuple[float, float]:
 
 
 # ARPACK's implicit restarts per extreme eigenvalue, each 19 products with N or N^-1 after the first
-# 20: meanXX-like spectra converge within 2, and 10 (at most 210 products) bound what a spectrum
-# dense at its end costs before every eigenvalue is computed instead (benchmarks/ntps_benchmark.py
-# --measure scores times both). ARPACK's default, 10 d restarts, took 2,351 solves at d = 600
-# (tests/core/test_linalg.py).
+# 20: meanXX-like spectra converge within them (tests/core/test_linalg.py), and they bound, at 210
+# products, what a spectrum dense at its end costs before every eigenvalue is computed instead
+# (benchmarks/ntps_benchmark.py --measure scores times both). ARPACK's default, 10 d restarts, took
+# 2,351 solves at d = 600 (tests/core/test_linalg.py).
 LANCZOS_RESTARTS = 10
 
 
