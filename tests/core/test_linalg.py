@@ -15,11 +15,11 @@ from ntps.core import linalg
 from ntps.core.errors import NtpsInputError
 from ntps.core.linalg import (
     NestedBasis,
+    OrthonormalComplement,
     extreme_eigenvalues,
     generalized_eigh,
     linalg_device,
     nested_prefix_sums,
-    orthonormal_complement,
     symmetric_eigh,
 )
 from ntps.core.ntps import score_tables
@@ -86,12 +86,41 @@ def test_nested_basis_refuses_v_with_nan_or_more_columns_than_rows(device):
         NestedBasis(np.ones((3, 4)), device)
 
 
-def test_orthonormal_complement_completes_w_to_an_orthonormal_basis():
-    rng = np.random.default_rng(23)
-    w = np.linalg.qr(rng.normal(size=(9, 3)))[0]
-    completed = np.concatenate([w, orthonormal_complement(w)], axis=1)
+def _formed_complement(w: np.ndarray) -> np.ndarray:
+    """The literal P: the last d - r columns of the Q that W's complete Householder QR forms."""
+    return np.linalg.qr(w, mode="complete")[0][:, w.shape[1] :]
+
+
+@pytest.mark.parametrize(
+    "w",
+    [
+        np.linalg.qr(np.random.default_rng(23).normal(size=(9, 3)))[0],
+        np.linalg.qr(np.random.default_rng(25).normal(size=(9, 1)))[0],
+        # columns already reduced: LAPACK leaves their reflectors as the identity
+        np.eye(9)[:, [0, 1]],
+        np.eye(9)[:, [4, 0]],
+        np.zeros((9, 0)),
+    ],
+    ids=["r=3", "r=1", "reduced", "permuted", "r=0"],
+)
+def test_orthonormal_complement_acts_as_the_formed_complement(w):
+    rng = np.random.default_rng(26)
+    root = rng.normal(size=(9, 9))
+    a = root @ root.T
+    e = rng.normal(size=(9 - w.shape[1], 4))
+    formed = _formed_complement(w)
+    complement = OrthonormalComplement(w)
+    # The same P as the formed one (the columns of Q it shares), not merely another basis of span(W)'s complement
+    np.testing.assert_allclose(complement.times(np.eye(9 - w.shape[1])), formed, atol=1e-14)
+    np.testing.assert_allclose(complement.congruence(a), formed.T @ a @ formed, atol=1e-12)
+    np.testing.assert_allclose(complement.times(e), formed @ e, atol=1e-14)
+    completed = np.concatenate([w, complement.times(np.eye(9 - w.shape[1]))], axis=1)
     np.testing.assert_allclose(completed.T @ completed, np.eye(9), atol=1e-14)
-    np.testing.assert_array_equal(orthonormal_complement(np.zeros((4, 0))), np.eye(4))
+
+
+def test_orthonormal_complement_refuses_more_columns_than_rows():
+    with pytest.raises(NtpsInputError, match="r <= d"):
+        OrthonormalComplement(np.ones((3, 4)))
 
 
 @pytest.mark.parametrize("device", [None, TORCH_CPU])

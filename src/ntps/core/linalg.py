@@ -69,10 +69,48 @@ def symmetric_eigh(a: np.ndarray, device: torch.device | None = None) -> tuple[n
     return _array(eigenvalues), _array(eigenvectors)
 
 
-def orthonormal_complement(w: np.ndarray) -> np.ndarray:
-    """(d, d - r) an orthonormal basis of the orthogonal complement of span(W), W (d, r) with
-    orthonormal columns: the last d - r columns of the Q that W's Householder QR forms."""
-    return np.linalg.qr(w, mode="complete")[0][:, w.shape[1] :]
+class OrthonormalComplement:
+    """The orthonormal complement P (d, d - r) of span(W), W (d, r) with orthonormal columns, held as
+    the r Householder reflectors of W's QR and never formed: with Q = H_1 ... H_r = I - Y T Y^T
+    (compact WY, Y (d, r) unit lower trapezoidal), P is Q's last d - r columns, so P^T A P and P E
+    cost O(d^2 r) operations where a formed P costs products of O(d^3) (4 d^3 at r << d).
+
+    T is the inverse of striu(Y^T Y) + diag(Y^T Y) / 2 (the "UT transform" of Joffrain et al.,
+    2006): every H_j = I - 2 y_j y_j^T / (y_j^T y_j) is then an exact reflection, also where LAPACK
+    left one as the identity (a column already reduced), which changes only the sign of one of Q's
+    first r columns, not P.
+    """
+
+    def __init__(self, w: np.ndarray):
+        d, rank = w.shape
+        if rank > d:
+            raise NtpsInputError(f"W must be (d, r) with r <= d, got {w.shape}")
+        self.rank = rank
+        if rank == 0:
+            self.reflectors, self.t = np.zeros((d, 0)), np.zeros((0, 0))
+            return
+        packed = scipy.linalg.qr(w, mode="raw")[0][0]
+        self.reflectors = np.tril(packed[:, :rank], -1)
+        self.reflectors[np.arange(rank), np.arange(rank)] = 1.0
+        gram = self.reflectors.T @ self.reflectors
+        t_inverse = np.triu(gram, 1) + np.diag(np.diag(gram) / 2)
+        self.t = scipy.linalg.solve_triangular(t_inverse, np.eye(rank), lower=False)
+
+    def congruence(self, a: np.ndarray) -> np.ndarray:
+        """P^T A P, (d - r, d - r), of symmetric A (d, d): the trailing block of Q^T A Q = A - Z Y^T - Y Z^T
+        with Z = A Y T - Y C / 2, C = T^T Y^T A Y T, one product of rank 2 r."""
+        y, r = self.reflectors, self.rank
+        ayt = a @ y @ self.t
+        z = ayt - y @ (self.t.T @ (y.T @ ayt)) / 2
+        return a[r:, r:] - np.concatenate([z[r:], y[r:]], axis=1) @ np.concatenate([y[r:], z[r:]], axis=1).T
+
+    def times(self, e: np.ndarray) -> np.ndarray:
+        """P E, (d, m), for E (d - r, m): Q [0; E] = [0; E] - Y T Y[r:]^T E."""
+        y, r = self.reflectors, self.rank
+        lifted = np.zeros((y.shape[0], e.shape[1]))
+        lifted[r:] = e
+        lifted -= y @ (self.t @ (y[r:].T @ e))
+        return lifted
 
 
 # Cholesky QR keeps a basis orthonormal to rounding when its Gram matrix G = V^T V has

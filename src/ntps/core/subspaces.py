@@ -17,10 +17,10 @@ from tqdm.auto import tqdm
 
 from ntps.core.errors import NtpsInputError
 from ntps.core.linalg import (
+    OrthonormalComplement,
     cholesky_lower,
     generalized_eigh,
     matmul,
-    orthonormal_complement,
     solve_lower,
     solve_lower_transposed,
     symmetric_eigh,
@@ -120,7 +120,9 @@ def perception_subspace(
     eigensolver returns whichever its iterations land on, which a last-bit change of N moves and
     which no rotation of the hidden states carries along. This one is canonical: the principal axes
     of N within null(M^T), by descending variance of the mean states (P A Sigma^-1/2 for P an
-    orthonormal basis of null(M^T) and P^T N P = A Sigma A^T), N-orthonormal and orthogonal. It
+    orthonormal basis of null(M^T) and P^T N P = A Sigma A^T), N-orthonormal and orthogonal. P stays
+    r Householder reflectors (linalg.OrthonormalComplement): P^T N P and P A then cost O(d^2 r)
+    operations, where a formed P costs 6 d^3 (benchmarks/ntps_benchmark.py --measure eigen). It
     turns with the hidden states, so `paper` is invariant to their rotation at every k as V, U_r
     and the other scores are, and it is unique wherever N's variances within null(M^T) are
     distinct (with fewer texts than dimensions the ridge-only directions tie, as V's do).
@@ -137,8 +139,8 @@ def perception_subspace(
         raise _singular_covariance(ridge) from error
     rank = signal_rank(mean_xy)
     whitened_left, singular_values, _ = np.linalg.svd(solve_lower(lower, mean_xy, device), full_matrices=False)
-    label_free = orthonormal_complement(np.linalg.svd(mean_xy, full_matrices=False)[0][:, :rank])
-    variances, axes = symmetric_eigh(matmul(label_free.T, matmul(regularized_xx, label_free, device), device), device)
+    label_free = OrthonormalComplement(np.linalg.svd(mean_xy, full_matrices=False)[0][:, :rank])
+    variances, axes = symmetric_eigh(label_free.congruence(regularized_xx), device)
     if len(variances) and not variances[0] > 0:
         raise _singular_covariance(ridge)
     eigenvalues = np.zeros(mean_xx.shape[0])
@@ -148,7 +150,7 @@ def perception_subspace(
         eigenvectors=np.concatenate(
             [
                 solve_lower_transposed(lower, whitened_left[:, :rank], device),
-                matmul(label_free, axes[:, ::-1] / np.sqrt(variances[::-1]), device),
+                label_free.times(axes[:, ::-1] / np.sqrt(variances[::-1])),
             ],
             axis=1,
         ),
