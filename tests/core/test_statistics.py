@@ -32,6 +32,21 @@ def test_streaming_statistics_equal_algorithm1(padding_side):
             np.testing.assert_allclose(fast[name], expected, rtol=1e-9, atol=1e-9 * np.abs(expected).max())
 
 
+def test_float32_products_round_cov0_and_cov1_only_and_only_as_float32_does():
+    rng = np.random.default_rng(9)
+    texts, labels = random_texts(rng, n_texts=23, max_length=9)
+    exact = accumulate(texts, labels)
+    rounded = accumulate(texts, labels, product_dtype=torch.float32)
+    for name in ("mean_xx_upper", "mean_xy"):  # not products of the transitions: float64 either way
+        np.testing.assert_array_equal(getattr(rounded, name), getattr(exact, name))
+    for name in ("cov0_upper", "cov1"):
+        expected, got = getattr(exact, name), getattr(rounded, name)
+        assert got.dtype == np.float64 and not np.array_equal(got, expected)
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6 * np.abs(expected).max())
+    with pytest.raises(NtpsInputError, match="float64 or float32"):
+        StatisticsAccumulator(1, HIDDEN, CLASSES, product_dtype=torch.float16)
+
+
 def test_one_token_text_contributes_only_to_mean_statistics():
     rng = np.random.default_rng(2)
     state = rng.normal(size=(1, 1, HIDDEN))

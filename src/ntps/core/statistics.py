@@ -198,10 +198,18 @@ def add_transition_products(
     """cov0 += P^T P on and above the diagonal only, cov1 += P^T H, in place, for P (n, d) the
     prefix sums S_i and H (n, d) the next states h_{i+1} of n next-token pairs. cov0's entries below
     the diagonal are left as they were: the symmetric sums are stored as upper triangles
-    (pack_symmetric), so products below the diagonal would be thrown away."""
+    (pack_symmetric), so products below the diagonal would be thrown away. The products run in P's
+    and H's dtype; the sums stay float64."""
     for start, end in _gram_blocks(prefixes.shape[1]):
-        cov0[start:end, start:].addmm_(prefixes[:, start:end].T, prefixes[:, start:])
-    cov1.addmm_(prefixes.T, next_states)
+        _add_product(cov0[start:end, start:], prefixes[:, start:end].T, prefixes[:, start:])
+    _add_product(cov1, prefixes.T, next_states)
+
+
+def _add_product(total: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> None:
+    if a.dtype == total.dtype:
+        total.addmm_(a, b)  # no temporary
+    else:
+        total += (a @ b).to(total.dtype)
 
 
 def transition_product_flops(n_pairs: int, d: int) -> float:
@@ -214,12 +222,27 @@ def transition_product_flops(n_pairs: int, d: int) -> float:
 class StatisticsAccumulator:
     """Adds batches of hidden states into float64 sums; memory is O(L d^2), not O(texts)."""
 
-    def __init__(self, n_layers: int, hidden_size: int, n_classes: int | Sequence[int], device: str | torch.device = "cpu"):
+    def __init__(
+        self,
+        n_layers: int,
+        hidden_size: int,
+        n_classes: int | Sequence[int],
+        device: str | torch.device = "cpu",
+        product_dtype: torch.dtype = torch.float64,
+    ):
         """Sums live on `device`, so a GPU forward pass is not slowed by copies to the host.
 
         n_classes: the classes of the one label view, or of each of several label views of the
         same texts, whose one-hots are accumulated side by side in meanXY (label_views splits them).
+        product_dtype: the dtype of cov0's and cov1's per-batch products, summed in float64 either
+            way. Products accurate to float32 are what a faster GPU path (tensor-core products)
+            would give; their rounding moves the scores by up to about 1e-3
+            (benchmarks/ntps_benchmark.py --measure product-precision), so the pipeline keeps
+            float64, and float32 is here for that measurement.
         """
+        if product_dtype not in (torch.float64, torch.float32):
+            raise NtpsInputError(f"the statistics' products run in float64 or float32, not {product_dtype}")
+        self._product_dtype = product_dtype
         self._view_classes = (int(n_classes),) if np.ndim(n_classes) == 0 else tuple(int(c) for c in n_classes)
         if not self._view_classes or min(self._view_classes) < 1:
             raise NtpsInputError(f"every label view needs at least 1 class, got {n_classes}")
@@ -302,8 +325,8 @@ class StatisticsAccumulator:
             add_transition_products(
                 self._sums["cov0"][layer],
                 self._sums["cov1"][layer],
-                prefix_sums[:, :-1][has_next],
-                states[:, 1:][has_next].to(torch.float64),
+                prefix_sums[:, :-1][has_next].to(self._product_dtype),
+                states[:, 1:][has_next].to(self._product_dtype),
             )
         self._n_texts += int(mask.shape[0])
         self._n_transitions += int(has_next.sum())
