@@ -2,8 +2,9 @@
 # The paper-scale issue's GPU measurements in one run, on a machine that has a GPU, torch,
 # transformers and scipy but not this project's install (the device machine some tasks are lent):
 # benchmarks/scale_benchmark.py at the real depths of the given widths (default Qwen2-7B's 3,584 and
-# Llama-3-8B's 4,096), bf16 forward, float64 statistics, eigen and scores stages on the GPU, and the
-# torch.linalg path against scipy's. The archive writer (ntps.io.npz_dataset) imports Kedro, which
+# Llama-3-8B's 4,096), bf16 forward, float64 statistics and, beside them, statistics with split
+# bfloat16 products (bfloat16x3), eigen and scores stages on the GPU, and the torch.linalg path
+# against scipy's. The archive writer (ntps.io.npz_dataset) imports Kedro, which
 # such a machine lacks, so Kedro and its one missing dependency travel as wheels in .whl/.
 #
 #   bash benchmarks/gpu_scale_check.sh --fetch-wheels    # here, once: .whl/ (git-ignored, ~270 kB)
@@ -41,7 +42,8 @@ fi
 widths=("$@")
 [[ ${#widths[@]} -gt 0 ]] || widths=(3584 4096)
 # shellcheck disable=SC2086  # SCALE_ARGUMENTS is a list of options
-"$python" benchmarks/scale_benchmark.py --device "${DEVICE:-cuda}" --widths "${widths[@]}" ${SCALE_ARGUMENTS:-} \
+"$python" benchmarks/scale_benchmark.py --device "${DEVICE:-cuda}" --widths "${widths[@]}" --products bfloat16x3 \
+    ${SCALE_ARGUMENTS:-} \
     >"$out/scale_${DEVICE:-cuda}.jsonl" 2> >(tee "$out/scale_${DEVICE:-cuda}.log" >&2)
 cat "$out/scale_${DEVICE:-cuda}.jsonl"
 echo "results in $out"

@@ -12,9 +12,9 @@
    And the eigen stage per layer (`--measure eigen`, widths with `--eigen-hidden-sizes`): U in
    closed form against the general solver (scipy's sygv) it replaced, V's pencil, and the stage.
    And the precision the statistics' products need (`--measure product-precision`): how far
-   float32 products (as accurate as a faster GPU path's tensor-core products would be) move the
-   scores, against how far the scores move between two halves of the same texts, on the embedded
-   model's real hidden states.
+   float32 products and the split bfloat16 products a GPU's matrix units would run (bfloat16x3,
+   emulated here) move the scores, against how far the scores move between two halves of the same
+   texts, on the embedded model's real hidden states.
 3. NTPS vs LoRA: the NTPS stages (forward pass with statistics, eigen subspaces, all-k scores of
    every layer) over the LoRA stage (adapters and head trained with the project's `lora:`
    settings, then scored), on the same model and texts. Measured for the configured steps and
@@ -162,21 +162,20 @@ def statistics_overhead(n_texts: int, max_tokens: int, batch_size: int, repeats:
     }
 
 
-def product_precision(n_texts: int, max_tokens: int, batch_size: int, repeats: int) -> dict[str, float]:
-    """Scores from float32 products of cov0 and cov1 (summed in float64) against float64 ones, and,
-    as the yardstick, scores of the even batches against those of the odd ones, all float64."""
+def product_precision(n_texts: int, max_tokens: int, batch_size: int) -> dict[str, float]:
+    """Scores from float32 and from bfloat16x3 products of cov0 and cov1 (core.statistics.PRODUCTS,
+    summed in float64) against float64 ones, and, as the yardstick, the scores of the even batches'
+    texts against those of the odd batches', both float64."""
     location, spec, tokenizer, tokenized = embedded_texts(n_texts, max_tokens)
     model = load_backbone(location, spec, dtype="float32", device="cpu")
     d, hidden_states = model.config.hidden_size, model.config.num_hidden_layers + 1
-    product_dtypes = {"float64": torch.float64, "float32": torch.float32, "even": torch.float64, "odd": torch.float64}
-    accumulators = {
-        name: StatisticsAccumulator(hidden_states, d, 2, product_dtype=dtype) for name, dtype in product_dtypes.items()
-    }
+    products = {"float64": "float64", "float32": "float32", "bfloat16x3": "bfloat16x3", "even": "float64", "odd": "float64"}
+    accumulators = {name: StatisticsAccumulator(hidden_states, d, 2, products=kind) for name, kind in products.items()}
     batches = list(padded_batches(tokenized, batch_size, tokenizer.pad_token_id))
     with torch.inference_mode():
         for batch, (_, input_ids, mask, labels) in enumerate(tqdm(batches, desc="forward + statistics", unit="batch")):
             states = model(input_ids=input_ids, attention_mask=mask, output_hidden_states=True, use_cache=False)
-            for name in ("float64", "float32", ("even", "odd")[batch % 2]):
+            for name in ("float64", "float32", "bfloat16x3", ("even", "odd")[batch % 2]):
                 accumulators[name].update(states.hidden_states, mask, labels)
     statistics = {name: accumulator.result() for name, accumulator in accumulators.items()}
     fractions = project_parameters()["ntps_scores"]["paper_k_fractions"]
@@ -185,25 +184,19 @@ def product_precision(n_texts: int, max_tokens: int, batch_size: int, repeats: i
         for name, stats in statistics.items()
     }
     result = {"texts": len(tokenized), "tokens": int(tokenized["n_tokens"].sum())}
-    for name in ("cov0_upper", "cov1"):
-        exact, rounded = getattr(statistics["float64"], name), getattr(statistics["float32"], name)
-        result[f"{name}_relative_error"] = float(np.abs(rounded - exact).max() / np.abs(exact).max())
+    comparisons = {"float32": ("float64", "float32"), "bfloat16x3": ("float64", "bfloat16x3"), "halves": ("even", "odd")}
+    for comparison in ("float32", "bfloat16x3"):
+        for name in ("cov0_upper", "cov1"):
+            exact, rounded = getattr(statistics["float64"], name), getattr(statistics[comparison], name)
+            result[f"{comparison}_{name}_relative_error"] = float(np.abs(rounded - exact).max() / np.abs(exact).max())
     for variant in ("paper", "signal", "label_variance_kept"):
-        for comparison, (first, second) in (("float32", ("float64", "float32")), ("halves", ("even", "odd"))):
+        for comparison, (first, second) in comparisons.items():
             rows = [table[table["variant"] == variant] for table in (tables[first], tables[second])]
             difference = np.abs(rows[0]["ntps"].to_numpy() - rows[1]["ntps"].to_numpy())
             on_grid = rows[0]["on_paper_grid"].to_numpy()
             result[f"{variant}_{comparison}_max"] = float(np.nanmax(difference))
             result[f"{variant}_{comparison}_grid_max"] = float(np.nanmax(difference[on_grid]))
             result[f"{variant}_{comparison}_median"] = float(np.nanmedian(difference))
-    # What float32 saves here: the products of one average batch, in either dtype.
-    pairs = int((tokenized["n_tokens"] - 1).sum())
-    for dtype in (torch.float64, torch.float32):
-        prefixes = torch.randn(max(pairs // len(batches), 1), d, dtype=dtype)
-        sums = torch.zeros(d, d, dtype=torch.float64)
-        result[f"products_{str(dtype).removeprefix('torch.')}_s"] = best_of(
-            repeats, lambda prefixes=prefixes, sums=sums: add_transition_products(sums, sums, prefixes, prefixes)
-        )
     return result
 
 
@@ -536,24 +529,29 @@ def report_eigen_stage_cost(arguments: argparse.Namespace) -> None:
 
 
 def report_product_precision(arguments: argparse.Namespace) -> None:
-    precision = product_precision(arguments.precision_texts, arguments.max_tokens, arguments.batch_size, arguments.repeats)
+    precision = product_precision(arguments.precision_texts, arguments.max_tokens, arguments.batch_size)
     logger.info(
         "product precision, SmolLM2-135M, all 31 hidden states, %d texts / %d tokens: float32 products of cov0 and "
-        "cov1 (summed in float64) take %.2fx the float64 ones' time and are off by %.1e (cov0) and %.1e (cov1) of "
-        "the largest entry",
+        "cov1 (summed in float64) are off by %.1e (cov0) and %.1e (cov1) of the largest entry, bfloat16x3 products "
+        "by %.1e and %.1e",
         precision["texts"],
         precision["tokens"],
-        precision["products_float32_s"] / precision["products_float64_s"],
-        precision["cov0_upper_relative_error"],
-        precision["cov1_relative_error"],
+        precision["float32_cov0_upper_relative_error"],
+        precision["float32_cov1_relative_error"],
+        precision["bfloat16x3_cov0_upper_relative_error"],
+        precision["bfloat16x3_cov1_relative_error"],
     )
     for variant in ("paper", "signal", "label_variance_kept"):
         logger.info(
-            "  %s: float32 products move the scores by up to %.1e (%.1e on the paper's k grid, median %.1e); "
-            "the even against the odd batches' texts, both float64, by up to %.1e (%.1e on the grid, median %.1e)",
+            "  %s: float32 products move the scores by up to %.1e (%.1e on the paper's k grid, median %.1e), "
+            "bfloat16x3 products by up to %.1e (%.1e, median %.1e); the even against the odd batches' texts, both "
+            "float64, by up to %.1e (%.1e, median %.1e)",
             variant,
-            *(precision[f"{variant}_float32_{part}"] for part in ("max", "grid_max", "median")),
-            *(precision[f"{variant}_halves_{part}"] for part in ("max", "grid_max", "median")),
+            *(
+                precision[f"{variant}_{comparison}_{part}"]
+                for comparison in ("float32", "bfloat16x3", "halves")
+                for part in ("max", "grid_max", "median")
+            ),
         )
 
 

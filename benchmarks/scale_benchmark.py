@@ -19,13 +19,18 @@ Per width, one JSON line with, per layer (hidden state):
 - peak_rss_mb, peak_cuda_mb: the process's peak so far;
 - statistics_products_s_per_1k_tokens, float64_product_flops_per_s: the statistics' float64
   products alone, on random states of the timed batch's shape, and their rate;
+- with `--products bfloat16x3` (or float32), statistics_bfloat16x3_s_per_1k_tokens and
+  statistics_bfloat16x3_relative_error: the statistics with their products split into bfloat16
+  pieces for the GPU's matrix units (core.statistics.PRODUCTS), and how far their cov0 and cov1
+  are from float64's on the timed batch;
 - on a GPU, u_v_max_relative_difference_vs_scipy and scores_max_abs_difference_vs_scipy: the
   torch.linalg path against scipy's on the CPU (agreement_with_scipy, outside the timings);
 and `pair`: the same extrapolated to the model's real depth and `--tokens` training tokens;
 `statistics_overhead`: the forward pass with every hidden state's statistics over the bare forward
 pass at the real depth (1 + pair statistics_s / forward_s; the paper-scale issue's target on a GPU
 is 1.3x at d = 3,584); `statistics_overhead_floor`: the same with the statistics' float64 products
-alone, below which no float64 implementation gets; and `model_x_12_datasets`: twelve such pairs. A
+alone, below which no float64 implementation gets; `statistics_overhead_bfloat16x3`: the
+overhead with split bfloat16 products instead; and `model_x_12_datasets`: twelve such pairs. A
 last line `grid` adds up the paper's 8 x 12 grid over the widths measured (the models whose width
 was not measured are listed).
 
@@ -42,6 +47,7 @@ import resource
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,6 +59,7 @@ from synthetic_layers import synthetic_statistics
 
 from ntps.core.ntps import score_tables
 from ntps.core.statistics import (
+    PRODUCTS,
     LayerStatistics,
     StatisticsAccumulator,
     add_transition_products,
@@ -123,10 +130,14 @@ def timed(run, device: str) -> float:
     return time.perf_counter() - start
 
 
-def forward_and_statistics(model, architecture: Architecture, batch: int, length: int, device: str) -> dict[str, float]:
+def forward_and_statistics(
+    model, architecture: Architecture, batch: int, length: int, device: str, products: Sequence[str] = ("float64",)
+) -> dict[str, float]:
     """Seconds per 1,000 tokens of the bare forward pass per block, of one hidden state's float64
     statistics (best of 2 after a warm-up), and of their float64 products alone (best of 3), on
-    one random batch."""
+    one random batch; for each other way of computing the products (core.statistics.PRODUCTS) its
+    statistics' seconds and how far its cov0 and cov1 are from float64's (relative to the largest
+    entry)."""
     generator = torch.Generator().manual_seed(0)
     input_ids = torch.randint(0, architecture.vocab_size, (batch, length), generator=generator).to(device)
     mask = torch.ones(batch, length, dtype=torch.long, device=device)
@@ -139,26 +150,42 @@ def forward_and_statistics(model, architecture: Architecture, batch: int, length
         states = forward()
         forward_seconds = min(timed(forward, device) for _ in range(2))
 
-        def accumulate():
-            accumulator = StatisticsAccumulator(len(states), architecture.hidden_size, 2, device)
+        def accumulate(kind: str) -> StatisticsAccumulator:
+            accumulator = StatisticsAccumulator(len(states), architecture.hidden_size, 2, device, products=kind)
             accumulator.update(states, mask, labels)
+            return accumulator
 
-        statistics = min(timed(accumulate, device) for _ in range(2))
+        statistics = min(timed(lambda: accumulate("float64"), device) for _ in range(2))
+        others = {}
+        for kind in (kind for kind in products if kind != "float64"):
+            try:
+                seconds = min(timed(lambda kind=kind: accumulate(kind), device) for _ in range(2))
+            except RuntimeError as error:  # e.g. a torch without bfloat16 products to float32 here
+                logger.warning("%s products failed, measured without them: %s", kind, error)
+                others[f"statistics_{kind}_error"] = str(error)
+                continue
+            exact, other = accumulate("float64").result(), accumulate(kind).result()
+            others[f"statistics_{kind}_s_per_1k_tokens"] = seconds * 1000 / (batch * length) / len(states)
+            others[f"statistics_{kind}_relative_error"] = max(
+                float(np.abs(getattr(other, name) - getattr(exact, name)).max() / np.abs(getattr(exact, name)).max())
+                for name in ("cov0_upper", "cov1")
+            )
         # The arithmetic: the statistics' float64 products alone, on random states of the batch's
         # shape (every pair of next tokens), against what they must cost (transition_product_flops).
         pairs = batch * (length - 1)
         d = architecture.hidden_size
         prefixes = torch.randn(pairs, d, dtype=torch.float64, device=device)
         sums = torch.zeros(d, d, dtype=torch.float64, device=device)
-        products = min(timed(lambda: add_transition_products(sums, sums, prefixes, prefixes), device) for _ in range(3))
+        products_s = min(timed(lambda: add_transition_products(sums, sums, prefixes, prefixes), device) for _ in range(3))
     product_flops = transition_product_flops(pairs, d)
     per_1k = 1000 / (batch * length)
     blocks = len(states) - 1
     return {
         "forward_s_per_1k_tokens": forward_seconds * per_1k / blocks,
         "statistics_s_per_1k_tokens": statistics * per_1k / len(states),
-        "statistics_products_s_per_1k_tokens": products * per_1k,
-        "float64_product_flops_per_s": product_flops / products,
+        "statistics_products_s_per_1k_tokens": products_s * per_1k,
+        "float64_product_flops_per_s": product_flops / products_s,
+        **others,
     }
 
 
@@ -209,9 +236,18 @@ def agreement_with_scipy(
     }
 
 
-def measure(architecture: Architecture, blocks: int, tokens: int, batch: int, length: int, device: str, dtype) -> dict:
+def measure(
+    architecture: Architecture,
+    blocks: int,
+    tokens: int,
+    batch: int,
+    length: int,
+    device: str,
+    dtype,
+    products: Sequence[str] = ("float64",),
+) -> dict:
     model = random_model(architecture, blocks, device, dtype)
-    per_layer = forward_and_statistics(model, architecture, batch, length, device)
+    per_layer = forward_and_statistics(model, architecture, batch, length, device, products)
     del model
     per_layer |= eigen_and_scores(architecture.hidden_size, device)
     rss, cuda = peak_memory_mb(device)
@@ -238,6 +274,13 @@ def measure(architecture: Architecture, blocks: int, tokens: int, batch: int, le
         # What the float64 products alone would add: no float64 implementation gets below it.
         "statistics_overhead_floor": 1
         + per_layer["statistics_products_s_per_1k_tokens"] * hidden_states * tokens / 1000 / pair["forward_s"],
+        # The same with the other ways of computing the products: the forward pass with them.
+        **{
+            f"statistics_overhead_{kind}": 1
+            + per_layer[f"statistics_{kind}_s_per_1k_tokens"] * hidden_states * tokens / 1000 / pair["forward_s"]
+            for kind in products
+            if f"statistics_{kind}_s_per_1k_tokens" in per_layer
+        },
         "model_x_12_datasets": {name: value * PAPER_DATASETS for name, value in pair.items()},
     }
 
@@ -262,6 +305,13 @@ def main() -> None:
     parser.add_argument("--length", type=int, default=128, help="tokens per text of the timed batch")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--dtype", default=None, help="forward dtype (default bfloat16 on CUDA, float32 on the CPU)")
+    parser.add_argument(
+        "--products",
+        nargs="+",
+        default=["float64"],
+        choices=PRODUCTS,
+        help="ways of computing the statistics' products to time (core.statistics.PRODUCTS); float64 always",
+    )
     arguments = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     dtype = getattr(torch, arguments.dtype or ("bfloat16" if arguments.device.startswith("cuda") else "float32"))
@@ -270,7 +320,16 @@ def main() -> None:
         architecture = ARCHITECTURES[width]
         blocks = arguments.blocks or architecture.blocks
         logger.info("d = %d, %d of %d blocks, %s %s", width, blocks, architecture.blocks, arguments.device, dtype)
-        result = measure(architecture, blocks, arguments.tokens, arguments.batch, arguments.length, arguments.device, dtype)
+        result = measure(
+            architecture,
+            blocks,
+            arguments.tokens,
+            arguments.batch,
+            arguments.length,
+            arguments.device,
+            dtype,
+            ["float64", *arguments.products],
+        )
         results.append(result)
         emit(result)
     emit(grid(results))

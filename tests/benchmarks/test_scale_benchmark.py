@@ -24,7 +24,16 @@ def scale_benchmark(monkeypatch):
 def test_a_tiny_shape_is_measured_per_layer_and_extrapolated_to_its_depth(scale_benchmark):
     # Qwen2-0.5B's name on a tiny shape, so that the grid counts it.
     tiny = scale_benchmark.Architecture(("qwen2_0_5b",), transformers.LlamaConfig, 32, 6, 64, 4, 2, 100)
-    result = scale_benchmark.measure(tiny, blocks=2, tokens=10_000, batch=2, length=8, device="cpu", dtype=torch.float32)
+    result = scale_benchmark.measure(
+        tiny,
+        blocks=2,
+        tokens=10_000,
+        batch=2,
+        length=8,
+        device="cpu",
+        dtype=torch.float32,
+        products=["float64", "bfloat16x3"],
+    )
     per_layer, pair = result["per_layer"], result["pair"]
     assert (result["blocks_run"], result["blocks_real"]) == (2, 6) and per_layer["peak_cuda_mb"] is None
     timed = ("forward_s_per_1k_tokens", "statistics_s_per_1k_tokens", "eigen_s", "scores_s")
@@ -36,6 +45,9 @@ def test_a_tiny_shape_is_measured_per_layer_and_extrapolated_to_its_depth(scale_
     assert result["statistics_overhead"] == pytest.approx(1 + statistics_s / pair["forward_s"])
     products_s = per_layer["statistics_products_s_per_1k_tokens"] * 7 * 10
     assert result["statistics_overhead_floor"] == pytest.approx(1 + products_s / pair["forward_s"])
+    split_s = per_layer["statistics_bfloat16x3_s_per_1k_tokens"] * 7 * 10
+    assert result["statistics_overhead_bfloat16x3"] == pytest.approx(1 + split_s / pair["forward_s"])
+    assert 0 < per_layer["statistics_bfloat16x3_relative_error"] < 1e-6  # float32-accurate, not exact
     # 2 texts x 7 next-token pairs: cov1's 2 d^2 and cov0's 5/8 of that per pair, at the timed rate.
     flops = 14 * (2 + 2 * 5 / 8) * 32**2
     assert per_layer["float64_product_flops_per_s"] * per_layer["statistics_products_s_per_1k_tokens"] == (

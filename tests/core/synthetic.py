@@ -39,9 +39,9 @@ def padded_batches(texts, labels, batch_size, padding_side, rng):
         yield layers, mask, torch.as_tensor(labels[list(index)])
 
 
-def accumulate(texts, labels, batch_size=5, padding_side="right", seed=0, classes=CLASSES, product_dtype=torch.float64):
+def accumulate(texts, labels, batch_size=5, padding_side="right", seed=0, classes=CLASSES, products="float64"):
     """Statistics of texts; labels (n,) with `classes` classes, or (n, V) label views with classes[v]."""
-    accumulator = StatisticsAccumulator(len(texts), texts[0][0].shape[1], classes, product_dtype=product_dtype)
+    accumulator = StatisticsAccumulator(len(texts), texts[0][0].shape[1], classes, products=products)
     for layers, mask, batch_labels in padded_batches(texts, labels, batch_size, padding_side, np.random.default_rng(seed)):
         accumulator.update(layers, mask, batch_labels)
     return accumulator.result()

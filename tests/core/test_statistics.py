@@ -12,6 +12,7 @@ from ntps.core.statistics import (
     LayerStatistics,
     StatisticsAccumulator,
     add_transition_products,
+    bfloat16_pieces,
     transition_product_flops,
 )
 from tests.core.paper_reference import algorithm1_statistics
@@ -32,19 +33,47 @@ def test_streaming_statistics_equal_algorithm1(padding_side):
             np.testing.assert_allclose(fast[name], expected, rtol=1e-9, atol=1e-9 * np.abs(expected).max())
 
 
-def test_float32_products_round_cov0_and_cov1_only_and_only_as_float32_does():
+@pytest.mark.parametrize("products", ["float32", "bfloat16x3"])
+def test_float32_accurate_products_round_cov0_and_cov1_only_and_only_as_float32_does(products):
     rng = np.random.default_rng(9)
     texts, labels = random_texts(rng, n_texts=23, max_length=9)
     exact = accumulate(texts, labels)
-    rounded = accumulate(texts, labels, product_dtype=torch.float32)
+    rounded = accumulate(texts, labels, products=products)
     for name in ("mean_xx_upper", "mean_xy"):  # not products of the transitions: float64 either way
         np.testing.assert_array_equal(getattr(rounded, name), getattr(exact, name))
     for name in ("cov0_upper", "cov1"):
         expected, got = getattr(exact, name), getattr(rounded, name)
         assert got.dtype == np.float64 and not np.array_equal(got, expected)
         np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6 * np.abs(expected).max())
-    with pytest.raises(NtpsInputError, match="float64 or float32"):
-        StatisticsAccumulator(1, HIDDEN, CLASSES, product_dtype=torch.float16)
+    with pytest.raises(NtpsInputError, match="one of"):
+        StatisticsAccumulator(1, HIDDEN, CLASSES, products="float16")
+
+
+def test_bfloat16_pieces_carry_24_bits_and_a_bfloat16_tensor_is_its_own_piece():
+    x = torch.from_numpy(np.random.default_rng(10).normal(size=(50, 6)) * np.logspace(-3, 3, 6))
+    pieces = bfloat16_pieces(x)
+    assert len(pieces) == 3 and all(piece.dtype == torch.bfloat16 for piece in pieces)
+    rest = x - sum(piece.double() for piece in pieces)
+    assert float((rest.abs() / x.abs()).max()) <= 2.0**-24
+    two_pieces = x - pieces[0].double() - pieces[1].double()
+    assert float((two_pieces.abs() / x.abs()).max()) > 2.0**-24  # the third piece is needed
+    exact = x.to(torch.bfloat16)
+    assert len(bfloat16_pieces(exact)) == 1 and bfloat16_pieces(exact)[0] is exact
+
+
+def test_bfloat16x3_products_of_bfloat16_next_states_are_as_accurate_as_float32():
+    # A bfloat16 forward pass hands over bfloat16 states: one piece each, the prefix sums three.
+    rng = np.random.default_rng(11)
+    next_states = torch.from_numpy(rng.normal(size=(40, 9))).to(torch.bfloat16)
+    prefixes = torch.from_numpy(rng.normal(size=(40, 9)) * 30)
+    cov0, cov1 = torch.zeros(9, 9, dtype=torch.float64), torch.zeros(9, 9, dtype=torch.float64)
+    add_transition_products(cov0, cov1, prefixes, next_states, "bfloat16x3")
+    exact_cov1 = prefixes.T @ next_states.double()
+    np.testing.assert_allclose(cov1, exact_cov1, rtol=0, atol=1e-6 * float(exact_cov1.abs().max()))
+    exact_cov0 = torch.triu(prefixes.T @ prefixes)
+    np.testing.assert_allclose(torch.triu(cov0), exact_cov0, rtol=0, atol=1e-6 * float(exact_cov0.abs().max()))
+    with pytest.raises(NtpsInputError, match="one of"):
+        add_transition_products(cov0, cov1, prefixes, next_states, "tf32")
 
 
 def test_one_token_text_contributes_only_to_mean_statistics():

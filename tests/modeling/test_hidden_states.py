@@ -96,6 +96,25 @@ def test_two_label_views_make_one_forward_pass_with_each_views_statistics():
     assert len(calls) == 3 + 2 * 3
 
 
+def test_bfloat16x3_products_give_float32_accurate_statistics_and_a_bad_choice_stops_before_the_forward_pass():
+    model = tiny_llama()
+    rng = np.random.default_rng(4)
+    tokenized = random_tokenized(rng, rng.integers(2, 10, size=9), np.arange(9) % 3, ["train"] * 9)
+    run = functools.partial(extract_hidden_states, model, tokenized, n_classes=3, batch_size=4, pad_token_id=0)
+    exact, _ = run()
+    split, _ = run(statistics_products="bfloat16x3")
+    np.testing.assert_array_equal(split.mean_xx_upper, exact.mean_xx_upper)
+    for name in ("cov0_upper", "cov1"):
+        reference = getattr(exact, name)
+        assert not np.array_equal(getattr(split, name), reference)
+        np.testing.assert_allclose(getattr(split, name), reference, rtol=0, atol=1e-6 * np.abs(reference).max())
+    calls = []
+    model.register_forward_hook(lambda module, args, output: calls.append(1))
+    with pytest.raises(NtpsInputError, match="one of"):
+        run(statistics_products="tf32")
+    assert not calls
+
+
 def test_pooled_hidden_states_are_checked():
     assert resolve_hidden_states("all", 4).tolist() == [0, 1, 2, 3]
     assert resolve_hidden_states([-1, 0], 4).tolist() == [0, 3]

@@ -192,24 +192,76 @@ def _gram_blocks(d: int) -> list[tuple[int, int]]:
     return list(zip(edges[:-1], edges[1:]))
 
 
+# How the per-batch products of cov0 and cov1 are computed; the sums are float64 whichever it is.
+# float64: exact to float64 rounding (the pipeline's default). float32: float32 products.
+# bfloat16x3: every float64 factor split into three bfloat16 pieces (24 bits, as float32's
+# mantissa), products of pieces on bfloat16 matrix units with float32 sums (on a CPU emulated in
+# float32, exactly as such units multiply), the pieces' cross terms below 2^-24 left out: as
+# accurate as float32 products, at the bfloat16 rate, which on a Hopper GPU is 15 times float64's.
+PRODUCTS = ("float64", "float32", "bfloat16x3")
+
+
+def check_products(products: str) -> None:
+    """Refuse a way of computing the products that is not one of PRODUCTS, naming them."""
+    if products not in PRODUCTS:
+        raise NtpsInputError(f"the statistics' products are one of {PRODUCTS}, not {products!r}")
+
+
 def add_transition_products(
-    cov0: torch.Tensor, cov1: torch.Tensor, prefixes: torch.Tensor, next_states: torch.Tensor
+    cov0: torch.Tensor,
+    cov1: torch.Tensor,
+    prefixes: torch.Tensor,
+    next_states: torch.Tensor,
+    products: str = "float64",
 ) -> None:
     """cov0 += P^T P on and above the diagonal only, cov1 += P^T H, in place, for P (n, d) the
-    prefix sums S_i and H (n, d) the next states h_{i+1} of n next-token pairs. cov0's entries below
-    the diagonal are left as they were: the symmetric sums are stored as upper triangles
-    (pack_symmetric), so products below the diagonal would be thrown away. The products run in P's
-    and H's dtype; the sums stay float64."""
-    for start, end in _gram_blocks(prefixes.shape[1]):
-        _add_product(cov0[start:end, start:], prefixes[:, start:end].T, prefixes[:, start:])
+    prefix sums S_i and H (n, d) the next states h_{i+1} of n next-token pairs, the products
+    computed as `products` (PRODUCTS) says. cov0's entries below the diagonal are left as they
+    were: the symmetric sums are stored as upper triangles (pack_symmetric), so products below the
+    diagonal would be thrown away."""
+    check_products(products)
+    if products == "bfloat16x3":
+        # sum_{i + j <= 2} A_i^T B_j, every term in one product: A's and B's pieces stacked along n.
+        prefix_pieces, next_pieces = bfloat16_pieces(prefixes), bfloat16_pieces(next_states)
+        terms = [(i, j) for i in range(3) for j in range(3) if i + j <= 2]
+        left = torch.cat([prefix_pieces[i] for i, _ in terms])
+        right = torch.cat([prefix_pieces[j] for _, j in terms])
+        next_terms = [(i, j) for i, j in terms if j < len(next_pieces)]
+        prefixes = torch.cat([prefix_pieces[i] for i, _ in next_terms])
+        next_states = torch.cat([next_pieces[j] for _, j in next_terms])
+    else:
+        dtype = torch.float64 if products == "float64" else torch.float32
+        prefixes, next_states = prefixes.to(dtype), next_states.to(dtype)
+        left = right = prefixes
+    for start, end in _gram_blocks(left.shape[1]):
+        _add_product(cov0[start:end, start:], left[:, start:end].T, right[:, start:])
     _add_product(cov1, prefixes.T, next_states)
 
 
+def bfloat16_pieces(x: torch.Tensor) -> list[torch.Tensor]:
+    """x as bfloat16 pieces x_0 + x_1 + x_2, each the bfloat16 rounding of what the previous ones
+    leave (24 bits of x, relative error about 2^-24); a bfloat16 x is its own one piece."""
+    if x.dtype == torch.bfloat16:
+        return [x]
+    rest = x.to(torch.float64)
+    pieces = []
+    for _ in range(3):
+        pieces.append(rest.to(torch.bfloat16))
+        rest = rest - pieces[-1]
+    return pieces
+
+
 def _add_product(total: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> None:
+    """total += a @ b with total float64 and a, b float64, float32 or bfloat16 (float32 sums)."""
     if a.dtype == total.dtype:
         total.addmm_(a, b)  # no temporary
+    elif a.dtype == torch.bfloat16 and a.is_cuda:
+        total += torch.mm(a, b, out_dtype=torch.float32)
+    elif a.dtype == torch.bfloat16:
+        # What bfloat16 matrix units compute: products of bfloat16 numbers are exact in float32.
+        total += a.float() @ b.float()
     else:
-        total += (a @ b).to(total.dtype)
+        total += a @ b
 
 
 def transition_product_flops(n_pairs: int, d: int) -> float:
@@ -228,21 +280,19 @@ class StatisticsAccumulator:
         hidden_size: int,
         n_classes: int | Sequence[int],
         device: str | torch.device = "cpu",
-        product_dtype: torch.dtype = torch.float64,
+        products: str = "float64",
     ):
         """Sums live on `device`, so a GPU forward pass is not slowed by copies to the host.
 
         n_classes: the classes of the one label view, or of each of several label views of the
         same texts, whose one-hots are accumulated side by side in meanXY (label_views splits them).
-        product_dtype: the dtype of cov0's and cov1's per-batch products, summed in float64 either
-            way. Products accurate to float32 are what a faster GPU path (tensor-core products)
-            would give; their rounding moves the scores by up to about 1e-3
-            (benchmarks/ntps_benchmark.py --measure product-precision), so the pipeline keeps
-            float64, and float32 is here for that measurement.
+        products: how cov0's and cov1's per-batch products are computed (PRODUCTS), summed in
+            float64 whichever it is. float64 is exact; float32 and bfloat16x3 (for a GPU's
+            bfloat16 matrix units) are accurate to float32, which moves the scores by up to about
+            1e-3 (benchmarks/ntps_benchmark.py --measure product-precision).
         """
-        if product_dtype not in (torch.float64, torch.float32):
-            raise NtpsInputError(f"the statistics' products run in float64 or float32, not {product_dtype}")
-        self._product_dtype = product_dtype
+        check_products(products)
+        self._products = products
         self._view_classes = (int(n_classes),) if np.ndim(n_classes) == 0 else tuple(int(c) for c in n_classes)
         if not self._view_classes or min(self._view_classes) < 1:
             raise NtpsInputError(f"every label view needs at least 1 class, got {n_classes}")
@@ -325,8 +375,9 @@ class StatisticsAccumulator:
             add_transition_products(
                 self._sums["cov0"][layer],
                 self._sums["cov1"][layer],
-                prefix_sums[:, :-1][has_next].to(self._product_dtype),
-                states[:, 1:][has_next].to(self._product_dtype),
+                prefix_sums[:, :-1][has_next],
+                states[:, 1:][has_next],
+                self._products,
             )
         self._n_texts += int(mask.shape[0])
         self._n_transitions += int(has_next.sum())

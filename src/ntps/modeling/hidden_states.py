@@ -12,7 +12,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ntps.core.errors import NtpsInputError
-from ntps.core.statistics import LayerStatistics, StatisticsAccumulator
+from ntps.core.statistics import LayerStatistics, StatisticsAccumulator, check_products
 
 logger = logging.getLogger(__name__)
 
@@ -174,6 +174,7 @@ def extract_hidden_states(
     statistics_split: str | None = None,
     pooled_hidden_states: str | Sequence[int] = (-1,),
     label_ids: np.ndarray | None = None,
+    statistics_products: str = "float64",
 ) -> tuple[LayerStatistics, PooledFeatures]:
     """One forward pass over every text: the statistics of all hidden states (embeddings through
     the last block) over the texts of `statistics_split` (None: all texts; none of them in this
@@ -183,10 +184,12 @@ def extract_hidden_states(
     Labels are tokenized["label_id"] (n_classes an int), or label_ids (n_texts, V) for V label
     views of these texts with n_classes[v] classes each: the statistics then hold the views'
     meanXY side by side (LayerStatistics.label_views splits them) and the pooled features the
-    (n_texts, V) labels.
+    (n_texts, V) labels. statistics_products: how the statistics' products are computed
+    (core.statistics.PRODUCTS).
     """
     if tokenized.empty:
         raise NtpsInputError("no texts to run: the tokenized table is empty")
+    check_products(statistics_products)  # before the forward pass, not after its first batch
     labels = tokenized["label_id"].to_numpy() if label_ids is None else np.asarray(label_ids)
     if len(labels) != len(tokenized):
         raise NtpsInputError(f"{len(labels)} label rows for {len(tokenized)} texts")
@@ -207,7 +210,9 @@ def extract_hidden_states(
             ).hidden_states
             if accumulator is None:
                 hidden_size = hidden_states[0].shape[-1]
-                accumulator = StatisticsAccumulator(len(hidden_states), hidden_size, n_classes, device)
+                accumulator = StatisticsAccumulator(
+                    len(hidden_states), hidden_size, n_classes, device, products=statistics_products
+                )
                 pooled = resolve_hidden_states(pooled_hidden_states, len(hidden_states))
                 features = np.zeros((len(tokenized), len(pooled), hidden_size), dtype=np.float32)
             rows = torch.as_tensor(in_statistics[positions], device=device)

@@ -63,6 +63,7 @@ def _forward(
         statistics_split=forward_pass["split"],
         pooled_hidden_states=forward_pass["pooled_hidden_states"],
         label_ids=label_ids,
+        statistics_products=forward_pass["statistics_products"],
     )
 
 
