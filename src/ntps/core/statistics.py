@@ -197,7 +197,10 @@ def _gram_blocks(d: int) -> list[tuple[int, int]]:
 # bfloat16x3: every float64 factor split into three bfloat16 pieces (24 bits, as float32's
 # mantissa), products of pieces on bfloat16 matrix units with float32 sums (on a CPU emulated in
 # float32, exactly as such units multiply), the pieces' cross terms below 2^-24 left out: as
-# accurate as float32 products, at the bfloat16 rate, which on a Hopper GPU is 15 times float64's.
+# accurate as float32 products. That is six products of pieces for cov0, three for cov1 when the
+# forward pass hands over bfloat16 states (one piece each), at the bfloat16 rate, which on a Hopper
+# GPU is 15 times float64's: 4.2 times the float64 products' operations at 15 times the rate, so
+# by arithmetic 3.6 times as fast (not measured yet: benchmarks/gpu_scale_check.sh times both).
 PRODUCTS = ("float64", "float32", "bfloat16x3")
 
 
