@@ -198,7 +198,7 @@ def eigen_and_scores(hidden_size: int, device: str) -> dict[str, float]:
     # float32, V as its float32 orthonormal factor), which the scores stage loads.
     start = time.perf_counter()
     solved = layer_subspaces(statistics, ridge=RIDGE, device=linalg_device)
-    stored = solved.to_arrays()
+    stored = solved.to_arrays(linalg_device)
     eigen = time.perf_counter() - start
     start = time.perf_counter()
     subspaces = LayerSubspaces.from_arrays(stored)

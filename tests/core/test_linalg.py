@@ -4,6 +4,7 @@ and scores, and the device setting is checked."""
 from __future__ import annotations
 
 import logging
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -23,7 +24,7 @@ from ntps.core.linalg import (
     symmetric_eigh,
 )
 from ntps.core.ntps import score_tables
-from ntps.core.subspaces import layer_subspaces
+from ntps.core.subspaces import LayerSubspaces, layer_subspaces
 from tests.core.synthetic import accumulate, random_texts
 
 TORCH_CPU = torch.device("cpu")
@@ -216,6 +217,18 @@ def test_torch_path_gives_the_scipy_subspaces_and_every_score():
     # Subspaces from the torch path: every score agrees, `paper` beyond r included.
     torch_path, _ = score_tables(statistics, torch_subspaces, 1e-6, [0.5], released_code=False, device=TORCH_CPU)
     np.testing.assert_allclose(torch_path["ntps"], scipy_scores["ntps"], atol=1e-8)
+    # The stored form, V's orthonormal factor computed on the torch path: the same basis, and the
+    # same scores as scipy's stored form to float32's rounding.
+    with mock.patch("torch.linalg.qr", wraps=torch.linalg.qr) as torch_qr:
+        stored = [scipy_subspaces.to_arrays(), torch_subspaces.to_arrays(TORCH_CPU)]
+    assert torch_qr.call_count == statistics.n_layers  # on the device, not on the host
+    for scipy_layer, torch_layer in zip(stored[0]["autoregressive_basis"], stored[1]["autoregressive_basis"]):
+        same_up_to_column_signs(torch_layer.astype(np.float64), scipy_layer.astype(np.float64), atol=1e-5)
+    stored_scores = [
+        score_tables(statistics, LayerSubspaces.from_arrays(arrays), 1e-6, [0.5], released_code=False, device=device)[0]
+        for arrays, device in zip(stored, (None, TORCH_CPU))
+    ]
+    np.testing.assert_allclose(stored_scores[1]["ntps"], stored_scores[0]["ntps"], atol=1e-6)
 
 
 def test_device_settings():

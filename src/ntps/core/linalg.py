@@ -69,6 +69,15 @@ def symmetric_eigh(a: np.ndarray, device: torch.device | None = None) -> tuple[n
     return _array(eigenvalues), _array(eigenvectors)
 
 
+def orthonormal_factor(v: np.ndarray, device: torch.device | None = None) -> np.ndarray:
+    """Q (d, k) of V = Q R (Householder QR, Q formed), V (d, k <= d) of full column rank: Q's first
+    j columns span V's first j for every j. On a device by torch.linalg.qr, which on a GPU spares
+    the host a d x d factorization per layer."""
+    if device is None:
+        return np.linalg.qr(v)[0]
+    return _array(torch.linalg.qr(_tensor(v, device))[0])
+
+
 class OrthonormalComplement:
     """The orthonormal complement P (d, d - r) of span(W), W (d, r) with orthonormal columns, held as
     the r Householder reflectors of W's QR and never formed: with Q = H_1 ... H_r = I - Y T Y^T
@@ -156,13 +165,11 @@ class NestedBasis:
             # The Gram matrix is finite (checked above) and symmetric, so LAPACK reads it as it lies.
             upper = scipy.linalg.cholesky(gram, lower=False, check_finite=False)
             self.q = scipy.linalg.solve_triangular(upper, v.T, trans="T", lower=False, check_finite=False).T
-        elif device is None:
-            self.q = np.linalg.qr(v)[0]
         elif self.cholesky_qr:
             upper = torch.linalg.cholesky(gram, upper=True)
             self.q = _array(torch.linalg.solve_triangular(upper, v_t, upper=True, left=False))
         else:
-            self.q = _array(torch.linalg.qr(v_t)[0])
+            self.q = orthonormal_factor(v, device)
 
     def transpose_times(self, c: np.ndarray) -> np.ndarray:
         """Q^T C, (k, m) for C (d, m)."""

@@ -21,6 +21,7 @@ from ntps.core.linalg import (
     cholesky_lower,
     generalized_eigh,
     matmul,
+    orthonormal_factor,
     solve_lower,
     solve_lower_transposed,
     symmetric_eigh,
@@ -210,23 +211,24 @@ class LayerSubspaces:
             np.asarray(self.autoregressive_vectors[layer], dtype=np.float64),
         )
 
-    def stored_layer(self, layer: int) -> dict[str, np.ndarray]:
-        """One layer of the stored form (to_arrays), without the layer axis."""
+    def stored_layer(self, layer: int, device: torch.device | None = None) -> dict[str, np.ndarray]:
+        """One layer of the stored form (to_arrays), without the layer axis; V's orthonormal factor
+        is computed on `device` (None: the CPU)."""
         u, v = self.vectors(layer)
         return {
             "perception_vectors": u.astype(np.float32),
             "perception_values": self.perception_values[layer],
-            "autoregressive_basis": np.linalg.qr(v)[0].astype(np.float32),
+            "autoregressive_basis": orthonormal_factor(v, device).astype(np.float32),
             "autoregressive_values": self.autoregressive_values[layer],
             "signal_ranks": self.signal_ranks[layer],
         }
 
-    def to_arrays(self) -> dict[str, np.ndarray]:
+    def to_arrays(self, device: torch.device | None = None) -> dict[str, np.ndarray]:
         """The stored form, half the bytes of the float64 subspaces: U in float32, and instead of V
         the float32 orthonormal factor Q of V = Q R ("autoregressive_basis"), whose first k columns
         span V_k; V's columns are far from orthogonal, so V itself would lose its spans to float32
         rounding, Q does not. Eigenvalues and ranks stay exact."""
-        layers = [self.stored_layer(layer) for layer in range(self.n_layers)]
+        layers = [self.stored_layer(layer, device) for layer in range(self.n_layers)]
         return {name: np.stack([stored[name] for stored in layers]) for name in layers[0]}
 
     @classmethod
@@ -274,7 +276,7 @@ def stored_layer_subspaces(
 ) -> dict[str, np.ndarray]:
     """The stored form (LayerSubspaces.to_arrays) of one layer's solution, without the layer axis:
     what the eigen stage streams to its archive, one layer at a time."""
-    return solve_layer(statistics, layer, ridge, device).stored_layer(0)
+    return solve_layer(statistics, layer, ridge, device).stored_layer(0, device)
 
 
 def layer_subspaces(statistics: LayerStatistics, ridge: float, device: torch.device | None = None) -> LayerSubspaces:
