@@ -169,7 +169,7 @@ def product_precision(n_texts: int, max_tokens: int, batch_size: int) -> dict[st
     location, spec, tokenizer, tokenized = embedded_texts(n_texts, max_tokens)
     model = load_backbone(location, spec, dtype="float32", device="cpu")
     d, hidden_states = model.config.hidden_size, model.config.num_hidden_layers + 1
-    products = {"float64": "float64", "float32": "float32", "bfloat16x3": "bfloat16x3", "even": "float64", "odd": "float64"}
+    products = {kind: kind for kind in ("float64", "float32", "bfloat16x3")} | {"even": "float64", "odd": "float64"}
     accumulators = {name: StatisticsAccumulator(hidden_states, d, 2, products=kind) for name, kind in products.items()}
     batches = list(padded_batches(tokenized, batch_size, tokenizer.pad_token_id))
     with torch.inference_mode():

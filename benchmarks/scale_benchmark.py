@@ -157,14 +157,16 @@ def forward_and_statistics(
 
         statistics = min(timed(lambda: accumulate("float64"), device) for _ in range(2))
         others = {}
-        for kind in (kind for kind in products if kind != "float64"):
+        other_kinds = [kind for kind in products if kind != "float64"]
+        exact = accumulate("float64").result() if other_kinds else None
+        for kind in other_kinds:
             try:
                 seconds = min(timed(lambda kind=kind: accumulate(kind), device) for _ in range(2))
             except RuntimeError as error:  # e.g. a torch without bfloat16 products to float32 here
                 logger.warning("%s products failed, measured without them: %s", kind, error)
                 others[f"statistics_{kind}_error"] = str(error)
                 continue
-            exact, other = accumulate("float64").result(), accumulate(kind).result()
+            other = accumulate(kind).result()
             others[f"statistics_{kind}_s_per_1k_tokens"] = seconds * 1000 / (batch * length) / len(states)
             others[f"statistics_{kind}_relative_error"] = max(
                 float(np.abs(getattr(other, name) - getattr(exact, name)).max() / np.abs(getattr(exact, name)).max())

@@ -223,22 +223,23 @@ def add_transition_products(
     were: the symmetric sums are stored as upper triangles (pack_symmetric), so products below the
     diagonal would be thrown away."""
     check_products(products)
+    # cov0 += gram_left^T gram_right, cov1 += cross_left^T cross_right.
     if products == "bfloat16x3":
         # sum_{i + j <= 2} A_i^T B_j, every term in one product: A's and B's pieces stacked along n.
         prefix_pieces, next_pieces = bfloat16_pieces(prefixes), bfloat16_pieces(next_states)
         terms = [(i, j) for i in range(3) for j in range(3) if i + j <= 2]
-        left = torch.cat([prefix_pieces[i] for i, _ in terms])
-        right = torch.cat([prefix_pieces[j] for _, j in terms])
-        next_terms = [(i, j) for i, j in terms if j < len(next_pieces)]
-        prefixes = torch.cat([prefix_pieces[i] for i, _ in next_terms])
-        next_states = torch.cat([next_pieces[j] for _, j in next_terms])
+        gram_left = torch.cat([prefix_pieces[i] for i, _ in terms])
+        gram_right = torch.cat([prefix_pieces[j] for _, j in terms])
+        cross_terms = [(i, j) for i, j in terms if j < len(next_pieces)]
+        cross_left = torch.cat([prefix_pieces[i] for i, _ in cross_terms])
+        cross_right = torch.cat([next_pieces[j] for _, j in cross_terms])
     else:
         dtype = torch.float64 if products == "float64" else torch.float32
-        prefixes, next_states = prefixes.to(dtype), next_states.to(dtype)
-        left = right = prefixes
-    for start, end in _gram_blocks(left.shape[1]):
-        _add_product(cov0[start:end, start:], left[:, start:end].T, right[:, start:])
-    _add_product(cov1, prefixes.T, next_states)
+        gram_left = gram_right = cross_left = prefixes.to(dtype)
+        cross_right = next_states.to(dtype)
+    for start, end in _gram_blocks(gram_left.shape[1]):
+        _add_product(cov0[start:end, start:], gram_left[:, start:end].T, gram_right[:, start:])
+    _add_product(cov1, cross_left.T, cross_right)
 
 
 def bfloat16_pieces(x: torch.Tensor) -> list[torch.Tensor]:
