@@ -17,13 +17,15 @@ from ntps.core.errors import NtpsInputError
 from ntps.core.linalg import (
     NestedBasis,
     OrthonormalComplement,
+    cholesky_lower,
     extreme_eigenvalues,
     generalized_eigh,
+    gram_cholesky_upper,
     linalg_device,
     nested_prefix_sums,
     symmetric_eigh,
 )
-from ntps.core.ntps import score_tables
+from ntps.core.ntps import ntps_paper_and_signal_all_k, ntps_score, score_tables
 from ntps.core.subspaces import LayerSubspaces, layer_subspaces
 from tests.core.synthetic import accumulate, random_texts
 
@@ -48,11 +50,18 @@ def test_pencil_matches_scipy():
 
 
 def stored_and_solved_bases(rng: np.random.Generator, d: int) -> dict[str, np.ndarray]:
-    """A V as the scores stage loads it (the float32 orthonormal factor the eigen stage stores) and
-    V as the solver returns it (B-orthonormal, far from orthogonal), square and tall."""
+    """A V as the scores stage loads it (the float32 orthonormal factor the eigen stage stores), one
+    further from orthonormal than float32 rounding, and V as the solver returns it (B-orthonormal,
+    far from orthogonal), square and tall."""
     solved = rng.normal(size=(d, d)) @ np.diag(np.logspace(0, 3, d))
-    stored = np.linalg.qr(solved)[0].astype(np.float32).astype(np.float64)
-    return {"stored": stored, "solved": solved, "stored_tall": stored[:, : d // 3], "solved_tall": solved[:, : d // 3]}
+    orthonormal = np.linalg.qr(solved)[0]
+    stored = orthonormal.astype(np.float32).astype(np.float64)
+    nearly = orthonormal + 1e-5 * rng.normal(size=(d, d))
+    bases = {"stored": stored, "nearly_orthonormal": nearly, "solved": solved}
+    return bases | {f"{name}_tall": v[:, : d // 3] for name, v in bases.items()}
+
+
+FACTORIZATION = {"stored": "none", "nearly_orthonormal": "cholesky_qr", "solved": "householder_qr"}
 
 
 @pytest.mark.parametrize("device", [None, TORCH_CPU])
@@ -62,19 +71,57 @@ def test_nested_basis_is_orthonormal_with_v_nested_spans_by_either_factorization
     c = rng.normal(size=(d, 5))
     for name, v in stored_and_solved_bases(rng, d).items():
         basis = NestedBasis(v, device)
-        # The stored basis is orthonormal to float32 rounding: Cholesky QR; the solver's V is not.
-        assert basis.cholesky_qr == name.startswith("stored")
+        # The stored basis is orthonormal to float32 rounding, so it is used as it is; one off by
+        # 1e-5 gets Cholesky QR, the solver's V Householder QR.
+        assert basis.factorization == FACTORIZATION[name.removesuffix("_tall")]
         q = basis.q
-        np.testing.assert_allclose(q.T @ q, np.eye(v.shape[1]), atol=1e-13)
+        exact = basis.factorization != "none"
+        np.testing.assert_allclose(q.T @ q, np.eye(v.shape[1]), atol=1e-13 if exact else linalg.AS_ORTHONORMAL)
         # Q^T V upper triangular: q_1..q_j span v_1..v_j for every j.
         in_q = q.T @ v
-        assert np.abs(np.tril(in_q, -1)).max() <= 1e-12 * np.abs(in_q).max()
+        assert np.abs(np.tril(in_q, -1)).max() <= (1e-12 if exact else 1e-6) * np.abs(in_q).max()
         # The same Q as Householder QR's, column signs aside, and C is left as it was.
         before = c.copy()
         product = basis.transpose_times(c)
         np.testing.assert_array_equal(c, before)
-        same_up_to_column_signs(product.T, (np.linalg.qr(v)[0].T @ c).T, atol=1e-12)
+        same_up_to_column_signs(product.T, (np.linalg.qr(v)[0].T @ c).T, atol=1e-12 if exact else 1e-6)
         same_up_to_column_signs(NestedBasis(v).q, q, atol=1e-12)  # scipy and torch agree
+
+
+def test_orthogonality_loss_estimates_the_stored_bases_from_below_within_a_fifth():
+    rng = np.random.default_rng(27)
+    for d in (300, 700):
+        stored = np.linalg.qr(rng.normal(size=(d, d)))[0].astype(np.float32).astype(np.float64)
+        exact = np.abs(scipy.linalg.eigvalsh(stored.T @ stored - np.eye(d))).max()
+        assert 0.8 * exact <= linalg.orthogonality_loss(stored) <= exact * (1 + 1e-6)
+        assert exact < linalg.AS_ORTHONORMAL / 5
+    # A V off in one direction only (one column 1e-5 longer) is found too.
+    spiked = np.eye(50)
+    spiked[:, 17] *= 1 + 1e-5
+    assert linalg.orthogonality_loss(spiked) == pytest.approx(2e-5, rel=1e-3)
+
+
+def test_sweeps_on_the_stored_basis_as_it_is_stay_within_its_orthogonality_loss_of_exact_projections():
+    # The scores' numerators x^T x against the exact x^T (V_k^T V_k)^-1 x, denominators alike:
+    # every score within twice ||V^T V - I||_2 / (1 - that), relative, in [0, 1] and 1 at k = d to rounding.
+    rng = np.random.default_rng(28)
+    d, rank = 120, 3
+    u = rng.normal(size=(d, d)) @ np.diag(np.logspace(0, -3, d))
+    stored = np.linalg.qr(rng.normal(size=(d, d)))[0]
+    stored = (stored + 2e-7 * rng.normal(size=(d, d)) / np.sqrt(d)).astype(np.float64)
+    loss = np.abs(scipy.linalg.eigvalsh(stored.T @ stored - np.eye(d))).max()
+    assert 1e-7 < loss <= linalg.AS_ORTHONORMAL and NestedBasis(stored).factorization == "none"
+    paper, signal = ntps_paper_and_signal_all_k(u, stored, rank)
+    exact_paper = [ntps_score(u, stored, k) for k in range(1, d + 1)]
+    exact_signal = [
+        np.sum((stored[:, :k] @ np.linalg.pinv(stored[:, :k]) @ u[:, :rank]) ** 2) / np.sum(u[:, :rank] ** 2)
+        for k in range(1, d + 1)
+    ]
+    bound = 2 * loss / (1 - loss)
+    np.testing.assert_allclose(paper, exact_paper, rtol=bound, atol=0)
+    np.testing.assert_allclose(signal, exact_signal, rtol=bound, atol=0)
+    for scores in (paper, signal):
+        assert scores.min() >= 0 and scores.max() <= 1 + 1e-14 and scores[-1] == pytest.approx(1, abs=1e-14)
 
 
 @pytest.mark.parametrize("device", [None, TORCH_CPU])
@@ -125,6 +172,31 @@ def test_orthonormal_complement_refuses_more_columns_than_rows():
 
 
 @pytest.mark.parametrize("device", [None, TORCH_CPU])
+def test_cholesky_factors_equal_scipys_and_leave_their_input_alone(device):
+    rng = np.random.default_rng(26)
+    w = rng.normal(size=(12, 7))
+    n = w @ w.T + np.eye(12)
+    before = n.copy()
+    np.testing.assert_allclose(cholesky_lower(n, device), scipy.linalg.cholesky(n, lower=True), rtol=0, atol=1e-13)
+    # The ridge's shift on the diagonal; only the lower triangle is read.
+    shifted = scipy.linalg.cholesky(n + 0.5 * np.eye(12), lower=True)
+    np.testing.assert_allclose(cholesky_lower(np.tril(n), device, shift=0.5), shifted, rtol=0, atol=1e-13)
+    np.testing.assert_array_equal(n, before)
+    np.testing.assert_allclose(gram_cholesky_upper(w, device), scipy.linalg.cholesky(w.T @ w), rtol=0, atol=1e-13)
+    with pytest.raises(np.linalg.LinAlgError):
+        cholesky_lower(w @ w.T - np.eye(12), device)  # indefinite
+    with pytest.raises(np.linalg.LinAlgError):
+        gram_cholesky_upper(np.column_stack([w[:, :2], np.zeros(12)]), device)
+
+
+def test_cholesky_lower_refuses_nan():
+    n = np.eye(3)
+    n[1, 2] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        cholesky_lower(n)
+
+
+@pytest.mark.parametrize("device", [None, TORCH_CPU])
 def test_symmetric_eigh_is_ascending_and_orthonormal(device):
     root = np.random.default_rng(24).normal(size=(6, 6))
     a = root + root.T
@@ -134,9 +206,10 @@ def test_symmetric_eigh_is_ascending_and_orthonormal(device):
     np.testing.assert_allclose(a @ vectors, vectors * values, atol=1e-12)
 
 
-def test_nested_prefix_sums_equal_every_leading_blocks_sum():
-    g = np.random.default_rng(23).random((9, 9))
-    np.testing.assert_allclose(nested_prefix_sums(g), [g[:j, :j].sum() for j in range(1, 10)], rtol=1e-14)
+@pytest.mark.parametrize("k", [1, 9, linalg.PREFIX_BLOCK, 2 * linalg.PREFIX_BLOCK + 3])
+def test_nested_prefix_sums_equal_every_leading_blocks_sum(k):
+    g = np.random.default_rng(23).random((k, k))
+    np.testing.assert_allclose(nested_prefix_sums(g), [g[:j, :j].sum() for j in range(1, k + 1)], rtol=1e-13)
 
 
 @pytest.mark.parametrize("d", [1, 2, 3, 8, 300])

@@ -47,7 +47,7 @@ from ntps.core.linalg import (
     solve_lower,
     solve_upper_transposed,
 )
-from ntps.core.subspaces import regularized
+from ntps.core.subspaces import ridge_shift
 
 
 @dataclass
@@ -121,13 +121,13 @@ class Whitening:
 
     @classmethod
     def of(cls, mean_xx: np.ndarray, basis: NestedBasis, ridge: float) -> Whitening:
-        """From N = meanXX (d, d) before the ridge and the orthonormal basis of V's nested spans,
-        on the basis's device."""
+        """From N = meanXX (d, d) before the ridge, symmetric as LayerStatistics stores it (its lower
+        triangle is read), and the orthonormal basis of V's nested spans, on the basis's device."""
         d = mean_xx.shape[0]
         if mean_xx.shape != (d, d) or basis.q.shape[0] != d:
             raise NtpsInputError(f"shapes do not match: N {mean_xx.shape}, V {basis.q.shape}")
         try:
-            lower = cholesky_lower(regularized(mean_xx, ridge), basis.device)
+            lower = cholesky_lower(mean_xx, basis.device, shift=ridge_shift(mean_xx, ridge))
             spans_upper = gram_cholesky_upper(lower_transpose_times(lower, basis.q, basis.device), basis.device)
         except np.linalg.LinAlgError as error:
             raise NtpsInputError(f"meanXX is numerically singular (ridge={ridge}); raise the ridge") from error
@@ -183,7 +183,7 @@ def theorem2_bounds(
     # Lambda >= 0; the closed form gives exact zeros beyond r, an archive from a general solver +-1e-17.
     eigenvalues = np.clip(perception_values, 0.0, None)
     n_eigenvalue_min, n_eigenvalue_max = extreme_eigenvalues(whitening.lower, whitening.device)
-    u_norms = np.cumsum((perception_vectors**2).sum(axis=0))
+    u_norms = np.cumsum(np.einsum("ij,ij->j", perception_vectors, perception_vectors))
     excess_loss_vs_u = np.cumsum(eigenvalues) - loss.explained
     # 1 - NTPS lies in [0, 1]; at k = d rounding can leave -1e-16, which C_max (up to ~1e10) would
     # turn into a negative upper bound.

@@ -164,7 +164,7 @@ def shuffled_label_scores(
     # U_r = L^-T W: N-orthonormal, descending eigenvalue, as the eigen stage's first r columns.
     perception = solve_lower_transposed(whitening.lower, np.concatenate(directions, axis=1), device)
     alignments = autoregressive_spans.transpose_times(perception) ** 2  # (d, sum r)
-    norms = (perception**2).sum(axis=0)
+    norms = alignments.sum(axis=0)  # ||u_j||^2 in V's basis, as core.ntps divides by them
     owners = np.asarray(owners)
     signal = np.cumsum(_block_sums(alignments, owners, n_labellings), axis=1)
     signal /= _block_sums(norms[None, :], owners, n_labellings)

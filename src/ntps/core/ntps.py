@@ -3,8 +3,11 @@
 With V = Q R (QR, V of full column rank) the span of V's first k columns is the span of Q's
 first k columns, so P_{V_k} = Q_k Q_k^T and ||P_{V_k} u_j||^2 = sum_{i<=k} (q_i . u_j)^2. With
 G = (Q^T U)**2 elementwise, the numerator for every k is a two-dimensional prefix sum of G,
-read on its diagonal: one orthonormalization of V (core.linalg.NestedBasis) and one product per
-layer, shared by every variant, instead of a pseudo-inverse per k.
+read on its diagonal: one orthonormal basis of V (core.linalg.NestedBasis) and one product per
+layer, shared by every variant, instead of a pseudo-inverse per k. V is square, so Q spans every
+direction and ||u_j||^2 = sum_i G[i, j]: the denominators are G's column sums, which keeps every
+score in [0, 1] and exactly 1 at k = d also where Q is orthonormal only to the float32 rounding of
+the stored basis (NestedBasis).
 """
 
 from __future__ import annotations
@@ -24,10 +27,9 @@ from ntps.core.subspaces import LayerSubspaces
 
 
 def _squared_alignments(u: np.ndarray, v: np.ndarray, device: torch.device | None = None) -> np.ndarray:
-    """G[i, j] = (q_i . u_j)^2 with Q the orthonormal factor of V = Q R, whose first k columns span
-    V's first k; (k_v, m)."""
-    if u.ndim != 2 or v.ndim != 2 or u.shape[0] != v.shape[0]:
-        raise NtpsInputError(f"U and V must be (d, .) matrices of equal d, got {u.shape} and {v.shape}")
+    """G[i, j] = (q_i . u_j)^2 with Q the orthonormal basis of V's nested spans; (d, m)."""
+    if u.ndim != 2 or v.ndim != 2 or u.shape[0] != v.shape[0] or v.shape[0] != v.shape[1]:
+        raise NtpsInputError(f"U must be (d, .) and V (d, d), got {u.shape} and {v.shape}")
     return _squared(NestedBasis(v, device).transpose_times(u))
 
 
@@ -36,15 +38,16 @@ def _squared(a: np.ndarray) -> np.ndarray:
     return np.square(a, out=a)
 
 
-def _paper_scores(g: np.ndarray, u: np.ndarray) -> np.ndarray:
-    """NTPS(U_k, V_k) for k = 1..d from G of all of U: the numerator is sum_{i, j <= k} G[i, j],
-    which grows at step k by row k up to the diagonal and column k above it."""
-    return nested_prefix_sums(g) / (u**2).sum(axis=0).cumsum()
+def _paper_scores(g: np.ndarray) -> np.ndarray:
+    """NTPS(U_k, V_k) for k = 1..d from G (d, d) of all of U: the numerator is
+    sum_{i, j <= k} G[i, j], which grows at step k by row k up to the diagonal and column k above
+    it; the denominator ||U_k||_F^2 is sum_{i, j <= k} G[i, j] over every row i."""
+    return nested_prefix_sums(g) / g.sum(axis=0).cumsum()
 
 
-def _signal_scores(g_signal: np.ndarray, signal: np.ndarray) -> np.ndarray:
-    """NTPS(U_r, V_k) for k = 1..d from G of U_r's columns."""
-    return g_signal.sum(axis=1).cumsum() / (signal**2).sum()
+def _signal_scores(g_signal: np.ndarray) -> np.ndarray:
+    """NTPS(U_r, V_k) for k = 1..d from G (d, r) of U_r's columns."""
+    return g_signal.sum(axis=1).cumsum() / g_signal.sum()
 
 
 def _check_rank(u: np.ndarray, rank: int) -> None:
@@ -61,7 +64,7 @@ def ntps_paper_all_k(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     Returns:
         (d,) array; entry k-1 is NTPS with the top k columns of both.
     """
-    return _paper_scores(_squared_alignments(u, v), u)
+    return _paper_scores(_squared_alignments(u, v))
 
 
 def ntps_signal_all_k(u: np.ndarray, v: np.ndarray, rank: int) -> np.ndarray:
@@ -75,8 +78,7 @@ def ntps_signal_all_k(u: np.ndarray, v: np.ndarray, rank: int) -> np.ndarray:
         (d,) array; entry k-1 is the share of U_r captured by span(V_k).
     """
     _check_rank(u, rank)
-    signal = u[:, :rank]
-    return _signal_scores(_squared_alignments(signal, v), signal)
+    return _signal_scores(_squared_alignments(u[:, :rank], v))
 
 
 def ntps_paper_and_signal_all_k(
@@ -85,11 +87,11 @@ def ntps_paper_and_signal_all_k(
     """(ntps_paper_all_k, ntps_signal_all_k) from one factorization of V and one product: U_r's
     alignments are the first r columns of U's. device: None runs scipy, a torch.device torch."""
     _check_rank(u, rank)
-    return _paper_and_signal(_squared_alignments(u, v, device), u, rank)
+    return _paper_and_signal(_squared_alignments(u, v, device), rank)
 
 
-def _paper_and_signal(g: np.ndarray, u: np.ndarray, rank: int) -> tuple[np.ndarray, np.ndarray]:
-    return _paper_scores(g, u), _signal_scores(g[:, :rank], u[:, :rank])
+def _paper_and_signal(g: np.ndarray, rank: int) -> tuple[np.ndarray, np.ndarray]:
+    return _paper_scores(g), _signal_scores(g[:, :rank])
 
 
 def ntps_score(u: np.ndarray, v: np.ndarray, k: int) -> float:
@@ -172,7 +174,7 @@ def _layer_tables(
     v_spans = NestedBasis(v, device)
     del v
     whitening = Whitening.of(mean_xx, v_spans, ridge)
-    paper, signal = _paper_and_signal(_squared(v_spans.transpose_times(u)), u, rank)
+    paper, signal = _paper_and_signal(_squared(v_spans.transpose_times(u)), rank)
     loss = excess_loss_all_k(mean_xy, whitening)
     bounds = theorem2_bounds(loss, subspaces.perception_values[layer], u, paper, whitening)
     null = None
