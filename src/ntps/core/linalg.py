@@ -164,7 +164,7 @@ class NestedBasis:
     squared norm x^T x the sweeps sum is within ||V^T V - I||_2 / (1 - ||V^T V - I||_2), relative,
     of the exact projection's x^T (V_k^T V_k)^-1 x, and the sweeps divide by sums of the same kind
     (core.ntps), so the scores stay within [0, 1]. Against an exactly orthonormal Q that moved them
-    by at most 5e-10 at d = 4,096, and it spares the scores stage 2.3 d^3 of its 7 d^3 operations
+    by at most 5.5e-10 at d = 4,096, and it spares the scores stage 2.3 d^3 of its 7 d^3 operations
     (benchmarks/ntps_benchmark.py --measure scores). A V whose V^T V lies within NEARLY_ORTHONORMAL
     of I (Frobenius) is corrected by Cholesky QR, Q = V C^-1 with C^T C = V^T V and C upper
     triangular, which keeps each span and costs three BLAS-3 operations (a symmetric rank-k update,
