@@ -31,6 +31,15 @@ def _array(tensor: torch.Tensor) -> np.ndarray:
     return tensor.cpu().numpy()
 
 
+def _torch_cholesky(a: torch.Tensor, upper: bool, what: str) -> torch.Tensor:
+    """The Cholesky factor of symmetric positive definite A on A's device: L with A = L L^T, or R
+    with A = R^T R (upper); raises np.linalg.LinAlgError, naming `what`, as the scipy path does."""
+    factor, info = torch.linalg.cholesky_ex(a, upper=upper)
+    if int(info) != 0:
+        raise np.linalg.LinAlgError(f"{what} is not positive definite (leading minor {int(info)})")
+    return factor
+
+
 def matmul(a: np.ndarray, b: np.ndarray, device: torch.device | None = None) -> np.ndarray:
     """A B."""
     if device is None:
@@ -50,9 +59,7 @@ def generalized_eigh(a: np.ndarray, b: np.ndarray, device: torch.device | None =
     if device is None:
         return scipy.linalg.eigh(a, b, driver="gvd")
     a_t, b_t = _tensor(a, device), _tensor(b, device)
-    lower, info = torch.linalg.cholesky_ex(b_t)
-    if int(info) != 0:
-        raise np.linalg.LinAlgError(f"B is not positive definite (leading minor {int(info)})")
+    lower = _torch_cholesky(b_t, upper=False, what="B")
     # C = L^-1 A L^-T, symmetric; its eigenvectors Y give W = L^-T Y.
     half = torch.linalg.solve_triangular(lower, a_t, upper=False)
     c = torch.linalg.solve_triangular(lower, half.T, upper=False)
@@ -203,7 +210,7 @@ class NestedBasis:
             upper = _cholesky_in_place(gram, lower=False)
             self.q = scipy.linalg.solve_triangular(upper, v.T, trans="T", lower=False, check_finite=False).T
         elif self.factorization == "cholesky_qr":
-            upper = torch.linalg.cholesky(gram, upper=True)
+            upper = _torch_cholesky(gram, upper=True, what="V's Gram matrix")
             self.q = _array(torch.linalg.solve_triangular(upper, v_t, upper=True, left=False))
         else:
             self.q = orthonormal_factor(v, device)
@@ -260,10 +267,8 @@ def cholesky_lower(n: np.ndarray, device: torch.device | None = None, shift: flo
         shifted.flat[:: shifted.shape[0] + 1] += shift
         return _cholesky_in_place(shifted, lower=True)
     n_t = _tensor(n, device)
-    lower, info = torch.linalg.cholesky_ex(n_t + shift * torch.eye(n_t.shape[0], dtype=n_t.dtype, device=device))
-    if int(info) != 0:
-        raise np.linalg.LinAlgError(f"the matrix is not positive definite (leading minor {int(info)})")
-    return _array(lower)
+    shifted = n_t + shift * torch.eye(n_t.shape[0], dtype=n_t.dtype, device=device)
+    return _array(_torch_cholesky(shifted, upper=False, what="the matrix"))
 
 
 def solve_lower(
@@ -300,10 +305,7 @@ def gram_cholesky_upper(w: np.ndarray, device: torch.device | None = None) -> np
     if device is None:
         return _cholesky_in_place(w.T @ w, lower=False)
     w_t = _tensor(w, device)
-    upper, info = torch.linalg.cholesky_ex(w_t.T @ w_t, upper=True)
-    if int(info) != 0:
-        raise np.linalg.LinAlgError(f"the Gram matrix is not positive definite (leading minor {int(info)})")
-    return _array(upper)
+    return _array(_torch_cholesky(w_t.T @ w_t, upper=True, what="the Gram matrix"))
 
 
 def solve_upper_transposed(upper: np.ndarray, b: np.ndarray, device: torch.device | None = None) -> np.ndarray:
