@@ -35,7 +35,7 @@ def prune_versions(keep: int, dry_run: bool, env: str | None) -> None:
     for version in stale:
         click.echo(
             f"{'would remove' if dry_run else 'removing'} {version.path.relative_to(project_path)} "
-            f"({version.bytes / 1e6:.1f} MB)"
+            f"({version.bytes / 1e6:.1f} MB{'' if version.finished else ', an unfinished save'})"
         )
     total = sum(version.bytes for version in stale) / 1e6
     if dry_run:

@@ -5,33 +5,51 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
+from kedro.io import Version
 
 from ntps.cli import cli
 from ntps.core.errors import NtpsInputError
+from ntps.io import NpzDataset
 from ntps.io.versions import large_versioned_folders, stale_versions
 from tests.conftest import offline_environment
 
-VERSIONS = ["2026-11-01T10.00.00.000Z", "2026-11-02T10.00.00.000Z", "2026-11-03T10.00.00.000Z"]
+VERSIONS = [f"2026-11-0{day}T10.00.00.000Z" for day in range(1, 6)]
 
 
-def write_versions(project, relative: str, versions: list[str], name: str) -> None:
+def write_versions(project, relative: str, versions: list[str], file_in_folder: str | None = None) -> None:
+    """Finished versions as Kedro lays them out, `<relative>/<version>/<name of relative>`: a file,
+    or (an adapter) a folder holding file_in_folder."""
     for version in versions:
-        folder = project / relative / version
-        folder.mkdir(parents=True)
-        (folder / name).write_bytes(b"x" * 1000)
+        saved = project / relative / version / Path(relative).name
+        if file_in_folder:
+            saved.mkdir(parents=True)
+            (saved / file_in_folder).write_bytes(b"x" * 1000)
+        else:
+            saved.parent.mkdir(parents=True)
+            saved.write_bytes(b"x" * 1000)
+
+
+def write_unfinished_save(project, relative: str, version: str) -> None:
+    """What a killed NpzDataset save leaves: the version folder with the partial archive and its
+    spill folder, never the archive itself."""
+    folder = project / relative / version
+    (folder / ".spill-abc").mkdir(parents=True)
+    (folder / f"{Path(relative).name}.partial").write_bytes(b"x" * 500)
 
 
 @pytest.fixture
 def versions_on_disk(project):
-    """Three versions of one pair's statistics, one of its subspaces, three of a small table, and
-    an MLflow store, in the project copy's data/ folders."""
-    write_versions(project, "data/04_feature/m/a/layer_statistics.npz", VERSIONS, "layer_statistics.npz")
-    write_versions(project, "data/05_model_input/m/a/eigen_subspaces.npz", VERSIONS[:1], "eigen_subspaces.npz")
-    write_versions(project, "data/06_models/m/a/lora_adapter", VERSIONS[1:], "adapter_model.safetensors")
-    write_versions(project, "data/07_model_output/m/a/ntps_table.parquet", VERSIONS, "ntps_table.parquet")
+    """Three versions of one pair's statistics, one of its subspaces, two of its adapter, three of
+    a small table, and an MLflow store, in the project copy's data/ folders."""
+    write_versions(project, "data/04_feature/m/a/layer_statistics.npz", VERSIONS[:3])
+    write_versions(project, "data/05_model_input/m/a/eigen_subspaces.npz", VERSIONS[:1])
+    write_versions(project, "data/06_models/m/a/lora_adapter", VERSIONS[1:3], "adapter_model.safetensors")
+    write_versions(project, "data/07_model_output/m/a/ntps_table.parquet", VERSIONS[:3])
     (project / "mlflow.db").write_bytes(b"store")
     return project
 
@@ -95,6 +113,48 @@ def test_prune_versions_command_lists_then_removes_only_old_large_versions(versi
     removed = {
         f"data/04_feature/m/a/layer_statistics.npz/{VERSIONS[0]}/layer_statistics.npz",
         f"data/04_feature/m/a/layer_statistics.npz/{VERSIONS[1]}/layer_statistics.npz",
-        f"data/06_models/m/a/lora_adapter/{VERSIONS[1]}/adapter_model.safetensors",
+        f"data/06_models/m/a/lora_adapter/{VERSIONS[1]}/lora_adapter/adapter_model.safetensors",
     }
     assert all_files(project) == sorted(set(before) - removed)
+
+
+def test_unfinished_saves_neither_count_as_the_newest_nor_survive_when_older(project):
+    """A save killed by a crash or a full disk leaves a version folder without its file. Kedro
+    loads the newest version that has it, so pruning keeps that one; the unfinished folders older
+    than the versions kept go, newer ones stay (a save may still be running)."""
+    relative = "data/04_feature/m/a/layer_statistics.npz"
+    write_unfinished_save(project, relative, VERSIONS[0])
+    write_versions(project, relative, VERSIONS[1:3])
+    write_unfinished_save(project, relative, VERSIONS[3])
+    write_unfinished_save(project, relative, VERSIONS[4])
+    folders = [project / relative]
+    stale = stale_versions(folders, 1)
+    assert [(version.path.name, version.finished) for version in stale] == [(VERSIONS[0], False), (VERSIONS[1], True)]
+    assert stale[0].bytes == 500
+    assert [version.path.name for version in stale_versions(folders, 2)] == VERSIONS[:1]
+    assert [version.path.name for version in stale_versions(folders, 5)] == VERSIONS[:1]
+
+    only_unfinished = "data/05_model_input/m/a/eigen_subspaces.npz"
+    write_unfinished_save(project, only_unfinished, VERSIONS[0])
+    write_unfinished_save(project, only_unfinished, VERSIONS[1])
+    assert stale_versions([project / only_unfinished], 1) == []
+
+
+def test_after_pruning_kedro_loads_the_archive_it_loaded_before(project, monkeypatch):
+    """Two real saves, then a newer save that died half-way: the command removes the older archive
+    and the dead save's debris is left (it is newest), and the dataset loads what it loaded before."""
+    relative = "data/04_feature/m/a/layer_statistics.npz"
+    for number, version in enumerate(VERSIONS[:2]):
+        NpzDataset(filepath=str(project / relative), version=Version(None, version)).save({"x": np.full(3, number)})
+    write_unfinished_save(project, relative, VERSIONS[2])
+    monkeypatch.chdir(project)
+
+    pruned = CliRunner().invoke(cli, ["prune-versions"])
+
+    assert pruned.exit_code == 0, pruned.output
+    assert f"removing {relative}/{VERSIONS[0]} " in pruned.output
+    assert "1 versions removed" in pruned.output
+    assert sorted(path.name for path in (project / relative).iterdir()) == VERSIONS[1:3]
+    np.testing.assert_array_equal(
+        NpzDataset(filepath=str(project / relative), version=Version(None, None)).load()["x"], [1, 1, 1]
+    )

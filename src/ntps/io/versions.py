@@ -4,6 +4,11 @@ Kedro keeps every version of a versioned dataset forever, as `<filepath>/<versio
 with sortable timestamp versions. The statistics, subspaces, pooled features and adapters of a
 paper-scale grid fill a disk within a few runs; `kedro prune-versions` (ntps.cli) removes all but
 the newest N versions of each, never the newest one, and never touches the MLflow store.
+
+A version counts only when it holds its file: Kedro loads the newest version folder that does, and
+a save killed by a crash or a full disk leaves a folder with only its partial file or staging
+folder. Such an unfinished save older than the versions kept is removed; a newer one is left
+alone, since it may be a save still running.
 """
 
 from __future__ import annotations
@@ -23,10 +28,12 @@ LARGE_DATASET_TYPES = ("ntps.io.NpzDataset", "ntps.io.LoraAdapterDataset")
 
 @dataclass(frozen=True)
 class StaleVersion:
-    """One version folder that pruning removes."""
+    """One version folder that pruning removes: older than the versions kept, or an unfinished
+    save (a folder without its file) older than them."""
 
     path: Path
     bytes: int
+    finished: bool
 
 
 def large_versioned_folders(catalog: dict[str, Any], project_path: Path) -> list[Path]:
@@ -52,13 +59,21 @@ def _size(path: Path) -> int:
 
 
 def stale_versions(folders: list[Path], keep: int) -> list[StaleVersion]:
-    """Every version of each folder but its newest `keep` (at least 1, so the newest is never one)."""
+    """Every version of each folder older than its newest `keep` finished ones (at least 1, so the
+    version Kedro loads is never one); a folder with no finished version loses nothing.
+
+    A version `<folder>/<version>/` is finished when it holds `<folder name>`, the file (or the
+    adapter's folder) that the dataset's save moves into place last.
+    """
     if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
         raise NtpsInputError(f"keep must be an integer of at least 1 (the newest version is never removed), got {keep!r}")
     stale = []
     for folder in folders:
         versions = sorted(path for path in folder.iterdir() if path.is_dir())
-        stale += [StaleVersion(path, _size(path)) for path in versions[:-keep]]
+        finished = [version for version in versions if (version / folder.name).exists()]
+        kept = finished[-keep:]
+        older = [version for version in versions if kept and version < kept[0]]
+        stale += [StaleVersion(version, _size(version), version in finished) for version in older]
     return stale
 
 
