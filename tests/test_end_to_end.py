@@ -18,8 +18,11 @@ from ntps.core.correlation import STATISTICS
 from ntps.core.ntps import VARIANTS
 from ntps.core.released_code import RELEASED_FRACTIONS
 from ntps.core.statistics import LayerStatistics
+from ntps.pipelines.eigen_subspaces.nodes import solve_eigen_subspaces
+from ntps.pipelines.fan_out import load_parameters
+from ntps.pipelines.ntps_scores.nodes import score_ntps
 from ntps.reports.correlation_study import REFERENCE_SCORES
-from tests.conftest import REPOSITORY, four_layer_run, kedro_run, offline_environment
+from tests.conftest import REPOSITORY, SMALL_RUN_PARAMS, four_layer_run, kedro_run, offline_environment
 from tests.core.paper_reference import algorithm1_ntps
 
 pytestmark = pytest.mark.end_to_end
@@ -118,6 +121,28 @@ def test_ntps_run_covers_every_layer_and_k(project, model_cache, embedded_model)
         for k in (29, 288, 547):
             for variant, expected in literal_scores(statistics, layer, k, ridge).items():
                 assert stored[layer, variant, k] == pytest.approx(expected, abs=1e-6), (layer, variant, k)
+    # And the same nodes on the pair's whole statistics in memory give the run's tables to 1e-10:
+    # streaming the archives one layer at a time changes nothing.
+    pair = project / "data/07_model_output/smollm2_135m/newsgroups20"
+    (pair_table_path,) = (pair / "ntps_table.parquet").glob("*/*.parquet")
+    (pair_loss_path,) = (pair / "excess_loss_table.parquet").glob("*/*.parquet")
+    (pooled_path,) = (project / "data/04_feature/smollm2_135m/newsgroups20/pooled_features.npz").glob("*/*.npz")
+    parameters = load_parameters(project)
+    parameters["ntps_scores"]["released_code"] = SMALL_RUN_PARAMS["ntps_scores.released_code"]
+    with np.load(statistics_path) as archive, np.load(pooled_path) as pooled:
+        arrays = dict(archive)
+        in_memory = score_ntps(
+            solve_eigen_subspaces(arrays, parameters["eigen_subspaces"]),
+            arrays,
+            dict(pooled),
+            parameters["eigen_subspaces"],
+            parameters["ntps_scores"],
+            parameters["forward_pass"],
+            model="smollm2_135m",
+            dataset="newsgroups20",
+        )
+    pd.testing.assert_frame_equal(pd.read_parquet(pair_table_path), in_memory[0], rtol=0, atol=1e-10)
+    pd.testing.assert_frame_equal(pd.read_parquet(pair_loss_path), in_memory[1], rtol=0, atol=1e-10)
     assert (project / "data/08_reporting/ntps_heatmaps.png").is_dir()
     (loss_path,) = (project / "data/08_reporting/excess_loss_table.parquet").glob("*/excess_loss_table.parquet")
     losses = pd.read_parquet(loss_path)
