@@ -272,3 +272,39 @@ def test_the_study_environment_runs_end_to_end_on_few_texts_and_a_tiny_model(pro
     assert set(summary["score_kind"]) == {"ntps", "peer", "trivial", "estimator"}
     report = next((project / "data/08_reporting/correlation_report.md").glob("*/*")).read_text()
     assert "## Is NTPS above its own shuffled-label null?" in report and "trivial baseline" in report
+
+
+def test_the_paper_grid_environment_keeps_one_pair_of_large_archives_at_a_time(project, model_cache, tiny_model):
+    """`kedro run --env paper_grid --runner=ntps.runners.DepthFirstRunner`, the README's grid
+    command, with a tiny random Llama on the CPU and three embedded datasets for the paper's models
+    and datasets: each pair's statistics and subspaces are removed before the next pair's forward
+    pass, none is left at the end, and the tables and the pooled features are all there."""
+    datasets = ["rotten_tomatoes", "election_tweets", "reuters_r8"]
+    grid = yaml.safe_load((project / "conf/paper_grid/parameters.yml").read_text())
+    grid["run"] = {"models": ["tiny_llama"], "datasets": datasets}
+    grid["models"] = {"tiny_llama": {"source": "local", "path": str(tiny_model)}}
+    grid["forward_pass"].update(device="cpu", dtype="float32")
+    (project / "conf/paper_grid/parameters.yml").write_text(yaml.safe_dump(grid))
+    result = kedro_run(project, model_cache, extra_args=["--env", "paper_grid", "--runner", "ntps.runners.DepthFirstRunner"])
+    assert result.returncode == 0, result.stderr[-4000:]
+
+    # The log in order: each pair's archives are removed before the next pair's forward pass runs.
+    events = []
+    for line in result.stdout.splitlines():
+        for dataset in datasets:
+            if "Running node: extract_hidden_features" in line and f"tiny_llama.{dataset}.tokenized_texts" in line:
+                events.append(("forward", dataset))
+            elif "Removing" in line and "remove_when_released" in line and f"/tiny_llama/{dataset}/" in line:
+                events.append(("removed", dataset))
+    forwards = [dataset for event, dataset in events if event == "forward"]
+    assert sorted(forwards) == sorted(datasets), events
+    for earlier, later in zip(forwards, forwards[1:]):
+        removed_before = [d for event, d in events[: events.index(("forward", later))] if event == "removed"]
+        assert removed_before.count(earlier) >= 2, events  # its statistics and its subspaces
+
+    archives = [path for path in (project / "data").rglob("*.npz") if path.is_file()]
+    assert archives and all(path.name == "pooled_features.npz" for path in archives), archives
+    for dataset in datasets:
+        assert list((project / f"data/04_feature/tiny_llama/{dataset}").glob("pooled_features.npz/*/pooled_features.npz"))
+    (table_path,) = (project / "data/08_reporting/ntps_table.parquet").glob("*/ntps_table.parquet")
+    assert set(pd.read_parquet(table_path)["dataset"]) == set(datasets)
