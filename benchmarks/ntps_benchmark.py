@@ -250,7 +250,7 @@ def scores_stage_cost(hidden_size: int, repeats: int) -> dict[str, float]:
     is, shared), the excess loss with Theorem 2's bounds (its factorizations included, V's
     basis shared with the sweeps), meanXX's extreme eigenvalues both ways, the whole stage without
     and with the released code's procedure, that procedure alone pinned and not, and the largest
-    difference between the old and new sweeps."""
+    difference between the explicit-Q sweeps and the stage's."""
     statistics = synthetic_statistics(hidden_size, n_classes=8, seed=0)
     subspaces = LayerSubspaces.from_arrays(layer_subspaces(statistics, ridge=1e-6).to_arrays())
     (u, v), rank = subspaces.vectors(0), int(subspaces.signal_ranks[0])
@@ -500,12 +500,12 @@ def report_scores_stage_cost(arguments: argparse.Namespace) -> None:
             "scores stage at d=%d, per layer: paper + signal sweeps with explicit Q %.3f s, Householder applied "
             "without Q %.3f s, on the stored basis as it is %.3f s (%.2fx the first, max |difference| %.1e); "
             "excess loss + Theorem 2 %.3f s; whole stage %.3f s, "
-            "%.2fx the old sweeps alone; with released_code %.3f s; meanXX's extreme eigenvalues by Lanczos %.3f s, "
+            "%.2fx the explicit-Q sweeps alone; with released_code %.3f s; meanXX's extreme eigenvalues by Lanczos %.3f s, "
             "every eigenvalue %.3f s (relative difference %.1e), on a spectrum dense at its end (meanXX of d texts) "
             "Lanczos for at most its restarts, then every eigenvalue: %.3f s, every eigenvalue alone %.3f s; "
             "released procedure alone on all BLAS threads %.3f s, "
             "one thread per call, side by side %.3f s; the stage's dense algebra is %.2g floating-point operations, "
-            "%.2f s at this run's matrix-product rate (%.0f GFLOP/s), %.2fx the old sweeps: no implementation of "
+            "%.2f s at this run's matrix-product rate (%.0f GFLOP/s), %.2fx the explicit-Q sweeps: no implementation of "
             "these operations gets below that",
             cost["hidden_size"],
             cost["explicit_q_sweeps_s"],

@@ -49,7 +49,7 @@ def matmul(a: np.ndarray, b: np.ndarray, device: torch.device | None = None) -> 
 
 def generalized_eigh(a: np.ndarray, b: np.ndarray, device: torch.device | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Solutions of A w = lambda B w, A symmetric, B symmetric positive definite; on the CPU by
-    LAPACK's divide-and-conquer sygvd (4x faster than scipy's default sygv at d = 576).
+    LAPACK's divide-and-conquer sygvd, faster than scipy's default sygv (docs/benchmarks.md).
 
     Returns:
         (eigenvalues (d,) ascending, eigenvectors (d, d) with W^T B W = I).
@@ -227,7 +227,7 @@ PREFIX_BLOCK = 256
 def nested_prefix_sums(g: np.ndarray) -> np.ndarray:
     """(k,) entry j-1: sum_{i, l <= j} G[i, l] for G (k, k), every leading block's sum, which grows
     at step j by row j up to the diagonal and column j above it. Read in strips of PREFIX_BLOCK rows
-    and columns, with no k x k temporary (a copy of G's triangle took 0.28 s at k = 4,096)."""
+    and columns, with no k x k temporary (a copy of G's triangle)."""
     k = g.shape[0]
     increments = np.empty(k)
     for start in range(0, k, PREFIX_BLOCK):
@@ -246,7 +246,7 @@ def _cholesky_in_place(a: np.ndarray, lower: bool) -> np.ndarray:
     """The Cholesky factor of symmetric positive definite A (d, d), C-ordered and finite, written
     over A: L with A = L L^T (lower) or R with A = R^T R. LAPACK's potrf is handed A^T, which is A
     and already in the Fortran order LAPACK reads, so nothing is copied; scipy.linalg.cholesky
-    copies A into Fortran order first (0.46 s against 0.29 s at d = 4,096). Raises
+    copies A into Fortran order first. Raises
     np.linalg.LinAlgError when A is not numerically positive definite."""
     factor, info = scipy.linalg.lapack.dpotrf(a.T, lower=not lower, clean=1, overwrite_a=1)
     if info != 0:
@@ -257,8 +257,8 @@ def _cholesky_in_place(a: np.ndarray, lower: bool) -> np.ndarray:
 def cholesky_lower(n: np.ndarray, device: torch.device | None = None, shift: float = 0.0) -> np.ndarray:
     """L with N + shift I = L L^T, N (d, d) symmetric positive definite (a ridge shift added to its
     diagonal), of which only the lower triangle is read: the symmetric part of a meanXX that
-    LayerStatistics stores as one triangle would be itself, at the cost of a transposed pass over it
-    (0.15 s at d = 4,096). Raises np.linalg.LinAlgError when it is not positive definite,
+    LayerStatistics stores as one triangle would be itself, at the cost of a transposed pass over it.
+    Raises np.linalg.LinAlgError when it is not positive definite,
     ValueError on NaN or infinite entries; N is left as it was."""
     if device is None:
         if not np.isfinite(n).all():

@@ -19,10 +19,10 @@ reproduced here step for step in float32:
 separate the effect of the ordering from that of float32 and whitening.
 
 Which machine runs it changes the numbers: OpenBLAS orders its float32 sums by how it splits work
-between its threads, and the released scores move by up to 0.08 with that alone (README, "Parity
-with the authors' code"). So every BLAS and LAPACK call here runs on one thread by default, which
-makes the scores the same on 2 cores and on 16, and the two pencils, then the 19 fractions, run
-side by side, one per core (float32 SVDs gain almost nothing from a second BLAS thread).
+between its threads, and the released scores move by up to 0.08 with that alone (docs/parity.md).
+So every BLAS and LAPACK call here runs on one thread by default, which makes the scores the same
+on 2 cores and on 16, and the two pencils, then the 19 fractions, run side by side, one per core
+(float32 SVDs gain almost nothing from a second BLAS thread).
 """
 
 from __future__ import annotations

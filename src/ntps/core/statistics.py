@@ -200,7 +200,7 @@ def _gram_blocks(d: int) -> list[tuple[int, int]]:
 # accurate as float32 products. That is six products of pieces for cov0, three for cov1 when the
 # forward pass hands over bfloat16 states (one piece each), at the bfloat16 rate, which on a Hopper
 # GPU is 15 times float64's: 4.2 times the float64 products' operations at 15 times the rate, so
-# by arithmetic 3.6 times as fast (not measured yet: benchmarks/gpu_scale_check.sh times both).
+# by arithmetic 3.6 times as fast (benchmarks/gpu_scale_check.sh times both; docs/scaling.md).
 PRODUCTS = ("float64", "float32", "bfloat16x3")
 
 

@@ -219,7 +219,7 @@ def lora_markdown_report(gains: pd.DataFrame, gain_summary: pd.DataFrame, ntps_c
             "(layer, k) with the strongest r, chosen on the datasets it is reported on; its p-value repeats that",
             "search under every permutation); `leave_one_dataset_out` scores each dataset at the configuration",
             "chosen without it; `probe_test_accuracy` is the paper's baseline predictor; the other scores need",
-            'no NTPS (README, "Reference scores"). Intervals: bootstrap over datasets.',
+            "no NTPS (docs/scores.md). Intervals: bootstrap over datasets.",
             "",
             *summary_table(gain_summary, "model"),
             "",

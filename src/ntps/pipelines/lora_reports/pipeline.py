@@ -76,7 +76,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                 "gain_score_comparison",
                 name="plot_gain_score_comparison",
             ),
-            node(plot_ntps_change, "ntps_change_after_lora", "ntps_change_figure", name="plot_ntps_change"),
+            node(plot_ntps_change, "ntps_change_after_lora", "ntps_change_after_lora_figure", name="plot_ntps_change"),
             node(plot_training_curves, "lora_training_log", "lora_training_curves", name="plot_training_curves"),
         ]
     )
