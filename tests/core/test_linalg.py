@@ -25,8 +25,9 @@ from ntps.core.linalg import (
     nested_prefix_sums,
     symmetric_eigh,
 )
-from ntps.core.ntps import ntps_paper_and_signal_all_k, ntps_score, score_tables
+from ntps.core.ntps import ntps_paper_and_signal_all_k, score_tables
 from ntps.core.subspaces import LayerSubspaces, layer_subspaces
+from tests.core.paper_reference import algorithm1_ntps
 from tests.core.synthetic import accumulate, random_texts
 
 TORCH_CPU = torch.device("cpu")
@@ -112,7 +113,7 @@ def test_sweeps_on_the_stored_basis_as_it_is_stay_within_its_orthogonality_loss_
     loss = np.abs(scipy.linalg.eigvalsh(stored.T @ stored - np.eye(d))).max()
     assert 1e-7 < loss <= linalg.AS_ORTHONORMAL and NestedBasis(stored).factorization == "none"
     paper, signal = ntps_paper_and_signal_all_k(u, stored, rank)
-    exact_paper = [ntps_score(u, stored, k) for k in range(1, d + 1)]
+    exact_paper = [algorithm1_ntps(u, stored, k) for k in range(1, d + 1)]
     exact_signal = [
         np.sum((stored[:, :k] @ np.linalg.pinv(stored[:, :k]) @ u[:, :rank]) ** 2) / np.sum(u[:, :rank] ** 2)
         for k in range(1, d + 1)

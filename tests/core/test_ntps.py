@@ -11,7 +11,6 @@ from ntps.core.errors import NtpsInputError
 from ntps.core.ntps import (
     ntps_paper_all_k,
     ntps_paper_and_signal_all_k,
-    ntps_score,
     ntps_signal_all_k,
     paper_fraction_ks,
     score_tables,
@@ -42,7 +41,7 @@ def test_all_k_sweep_equals_pseudo_inverse_per_k():
             signal = rows[(rows.variant == "signal") & (rows.k == k)].ntps.item()
             assert paper == pytest.approx(algorithm1_ntps(u, v, k), abs=1e-9)
             assert signal == pytest.approx(algorithm1_ntps(u, v, k, u_columns=rank), abs=1e-9)
-            assert paper == pytest.approx(ntps_score(u, v, k), abs=1e-9)
+            assert paper == pytest.approx(algorithm1_ntps(u, v, k), abs=1e-9)
 
 
 def test_shared_sweep_equals_explicit_q_prefix_sums_and_algorithm1():
@@ -76,7 +75,7 @@ def test_ntps_lies_in_unit_interval_and_is_one_for_equal_spans():
         np.testing.assert_allclose(ntps_paper_all_k(u, same_spans), 1.0, atol=1e-10)
         assert ntps_paper_all_k(u, v)[-1] == pytest.approx(1.0)
     orthogonal = np.eye(4)
-    assert ntps_score(orthogonal[:, :2], orthogonal[:, 2:], 2) == pytest.approx(0.0)
+    assert algorithm1_ntps(orthogonal[:, :2], orthogonal[:, 2:], 2) == pytest.approx(0.0)
 
 
 def test_every_variant_is_invariant_to_rotating_hidden_states():
@@ -95,11 +94,7 @@ def test_every_variant_is_invariant_to_rotating_hidden_states():
     np.testing.assert_allclose(turned.ntps[exact], original.ntps[exact], atol=1e-8)
 
 
-def test_bad_k_and_bad_labels_are_named():
-    u = np.eye(5)
-    for bad_k in (0, 6, 2.5, -1):
-        with pytest.raises(NtpsInputError, match="k must be an integer in 1..5"):
-            ntps_score(u, u, bad_k)
+def test_bad_k_fractions_and_bad_labels_are_named():
     with pytest.raises(NtpsInputError, match="k fractions"):
         paper_fraction_ks(5, [0.0, 0.5])
     accumulator = StatisticsAccumulator(1, 2, 2)

@@ -94,16 +94,6 @@ def _paper_and_signal(g: np.ndarray, rank: int) -> tuple[np.ndarray, np.ndarray]
     return _paper_scores(g), _signal_scores(g[:, :rank])
 
 
-def ntps_score(u: np.ndarray, v: np.ndarray, k: int) -> float:
-    """NTPS(U_k, V_k) for one k in 1..d, computed with Algorithm 1's projector V_k V_k^+."""
-    d = u.shape[0]
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= d:
-        raise NtpsInputError(f"k must be an integer in 1..{d} (the hidden size), got {k!r}")
-    u_k, v_k = u[:, :k], v[:, :k]
-    projected = v_k @ (np.linalg.pinv(v_k) @ u_k)
-    return float((projected**2).sum() / (u_k**2).sum())
-
-
 def check_k_fractions(fractions: list[float]) -> None:
     """Refuse fractions of d outside (0, 1], naming them."""
     bad = [f for f in fractions if not 0 < f <= 1]
