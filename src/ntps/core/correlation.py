@@ -99,40 +99,35 @@ def _one_way_products(other_signs: np.ndarray, ranked_signs: np.ndarray, weights
     return _correlation_or_nan(numerator, denominator)
 
 
-def _weighted_tau_table(scores: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """weighted_tau of every row of scores (C, n) with every row of targets (P, n), as (P, C).
+def _one_way_table(ranked: np.ndarray, other: np.ndarray) -> np.ndarray:
+    """The one-way weighted tau, weighted by the ranking of each row of ranked (R, n), with every row
+    of other (O, n), as (O, R).
 
-    A row without ties ranks by its own values alone, so the one-way tau weighted by its ranking is
-    a matrix product with every row of the other side; only the one-way taus ranked by a tied row
-    (ties broken by the other side) take the general path.
+    A row without ties ranks by its own values alone, so its taus with every row of other are a
+    matrix product; only a tied row (its ties broken by the other side) takes the general path. A
+    constant row ranks nothing: its taus stay NaN without either path's cost, and those with a
+    constant row of other are NaN through their zero denominator.
     """
-    score_signs, target_signs = _pair_signs(scores), _pair_signs(targets)
-    by_scores = np.full((len(targets), len(scores)), np.nan)
-    by_targets = np.full_like(by_scores, np.nan)
-    # A constant row ranks nothing: its taus stay NaN without the general path's cost.
-    constant_scores, constant_targets = (scores == scores[:, :1]).all(axis=1), (targets == targets[:, :1]).all(axis=1)
-    tied_scores = _has_ties(scores) & ~constant_scores
-    tied_targets = _has_ties(targets) & ~constant_targets
-    untied_scores = ~tied_scores & ~constant_scores
-    untied = scores[untied_scores]
-    weights = _hyperbolic_pair_weights(untied, np.zeros_like(untied))
-    by_scores[:, untied_scores] = _one_way_products(target_signs, score_signs[untied_scores], weights)
-    if tied_scores.any():
-        tied = np.broadcast_arrays(scores[tied_scores][None], targets[:, None])
-        by_scores[:, tied_scores] = _weighted_tau_one_way(
-            score_signs[tied_scores][None], target_signs[:, None], _hyperbolic_pair_weights(*tied)
+    ranked_signs, other_signs = _pair_signs(ranked), _pair_signs(other)
+    table = np.full((len(other), len(ranked)), np.nan)
+    constant = (ranked == ranked[:, :1]).all(axis=1)
+    tied = _has_ties(ranked) & ~constant
+    untied = ~tied & ~constant
+    untied_rows = ranked[untied]
+    weights = _hyperbolic_pair_weights(untied_rows, np.zeros_like(untied_rows))
+    table[:, untied] = _one_way_products(other_signs, ranked_signs[untied], weights)
+    if tied.any():
+        tied_pairs = np.broadcast_arrays(ranked[tied][None], other[:, None])
+        table[:, tied] = _weighted_tau_one_way(
+            ranked_signs[tied][None], other_signs[:, None], _hyperbolic_pair_weights(*tied_pairs)
         )
-    by_scores[constant_targets] = np.nan
-    untied_targets = ~tied_targets & ~constant_targets
-    untied = targets[untied_targets]
-    weights = _hyperbolic_pair_weights(untied, np.zeros_like(untied))
-    by_targets[untied_targets] = _one_way_products(score_signs, target_signs[untied_targets], weights).T
-    if tied_targets.any():
-        tied = np.broadcast_arrays(targets[tied_targets][:, None], scores[None])
-        by_targets[tied_targets] = _weighted_tau_one_way(
-            score_signs[None], target_signs[tied_targets][:, None], _hyperbolic_pair_weights(*tied)
-        )
-    return (by_scores + by_targets) / 2
+    return table
+
+
+def _weighted_tau_table(scores: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """weighted_tau of every row of scores (C, n) with every row of targets (P, n), as (P, C): the
+    mean of the one-way taus weighted by the ranking of scores and by that of targets."""
+    return (_one_way_table(scores, targets) + _one_way_table(targets, scores).T) / 2
 
 
 def weighted_tau(scores: np.ndarray, targets: np.ndarray) -> np.ndarray:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import matplotlib
 
@@ -10,6 +10,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+
+from ntps.reports.correlation_study import ntps_at  # noqa: E402
 
 
 def empty_figure(message: str) -> plt.Figure:
@@ -29,6 +31,34 @@ def scatter_with_fit(axis: plt.Axes, x: np.ndarray, y: np.ndarray, labels: Seque
         slope, intercept = np.polyfit(x, y, 1)
         line = np.linspace(x.min(), x.max(), 2)
         axis.plot(line, slope * line + intercept, "k--", linewidth=1)
+
+
+def plot_ntps_at_configuration(
+    axis: plt.Axes,
+    ntps_table: pd.DataFrame,
+    configuration: pd.Series,
+    variant: str,
+    datasets: list[str],
+    y: np.ndarray,
+    ylabel: str,
+    title: Callable[[int, int], str],
+    undefined_note: str,
+    note_fontsize: float | None = None,
+) -> None:
+    """The panel the paper's Figures 2 and 3 share: each dataset's NTPS of one variant at the
+    configuration a summary row selected (its model, layer, k) against y, as scatter_with_fit,
+    titled title(layer, k). A row without a layer (y is the same on every dataset, so r is
+    undefined) has no configuration to plot: the panel then holds undefined_note instead
+    (note_fontsize None: the default size)."""
+    axis.set_ylabel(ylabel)
+    if pd.isna(configuration["layer"]):
+        axis.set_axis_off()
+        axis.text(0.5, 0.5, undefined_note, ha="center", va="center", fontsize=note_fontsize)
+        return
+    x = ntps_at(ntps_table, configuration["model"], variant, datasets, configuration["layer"], configuration["k_fraction"])
+    scatter_with_fit(axis, x, y, datasets)
+    axis.set_title(title(int(configuration["layer"]), int(configuration["k"])), fontsize=8)
+    axis.set_xlabel(f"NTPS ({variant} variant)")
 
 
 KIND_COLOURS = {"ntps": "tab:blue", "peer": "tab:purple", "estimator": "tab:green", "trivial": "tab:gray"}

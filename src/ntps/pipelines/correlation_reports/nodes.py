@@ -10,13 +10,8 @@ import numpy as np
 import pandas as pd
 
 from ntps.core.ntps import scored_variants
-from ntps.reports.correlation_study import (
-    FIGURE_STATISTIC,
-    TARGET_DIRECTIONS,
-    ntps_at,
-    probe_targets,
-)
-from ntps.reports.plots import empty_figure, plot_score_comparison, scatter_with_fit
+from ntps.reports.correlation_study import FIGURE_STATISTIC, TARGET_DIRECTIONS, probe_targets
+from ntps.reports.plots import empty_figure, plot_ntps_at_configuration, plot_score_comparison
 
 
 def correlation_metrics(summary: pd.DataFrame) -> dict[str, list[dict[str, float]]]:
@@ -54,28 +49,26 @@ def plot_ntps_vs_probes(
         model_rows = summary[(summary["model"] == model) & (summary["score"] == f"ntps_{variant}")]
         datasets = model_rows["datasets"].iloc[0].split(",")
         for row, target in enumerate(TARGET_DIRECTIONS):
-            axis = axes[row, column]
             chosen = model_rows[(model_rows["target"] == target) & (model_rows["selection"] == "best_in_sample")].iloc[0]
             honest = model_rows[
                 (model_rows["target"] == target) & (model_rows["selection"] == "leave_one_dataset_out")
             ].iloc[0]
-            if pd.isna(chosen["layer"]):
-                axis.set_axis_off()
-                axis.text(
-                    0.5, 0.5, f"{target}:\nr undefined (the same on every dataset)", ha="center", va="center", fontsize=9
-                )
-                continue
-            x = ntps_at(ntps_table, model, variant, datasets, chosen["layer"], chosen["k_fraction"])
-            y = targets.loc[[(model, dataset) for dataset in datasets], target].to_numpy()
-            scatter_with_fit(axis, x, y, datasets)
-            axis.set_title(
-                f"{model}: layer {int(chosen['layer'])}, k={int(chosen['k'])}\n"
-                f"in-sample r={chosen['r']:.2f} (p={chosen['p_value']:.2f}); "
-                f"LOO r={honest['r']:.2f} [{honest['ci_low']:.2f}, {honest['ci_high']:.2f}]",
-                fontsize=8,
+            plot_ntps_at_configuration(
+                axes[row, column],
+                ntps_table,
+                chosen,
+                variant,
+                datasets,
+                targets.loc[[(model, dataset) for dataset in datasets], target].to_numpy(),
+                ylabel=target,
+                title=lambda layer, k: (
+                    f"{model}: layer {layer}, k={k}\n"
+                    f"in-sample r={chosen['r']:.2f} (p={chosen['p_value']:.2f}); "
+                    f"LOO r={honest['r']:.2f} [{honest['ci_low']:.2f}, {honest['ci_high']:.2f}]"
+                ),
+                undefined_note=f"{target}:\nr undefined (the same on every dataset)",
+                note_fontsize=9,
             )
-            axis.set_xlabel(f"NTPS ({variant} variant)")
-            axis.set_ylabel(target)
     figure.tight_layout()
     return figure
 

@@ -9,14 +9,14 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from ntps.reports.correlation_study import FIGURE_STATISTIC, ntps_at
+from ntps.reports.correlation_study import FIGURE_STATISTIC
 from ntps.reports.lora_study import (
     GAIN,
     accuracy_gains,
     gain_correlation_summary,
     ntps_change_table,
 )
-from ntps.reports.plots import empty_figure, plot_score_comparison, scatter_with_fit
+from ntps.reports.plots import empty_figure, plot_ntps_at_configuration, plot_score_comparison, scatter_with_fit
 
 
 def summarize_gains(
@@ -79,20 +79,19 @@ def plot_ntps_vs_gain(
             rows.loc[(f"ntps_{variant}", "best_in_sample")],
             rows.loc[(f"ntps_{variant}", "leave_one_dataset_out")],
         )
-        axis = axes[0, column]
-        if pd.isna(chosen["layer"]):
-            axis.set_axis_off()
-            axis.text(0.5, 0.5, "r undefined (the gain is the same on every dataset)", ha="center", va="center")
-        else:
-            x = ntps_at(ntps_table, model, variant, datasets, chosen["layer"], chosen["k_fraction"])
-            scatter_with_fit(axis, x, gain[GAIN].to_numpy(), datasets)
-            axis.set_title(
-                f"{model}: NTPS layer {int(chosen['layer'])}, k={int(chosen['k'])}\nin-sample {_title(chosen)}\n"
-                f"leave-one-dataset-out r={honest['r']:.2f}",
-                fontsize=8,
-            )
-            axis.set_xlabel(f"NTPS ({variant} variant)")
-        axis.set_ylabel("accuracy gain (LoRA - probe)")
+        plot_ntps_at_configuration(
+            axes[0, column],
+            ntps_table,
+            chosen,
+            variant,
+            datasets,
+            gain[GAIN].to_numpy(),
+            ylabel="accuracy gain (LoRA - probe)",
+            title=lambda layer, k: (
+                f"{model}: NTPS layer {layer}, k={k}\nin-sample {_title(chosen)}\nleave-one-dataset-out r={honest['r']:.2f}"
+            ),
+            undefined_note="r undefined (the gain is the same on every dataset)",
+        )
         axis = axes[1, column]
         scatter_with_fit(axis, gain["probe_test_accuracy"].to_numpy(), gain[GAIN].to_numpy(), datasets)
         axis.set_title(f"{model}: linear probe accuracy\n{_title(rows.loc[('probe_test_accuracy', 'none')])}", fontsize=8)

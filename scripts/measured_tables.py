@@ -1,0 +1,141 @@
+"""The measured tables of docs/: exported from a run's outputs into benchmarks/results/, then rendered
+into the pages between `<!-- measured: <id> -->` and `<!-- /measured -->`, so that a rerun updates them
+and no figure is typed by hand.
+
+    .venv/bin/python scripts/measured_tables.py export --env base    # after kedro run --pipelines=ntps
+    .venv/bin/python scripts/measured_tables.py export --env study   # after kedro run --env study --pipelines=ntps
+    .venv/bin/python scripts/measured_tables.py render               # rewrite every table that has results
+    .venv/bin/python scripts/measured_tables.py render --check       # exit 1 where a page differs from its results
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+
+from ntps.reports.correlation_study import summary_table
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+RESULTS = REPOSITORY / "benchmarks" / "results"
+DOCS = REPOSITORY / "docs"
+MARKED = re.compile(r"(<!-- measured: ([\w-]+) -->\n)(.*?)(<!-- /measured -->)", re.DOTALL)
+# The share of d at which the default run's label_variance_kept is tabulated (scores.md).
+KEPT_FRACTIONS = (0.05, 0.25, 0.5, 0.75)
+
+logger = logging.getLogger("measured_tables")
+
+
+def run_folder(env: str) -> Path:
+    """Where one environment's run results live: benchmarks/results/<env>_run/."""
+    return RESULTS / f"{'default' if env == 'base' else env}_run"
+
+
+def correlation_table(env: str, targets: tuple[str, ...]) -> Callable[[], str]:
+    """The run's correlation summary for these probe targets, as the run's own report tabulates it."""
+
+    def render() -> str:
+        summary = pd.read_csv(run_folder(env) / "correlation_summary.csv")
+        rows = summary[summary["target"].isin(targets)]
+        return "\n".join(summary_table(rows, "target"))
+
+    return render
+
+
+def label_variance_kept_table() -> str:
+    kept = pd.read_csv(run_folder("base") / "label_variance_kept.csv")
+    table = kept.pivot(index="dataset", columns="k", values="label_variance_kept").sort_index()
+    lines = ["| dataset | " + " | ".join(f"k = {k}" for k in table.columns) + " |", "|---|" + "---|" * len(table.columns)]
+    for dataset, values in table.iterrows():
+        lines.append(f"| {dataset} | " + " | ".join(f"{value:.2f}" for value in values) + " |")
+    return "\n".join(lines)
+
+
+RENDERERS: dict[str, Callable[[], str]] = {
+    "study-default-correlations": correlation_table("base", ("ols_training_mse", "logistic_test_accuracy")),
+    "study-tasks-accuracy": correlation_table("study", ("logistic_test_accuracy",)),
+    "study-tasks-mse": correlation_table("study", ("ols_test_mse",)),
+    "scores-label-variance-kept-default": label_variance_kept_table,
+}
+
+
+def rendered_page(text: str) -> tuple[str, list[str]]:
+    """The page with every table that has a renderer and results rendered from them, and the ids of the
+    marked tables that have no renderer or no results file yet."""
+    unrendered = []
+
+    def replace(match: re.Match) -> str:
+        table_id = match.group(2)
+        try:
+            table = RENDERERS[table_id]()
+        except (KeyError, FileNotFoundError):
+            unrendered.append(table_id)
+            return match.group(0)
+        return f"{match.group(1)}{table}\n{match.group(4)}"
+
+    return MARKED.sub(replace, text), unrendered
+
+
+def render(check: bool) -> int:
+    differing = []
+    for page in sorted(DOCS.rglob("*.md")):
+        text = page.read_text(encoding="utf-8")
+        new_text, _ = rendered_page(text)
+        if new_text != text:
+            differing.append(page)
+            if not check:
+                page.write_text(new_text, encoding="utf-8")
+    for page in differing:
+        logger.info("%s %s", "differs from its results:" if check else "rendered", page.relative_to(REPOSITORY))
+    return 1 if check and differing else 0
+
+
+def export(env: str) -> None:
+    """Writes the tables the pages need from the latest outputs of `kedro run --env <env> --pipelines=ntps`,
+    after checking that those outputs are that environment's (its run.datasets, every one)."""
+    from kedro.framework.session import KedroSession
+    from kedro.framework.startup import bootstrap_project
+
+    bootstrap_project(REPOSITORY)
+    with KedroSession.create(project_path=REPOSITORY, env=None if env == "base" else env) as session:
+        context = session.load_context()
+        expected = sorted(context.params["run"]["datasets"])
+        summary = context.catalog.load("correlation_summary")
+        excess = context.catalog.load("excess_loss_table")
+    found = sorted(set(excess["dataset"]))
+    if found != expected:
+        raise SystemExit(f"the latest outputs cover {found}, not the {env} environment's {expected}: rerun it first")
+    folder = run_folder(env)
+    folder.mkdir(parents=True, exist_ok=True)
+    summary.to_csv(folder / "correlation_summary.csv", index=False, float_format="%.6g")
+    if env == "base":
+        penultimate = excess[excess["layer"] == excess["layer"].max() - 1]
+        d = int(penultimate["k"].max())
+        ks = [round(fraction * d) for fraction in KEPT_FRACTIONS]
+        kept = penultimate[penultimate["k"].isin(ks)][["dataset", "layer", "k", "label_variance_kept"]]
+        kept.sort_values(["dataset", "k"]).to_csv(folder / "label_variance_kept.csv", index=False, float_format="%.6g")
+    logger.info("wrote %s", folder.relative_to(REPOSITORY))
+
+
+def main(arguments: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    export_command = commands.add_parser("export", help="copy a run's results into benchmarks/results/")
+    export_command.add_argument("--env", default="base", help="the Kedro environment that ran (base: the default run)")
+    render_command = commands.add_parser("render", help="render the pages' measured tables from benchmarks/results/")
+    render_command.add_argument("--check", action="store_true", help="change nothing; exit 1 where a page differs")
+    options = parser.parse_args(arguments)
+    if options.command == "export":
+        export(options.env)
+        return 0
+    return render(options.check)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,68 @@
+"""The measured tables of docs/ are what scripts/measured_tables.py renders from benchmarks/results/,
+so a figure in the pages is never typed by hand."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pandas as pd
+import pytest
+
+from tests.conftest import REPOSITORY
+
+# Marked tables still typed from an earlier run's output: each needs its script to write a results
+# file before it can be rendered. The list may only shrink.
+NOT_YET_RENDERED = {
+    "benchmarks-statistics",
+    "benchmarks-sweep",
+    "benchmarks-scores",
+    "benchmarks-eigen",
+    "benchmarks-product-precision",
+    "benchmarks-lora",
+    "parity-released-vs-paper",
+    "parity-float32-spread",
+    "scaling-pair-cost",
+    "scaling-product-precision",
+    "study-tasks-accuracy",
+    "study-tasks-mse",
+}
+
+
+@pytest.fixture(scope="module")
+def measured_tables():
+    spec = importlib.util.spec_from_file_location("measured_tables", REPOSITORY / "scripts" / "measured_tables.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_rendered_table_equals_its_results(measured_tables):
+    assert measured_tables.render(check=True) == 0, "run `.venv/bin/python scripts/measured_tables.py render`"
+
+
+def test_only_the_listed_tables_are_not_rendered_yet(measured_tables):
+    unrendered = set()
+    ids = set()
+    for page in (REPOSITORY / "docs").rglob("*.md"):
+        text = page.read_text(encoding="utf-8")
+        unrendered |= set(measured_tables.rendered_page(text)[1])
+        ids |= {match.group(2) for match in measured_tables.MARKED.finditer(text)}
+    assert unrendered == NOT_YET_RENDERED
+    assert set(measured_tables.RENDERERS) <= ids, "a renderer whose table no page shows"
+
+
+def test_a_table_is_rendered_from_its_results_and_a_stale_page_is_found(measured_tables, tmp_path, monkeypatch):
+    monkeypatch.setattr(measured_tables, "RESULTS", tmp_path)
+    (tmp_path / "default_run").mkdir()
+    pd.DataFrame(
+        {"dataset": ["b", "a", "a", "b"], "layer": 29, "k": [29, 29, 144, 144], "label_variance_kept": [0.5, 0.25, 0.75, 1]}
+    ).to_csv(tmp_path / "default_run" / "label_variance_kept.csv", index=False)
+    stale = "before\n<!-- measured: scores-label-variance-kept-default -->\n| old |\n<!-- /measured -->\nafter\n"
+    page, unrendered = measured_tables.rendered_page(stale)
+    assert unrendered == []
+    assert page == (
+        "before\n<!-- measured: scores-label-variance-kept-default -->\n"
+        "| dataset | k = 29 | k = 144 |\n|---|---|---|\n| a | 0.25 | 0.75 |\n| b | 0.50 | 1.00 |\n"
+        "<!-- /measured -->\nafter\n"
+    )
+    assert measured_tables.rendered_page(page)[0] == page
