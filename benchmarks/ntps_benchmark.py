@@ -78,7 +78,7 @@ def best_of(repeats: int, run) -> float:
 
 def project_parameters() -> dict:
     """conf/base + local's parameters. Imported here: Kedro configures its logging on import."""
-    from ntps.pipelines.fan_out import load_parameters
+    from ntps.run_parameters import load_parameters
 
     return load_parameters()
 

@@ -108,7 +108,7 @@ def model_cache(shared_folder) -> Path:
 @pytest.fixture(scope="session")
 def embedded_model(model_cache) -> tuple[str, dict]:
     """(location, spec) of the embedded default model, converted into the run's cache."""
-    from ntps.pipelines.fan_out import load_parameters
+    from ntps.run_parameters import load_parameters
     from ntps.sources.language_models import resolve_model_location
 
     spec = load_parameters(REPOSITORY)["models"]["smollm2_135m"]

@@ -19,9 +19,9 @@ from ntps.core.ntps import VARIANTS
 from ntps.core.released_code import RELEASED_FRACTIONS
 from ntps.core.statistics import LayerStatistics
 from ntps.pipelines.eigen_subspaces.nodes import solve_eigen_subspaces
-from ntps.pipelines.fan_out import load_parameters
 from ntps.pipelines.ntps_scores.nodes import score_ntps
 from ntps.reports.correlation_study import REFERENCE_SCORES
+from ntps.run_parameters import load_parameters
 from tests.conftest import REPOSITORY, SMALL_RUN_PARAMS, four_layer_run, kedro_run, offline_environment
 from tests.core.paper_reference import algorithm1_ntps
 

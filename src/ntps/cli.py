@@ -12,7 +12,7 @@ from kedro.framework.cli.project import run  # noqa: F401 (the run command `pyth
 
 from ntps.core.errors import NtpsInputError
 from ntps.io.versions import large_versioned_folders, remove_versions, stale_versions
-from ntps.pipelines.fan_out import config_loader
+from ntps.run_parameters import config_loader
 
 
 @click.group(name="ntps")

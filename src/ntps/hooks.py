@@ -15,7 +15,8 @@ import torch
 from kedro.framework.hooks import hook_impl
 from kedro.pipeline.node import Node
 
-from ntps.pipelines.fan_out import STAGE_TAG_PREFIX, use_session_parameters
+from ntps.pipelines.fan_out import STAGE_TAG_PREFIX
+from ntps.run_parameters import use_session_parameters
 
 logger = logging.getLogger(__name__)
 

@@ -12,9 +12,8 @@ import pytest
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 
-from ntps.pipelines import fan_out
-from ntps.pipelines.fan_out import load_parameters
 from ntps.pipelines.ntps.pipeline import STAGES
+from ntps.run_parameters import building_with, load_parameters
 from tests.conftest import REPOSITORY
 
 MODEL = "tiny_llama"
@@ -33,12 +32,8 @@ def parameter(parameters: dict[str, Any], dotted: str) -> Any:
 
 def build(stage: types.ModuleType, parameters: dict[str, Any], **kwargs):
     """The stage's pipeline as a run with these parameters builds it."""
-    previous = fan_out._session_parameters
-    fan_out._session_parameters = parameters
-    try:
+    with building_with(parameters):
         return stage.create_pipeline(**kwargs)
-    finally:
-        fan_out._session_parameters = previous
 
 
 class KeptDataset(MemoryDataset):

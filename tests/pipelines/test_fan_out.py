@@ -1,5 +1,5 @@
 """The DAG's shape comes from the running session's environment and parameters
-(ntps.pipelines.fan_out, ntps.hooks.RunParametersHook)."""
+(ntps.run_parameters, ntps.pipelines.run_selection, ntps.pipelines.fan_out, ntps.hooks.RunParametersHook)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ from kedro.framework.startup import bootstrap_project
 from ntps.core.errors import NtpsInputError
 from ntps.hooks import stage_of
 from ntps.pipelines import ntps, probes
-from ntps.pipelines.fan_out import load_parameters, selection_from_parameters
 from ntps.pipelines.ntps.pipeline import STAGES
+from ntps.pipelines.run_selection import selection_from_parameters
+from ntps.run_parameters import load_parameters
 from tests.conftest import REPOSITORY, kedro_run
 from tests.pipelines.conftest import build
 
@@ -70,8 +71,8 @@ def test_pipelines_built_outside_a_session_read_the_environment_from_disk(projec
     )
     monkeypatch.chdir(project)
     monkeypatch.delenv("KEDRO_ENV", raising=False)
-    monkeypatch.setattr("ntps.pipelines.fan_out._session_parameters", None)
-    from ntps.pipelines.fan_out import run_selection
+    monkeypatch.setattr("ntps.run_parameters._session_parameters", None)
+    from ntps.pipelines.run_selection import run_selection
 
     assert run_selection().datasets == ("reuters_r8", "newsgroups20")
     monkeypatch.setenv("KEDRO_ENV", "paper_grid")

@@ -16,8 +16,8 @@ from ntps.core.statistics import LayerStatistics
 from ntps.io import NpzDataset
 from ntps.modeling.hidden_states import PooledFeatures
 from ntps.pipelines.eigen_subspaces.nodes import solve_eigen_subspaces
-from ntps.pipelines.fan_out import load_parameters
 from ntps.pipelines.ntps_scores.nodes import score_ntps
+from ntps.run_parameters import load_parameters
 from tests.conftest import REPOSITORY, peak_traced_bytes
 
 N_LAYERS, HIDDEN, CLASSES, N_TEXTS = 8, 256, 4, 320

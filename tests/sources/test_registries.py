@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from ntps.pipelines.fan_out import load_parameters
+from ntps.run_parameters import load_parameters
 from ntps.sources.language_models import ModelNotAvailableError, resolve_model_location
 from ntps.sources.text_datasets import DatasetNotAvailableError, compose_texts, read_raw_dataset
 from tests.conftest import REPOSITORY

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from ntps.core.errors import NtpsInputError
-from ntps.pipelines.fan_out import load_parameters
+from ntps.run_parameters import load_parameters
 from ntps.sources.text_datasets import (
     DatasetNotAvailableError,
     read_raw_dataset,

@@ -1,131 +1,27 @@
-"""The run's fan-out: which models and datasets it covers, and the one way a stage is copied per
-model, per dataset or per model x dataset pair.
+"""How a stage is copied per model, per dataset, per text sample or per model x dataset pair.
 
 A stage's `template` is its un-namespaced pipeline: it reads and writes plain names
 ("tokenized_texts", "params:forward_pass"). `per_entry` copies a template per model or dataset into
 namespace "<name>"; `per_pair` copies a pair template per pair into namespace "<model>.<dataset>",
 wiring the pair's shared inputs to the dataset's texts and the model's card; `per_text_sample`
 copies the forward pass once per model and text sample (label views of the same texts share one).
-Parameters stay global. The composed `ntps` pipeline draws the whole fan-out.
-
-The models and datasets come from the parameters of the session that builds the pipelines:
-`ntps.hooks.RunParametersHook` hands them over when the session creates its context, which
-`kedro run` does before it builds any pipeline, so `--env` and `--params` shape the DAG as they
-shape the run. Outside a session (kedro viz, a notebook importing a pipeline) they are read from
-conf/base plus $KEDRO_ENV (default local).
+Parameters stay global. Which models, datasets and text samples there are is the run's selection
+(`ntps.pipelines.run_selection`); the composed `ntps` pipeline draws the whole fan-out.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
-import json
-import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from kedro.framework.project import settings
 from kedro.pipeline import Pipeline
 
-from ntps.core.errors import NtpsInputError
+from ntps.pipelines.run_selection import run_selection, text_sample_name
 
 # A pair's inputs made outside its namespace, by the per-entry stages.
 PAIR_INPUTS = {"labeled_texts": "{dataset}.labeled_texts", "language_model_card": "{model}.language_model_card"}
-# Dataset keys that label a text but never drop one: datasets whose entries differ only in these
-# (label views of one corpus) hold the same texts, sampled alike, and share one forward pass.
-LABEL_KEYS = ("label_column", "label_pattern")
-
-
-@dataclass(frozen=True)
-class RunSelection:
-    models: tuple[str, ...]
-    datasets: tuple[str, ...]
-    # The datasets grouped by the texts they hold, in run order: each group is one forward pass.
-    text_samples: tuple[tuple[str, ...], ...] = ()
-
-    def pairs(self) -> list[tuple[str, str]]:
-        return [(model, dataset) for model in self.models for dataset in self.datasets]
-
-
-def text_sample_name(views: tuple[str, ...]) -> str:
-    """A text sample's namespace: its dataset's name, or its label views' names joined by "__"."""
-    return "__".join(views)
-
-
-def text_samples(datasets: tuple[str, ...], registry: Mapping[str, Any]) -> tuple[tuple[str, ...], ...]:
-    """The datasets grouped by identical entries once LABEL_KEYS are set aside, in run order."""
-    samples: dict[str, list[str]] = {}
-    for name in datasets:
-        texts = {key: value for key, value in (registry[name] or {}).items() if key not in LABEL_KEYS}
-        samples.setdefault(json.dumps(texts, sort_keys=True, default=str), []).append(name)
-    return tuple(tuple(views) for views in samples.values())
-
-
-def config_loader(project_path: Path | None = None, env: str | None = None):
-    """The project's configuration as `kedro run` reads it: conf/base, then env (default $KEDRO_ENV,
-    else local), from disk."""
-    return settings.CONFIG_LOADER_CLASS(
-        conf_source=str((project_path or Path.cwd()) / settings.CONF_SOURCE),
-        env=env or os.environ.get("KEDRO_ENV"),
-        **settings.CONFIG_LOADER_ARGS,
-    )
-
-
-def load_parameters(project_path: Path | None = None, env: str | None = None) -> dict[str, Any]:
-    """conf/base's parameters merged with those of env (default $KEDRO_ENV, else local), from disk."""
-    return config_loader(project_path, env)["parameters"]
-
-
-_session_parameters: dict[str, Any] | None = None
-
-
-def use_session_parameters(parameters: dict[str, Any]) -> None:
-    """Build the pipelines from these parameters (the running session's) instead of reading conf.
-
-    Kedro keeps the pipelines it built for the life of the process; when a later session (a
-    notebook's, a test's) brings other parameters, they are built again on their next access.
-    """
-    global _session_parameters
-    if parameters == _session_parameters:
-        return
-    _session_parameters = parameters
-    from kedro.framework.project import pipelines
-
-    # configure() is Kedro's documented reset; it also forgets which pipelines the run asked for
-    # (set just before the context is created), so that request is handed back.
-    requested = pipelines._requested_pipelines
-    pipelines.configure(pipelines._pipelines_module)
-    pipelines.set_requested(requested)
-
-
-def run_parameters() -> dict[str, Any]:
-    """The parameters that shape the DAG: the current session's, else read from disk."""
-    return _session_parameters if _session_parameters is not None else load_parameters()
-
-
-def selection_from_parameters(parameters: dict[str, Any]) -> RunSelection:
-    """The `run:` selection, checked against the `models:` and `datasets:` registries."""
-    run = parameters.get("run") or {}
-    selection = RunSelection(models=tuple(run.get("models") or ()), datasets=tuple(run.get("datasets") or ()))
-    if not selection.models or not selection.datasets:
-        raise NtpsInputError("parameters `run.models` and `run.datasets` must each list at least one name")
-    for kind, names in (("models", selection.models), ("datasets", selection.datasets)):
-        registry = parameters.get(kind) or {}
-        unknown = [name for name in names if name not in registry]
-        if unknown:
-            raise NtpsInputError(f"run.{kind} names {unknown}, which are not in the `{kind}:` registry {sorted(registry)}")
-        bad = [name for name in names if not name.isidentifier()]
-        if bad:
-            raise NtpsInputError(f"{kind} names must be identifiers (they become namespaces), got {bad}")
-    return dataclasses.replace(selection, text_samples=text_samples(selection.datasets, parameters["datasets"]))
-
-
-def run_selection() -> RunSelection:
-    """The models and datasets of this run."""
-    return selection_from_parameters(run_parameters())
 
 
 def bind(func: Callable, **bound: Any) -> Callable:

@@ -2,8 +2,8 @@
 
 from kedro.pipeline import Pipeline, node
 
-from ntps.pipelines.fan_out import run_selection
 from ntps.pipelines.reporting.nodes import concatenate_tables
+from ntps.pipelines.run_selection import run_selection
 from ntps.reports.correlation_study import configuration_correlations, correlation_summary, markdown_report
 
 from .nodes import (

@@ -3,7 +3,8 @@ architecture trained from scratch on each dataset, and the linear-vs-full table 
 
 from kedro.pipeline import Pipeline, node
 
-from ntps.pipelines.fan_out import bind, per_pair, run_selection
+from ntps.pipelines.fan_out import bind, per_pair
+from ntps.pipelines.run_selection import run_selection
 
 from .nodes import compare_linear_and_full, train_from_scratch
 

@@ -1,7 +1,7 @@
 """Per-layer statistics and pooled features for each model x text sample, from one forward pass.
 
 A text sample is one dataset, or several label views of the same texts (datasets whose entries
-differ only in their labels, fan_out.LABEL_KEYS): only meanXY depends on the labels, so the views
+differ only in their labels, run_selection.LABEL_KEYS): only meanXY depends on the labels, so the views
 share the pass and each still gets its own "<model>.<view>.layer_statistics" and
 "<model>.<view>.pooled_features".
 
@@ -13,7 +13,8 @@ reduce node adds their sums.
 
 from kedro.pipeline import Pipeline, node
 
-from ntps.pipelines.fan_out import bind, per_text_sample, run_parameters
+from ntps.pipelines.fan_out import bind, per_text_sample
+from ntps.run_parameters import run_parameters
 
 from .nodes import combine_shards, extract_hidden_features, extract_shard_features
 

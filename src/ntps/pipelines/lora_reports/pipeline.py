@@ -6,9 +6,9 @@ They read the run-level ntps_table and probe_metrics of the latest `--pipelines=
 
 from kedro.pipeline import Pipeline, node
 
-from ntps.pipelines.fan_out import run_selection
 from ntps.pipelines.ntps_after_lora.pipeline import NAMESPACE
 from ntps.pipelines.reporting.nodes import concatenate_tables
+from ntps.pipelines.run_selection import run_selection
 from ntps.reports.lora_study import lora_markdown_report
 
 from .nodes import (

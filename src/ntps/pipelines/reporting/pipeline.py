@@ -2,7 +2,7 @@
 
 from kedro.pipeline import Pipeline, node
 
-from ntps.pipelines.fan_out import run_selection
+from ntps.pipelines.run_selection import run_selection
 from ntps.reports.label_null import label_null_summary
 
 from .nodes import (

@@ -1,0 +1,64 @@
+"""Which models, datasets and text samples a run covers: the `run:` selection, checked against the
+registries, with label views of the same texts grouped so that they share one forward pass."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ntps.core.errors import NtpsInputError
+from ntps.run_parameters import run_parameters
+
+# Dataset keys that label a text but never drop one: datasets whose entries differ only in these
+# (label views of one corpus) hold the same texts, sampled alike, and share one forward pass.
+LABEL_KEYS = ("label_column", "label_pattern")
+
+
+@dataclass(frozen=True)
+class RunSelection:
+    models: tuple[str, ...]
+    datasets: tuple[str, ...]
+    # The datasets grouped by the texts they hold, in run order: each group is one forward pass.
+    text_samples: tuple[tuple[str, ...], ...] = ()
+
+    def pairs(self) -> list[tuple[str, str]]:
+        return [(model, dataset) for model in self.models for dataset in self.datasets]
+
+
+def text_sample_name(views: tuple[str, ...]) -> str:
+    """A text sample's namespace: its dataset's name, or its label views' names joined by "__"."""
+    return "__".join(views)
+
+
+def text_samples(datasets: tuple[str, ...], registry: Mapping[str, Any]) -> tuple[tuple[str, ...], ...]:
+    """The datasets grouped by identical entries once LABEL_KEYS are set aside, in run order."""
+    samples: dict[str, list[str]] = {}
+    for name in datasets:
+        texts = {key: value for key, value in (registry[name] or {}).items() if key not in LABEL_KEYS}
+        samples.setdefault(json.dumps(texts, sort_keys=True, default=str), []).append(name)
+    return tuple(tuple(views) for views in samples.values())
+
+
+def selection_from_parameters(parameters: dict[str, Any]) -> RunSelection:
+    """The `run:` selection, checked against the `models:` and `datasets:` registries."""
+    run = parameters.get("run") or {}
+    selection = RunSelection(models=tuple(run.get("models") or ()), datasets=tuple(run.get("datasets") or ()))
+    if not selection.models or not selection.datasets:
+        raise NtpsInputError("parameters `run.models` and `run.datasets` must each list at least one name")
+    for kind, names in (("models", selection.models), ("datasets", selection.datasets)):
+        registry = parameters.get(kind) or {}
+        unknown = [name for name in names if name not in registry]
+        if unknown:
+            raise NtpsInputError(f"run.{kind} names {unknown}, which are not in the `{kind}:` registry {sorted(registry)}")
+        bad = [name for name in names if not name.isidentifier()]
+        if bad:
+            raise NtpsInputError(f"{kind} names must be identifiers (they become namespaces), got {bad}")
+    return dataclasses.replace(selection, text_samples=text_samples(selection.datasets, parameters["datasets"]))
+
+
+def run_selection() -> RunSelection:
+    """The models and datasets of this run."""
+    return selection_from_parameters(run_parameters())
