@@ -66,7 +66,7 @@ def ridge_targets(label_ids: np.ndarray, n_classes: int) -> np.ndarray:
 
 
 def ridge_leave_one_out(features: np.ndarray, label_ids: np.ndarray, alphas: np.ndarray | None = None) -> RidgeLeaveOneOut:
-    """The ridge classifier's exact leave-one-out accuracy at every strength, from one SVD.
+    """The ridge classifier's exact leave-one-out accuracy at every strength, from one decomposition of the features.
 
     Args:
         features: (n, d) the training texts' features (standardize them first: the penalty is not

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -187,18 +188,123 @@ SUMMARY_COLUMNS = [
 ]
 
 
+@dataclass(frozen=True)
+class ModelScores:
+    """What every target of one model is ranked by, across that model's datasets.
+
+    Attributes:
+        model: the model's name.
+        datasets: the datasets, in the order of every array below.
+        matrices: variant -> (the configurations searched, (n_configurations, n_datasets) NTPS), as ntps_matrix.
+        references: name -> ((n_datasets,) scores, sign), the scores without search.
+        corpora: (n_datasets,) each dataset's corpus, or None for no leave-one-corpus-out rows.
+    """
+
+    model: str
+    datasets: list[str]
+    matrices: dict[str, tuple[pd.DataFrame, np.ndarray]]
+    references: dict[str, tuple[np.ndarray, int]]
+    corpora: np.ndarray | None
+
+
+@dataclass(frozen=True)
+class RankedTarget:
+    """One target across one model's datasets and what its r, interval and p need.
+
+    Attributes:
+        values: (n_datasets,) the target.
+        direction: +1 when a better-aligned representation should raise the target, -1 lower it.
+        permuted: (P, n_datasets) the target under each permutation of the permutation test.
+        exact: whether permuted holds every permutation (else a random sample of them).
+        settings: the correlation settings (bootstrap resamples, confidence, seed).
+    """
+
+    values: np.ndarray
+    direction: int
+    permuted: np.ndarray
+    exact: bool
+    settings: dict[str, Any]
+
+    def uncertainty(self, scores: np.ndarray, statistic: str) -> dict[str, float]:
+        """The bootstrap interval of scores against the target."""
+        return _uncertainty(scores, self.values, self.settings, statistic)
+
+    def p_value(self, r: float, permuted_r: np.ndarray) -> float:
+        """One-sided permutation p-value of r in the expected direction."""
+        return permutation_p_value(self.direction * r, self.direction * permuted_r, self.exact)
+
+
+def _best_in_sample(configurations: pd.DataFrame, scores: np.ndarray, target: RankedTarget, statistic: str) -> dict:
+    """The (layer, k) with the strongest r in the expected direction, chosen and reported on the
+    same datasets; its p-value repeats the search under every permutation (max statistic)."""
+    best = select_best_configuration(scores, target.values, target.direction, statistic)
+    row = {"selection": "best_in_sample", "r": best.r}
+    if best.configuration is not None:
+        row.update(configurations.iloc[best.configuration].to_dict())
+        row.update(target.uncertainty(scores[best.configuration], statistic))
+    permuted_best = permuted_best_r(scores, target.permuted, target.direction, statistic)
+    # permuted_best_r returns sign * r already: only the observed r is turned to the expected direction.
+    row["p_value"] = permutation_p_value(target.direction * best.r, permuted_best, target.exact)
+    return row
+
+
+def _held_out(
+    scores: np.ndarray, target: RankedTarget, statistic: str, groups: np.ndarray | None
+) -> tuple[dict[str, float], np.ndarray]:
+    """r, interval and p of each dataset's NTPS at the configuration chosen with its group held
+    out (groups None: each dataset alone), the selection repeated under every permutation; and
+    (n_datasets,) the configuration chosen for each dataset (-1: none)."""
+    held_out = leave_one_dataset_out(scores, target.values, target.direction, statistic, groups)
+    permuted = permuted_leave_one_out_r(scores, target.permuted, target.direction, statistic, groups)
+    fields = {
+        "r": held_out.r,
+        **target.uncertainty(held_out.held_out_scores, statistic),
+        "p_value": target.p_value(held_out.r, permuted),
+    }
+    return fields, held_out.configurations
+
+
+def _ntps_rows(model: ModelScores, variant: str, target: RankedTarget, statistic: str) -> list[dict[str, Any]]:
+    """One variant's best in-sample, leave-one-dataset-out and (with corpora) leave-one-corpus-out rows."""
+    configurations, scores = model.matrices[variant]
+    held_out, chosen = _held_out(scores, target, statistic, groups=None)
+    chosen_per_dataset = [
+        f"{dataset}:L{configurations['layer'].iloc[index]}/k{configurations['k'].iloc[index]}"
+        for dataset, index in zip(model.datasets, chosen)
+        if index >= 0
+    ]
+    rows = [
+        _best_in_sample(configurations, scores, target, statistic),
+        {"selection": "leave_one_dataset_out", **held_out, "chosen_per_held_out_dataset": "; ".join(chosen_per_dataset)},
+    ]
+    if model.corpora is not None:
+        rows.append({"selection": "leave_one_corpus_out", **_held_out(scores, target, statistic, model.corpora)[0]})
+    ntps = {"score": f"ntps_{variant}", "score_kind": "ntps", "score_sign": 1, "statistic": statistic}
+    return [{**ntps, **row} for row in rows]
+
+
+def _reference_row(name: str, values: np.ndarray, sign: int, target: RankedTarget, statistic: str) -> dict[str, Any]:
+    """A score with no search, multiplied by its sign so that larger means better served."""
+    scores = sign * values
+    r = float(rank_correlation(scores, target.values, statistic))
+    return {
+        "score": name,
+        "score_kind": score_kind(name),
+        "score_sign": sign,
+        "statistic": statistic,
+        "selection": "none",
+        "r": r,
+        **target.uncertainty(scores, statistic),
+        "p_value": target.p_value(r, rank_correlation(scores, target.permuted, statistic)),
+    }
+
+
 def target_rows(
-    model_ntps: pd.DataFrame,
-    datasets: list[str],
-    y: np.ndarray,
-    direction: int,
-    reference_scores: dict[str, tuple[np.ndarray, int]],
-    settings: dict[str, Any],
-    common: dict[str, Any],
-    corpora: np.ndarray | None = None,
+    model: ModelScores, target: str, values: np.ndarray, direction: int, settings: dict[str, Any]
 ) -> list[dict[str, Any]]:
-    """How well each score ranks one target across one model's datasets, one row per way of scoring
-    and rank statistic (correlation.statistics):
+    """How well each score ranks one target (values, in the order of model.datasets; direction, its
+    expected sign) across one model's datasets, one row per way of scoring and rank statistic
+    (correlation.statistics):
 
     - ntps_<variant>, best_in_sample: the paper's number, the (layer, k) with the strongest r in
       the expected direction, chosen and reported on the same datasets; its p-value repeats the
@@ -209,92 +315,36 @@ def target_rows(
       under each permutation).
     - ntps_<variant>, leave_one_corpus_out (with corpora): the same with all label views of one
       corpus held out together, as they are not independent tasks.
-    - each of reference_scores (selection none): a score with no search, e.g. LogME, multiplied by
+    - each of model.references (selection none): a score with no search, e.g. LogME, multiplied by
       its sign (score_sign) so that larger means better served.
 
     p-values are one-sided in the expected direction.
-
-    Args:
-        model_ntps: the model's NTPS rows (every variant).
-        y: (n_datasets,) the target, in the order of datasets.
-        direction: +1 when a better-aligned representation should raise the target, -1 lower it.
-        reference_scores: name -> ((n_datasets,) scores, sign).
-        common: columns every row carries (model, target, ...).
-        corpora: (n_datasets,) each dataset's corpus, or None for no leave-one-corpus-out rows.
     """
-    orderings, exact = target_permutations(len(datasets), settings["permutations"], settings["seed"])
+    orderings, exact = target_permutations(len(model.datasets), settings["permutations"], settings["seed"])
+    ranked = RankedTarget(values, direction, values[orderings], exact, settings)
     common = {
-        **common,
+        "model": model.model,
+        "target": target,
         "expected_sign": direction,
-        "n_datasets": len(datasets),
-        "datasets": ",".join(datasets),
+        "n_datasets": len(model.datasets),
+        "datasets": ",".join(model.datasets),
         "permutation": f"{'exact' if exact else 'random'} {len(orderings)}",
-    }
-    permuted_targets = y[orderings]
-    matrices = {
-        variant: ntps_matrix(model_ntps[model_ntps["variant"] == variant], datasets, settings)
-        for variant in scored_variants(model_ntps)
     }
     rows = []
     for statistic in statistics(settings):
-        for variant, (configurations, scores) in matrices.items():
-            ntps = {**common, "score": f"ntps_{variant}", "score_kind": "ntps", "score_sign": 1, "statistic": statistic}
-            best = select_best_configuration(scores, y, direction, statistic)
-            permuted_best = permuted_best_r(scores, permuted_targets, direction, statistic)
-            row = {**ntps, "selection": "best_in_sample", "r": best.r}
-            if best.configuration is not None:
-                row.update(configurations.iloc[best.configuration].to_dict())
-                row.update(_uncertainty(scores[best.configuration], y, settings, statistic))
-            row["p_value"] = permutation_p_value(direction * best.r, permuted_best, exact)
-            rows.append(row)
+        for variant in model.matrices:
+            rows += _ntps_rows(model, variant, ranked, statistic)
+        rows += [_reference_row(name, *reference, ranked, statistic) for name, reference in model.references.items()]
+    return [{**common, **row} for row in rows]
 
-            held_out = leave_one_dataset_out(scores, y, direction, statistic)
-            permuted_held_out = permuted_leave_one_out_r(scores, permuted_targets, direction, statistic)
-            chosen = [
-                f"{dataset}:L{configurations['layer'].iloc[index]}/k{configurations['k'].iloc[index]}"
-                for dataset, index in zip(datasets, held_out.configurations)
-                if index >= 0
-            ]
-            rows.append(
-                {
-                    **ntps,
-                    "selection": "leave_one_dataset_out",
-                    "r": held_out.r,
-                    "chosen_per_held_out_dataset": "; ".join(chosen),
-                    **_uncertainty(held_out.held_out_scores, y, settings, statistic),
-                    "p_value": permutation_p_value(direction * held_out.r, direction * permuted_held_out, exact),
-                }
-            )
-            if corpora is not None:
-                held_out = leave_one_dataset_out(scores, y, direction, statistic, corpora)
-                permuted_held_out = permuted_leave_one_out_r(scores, permuted_targets, direction, statistic, corpora)
-                rows.append(
-                    {
-                        **ntps,
-                        "selection": "leave_one_corpus_out",
-                        "r": held_out.r,
-                        **_uncertainty(held_out.held_out_scores, y, settings, statistic),
-                        "p_value": permutation_p_value(direction * held_out.r, direction * permuted_held_out, exact),
-                    }
-                )
-        for name, (values, sign) in reference_scores.items():
-            scores = sign * values
-            r = float(rank_correlation(scores, y, statistic))
-            permuted = rank_correlation(scores, permuted_targets, statistic)
-            rows.append(
-                {
-                    **common,
-                    "score": name,
-                    "score_kind": score_kind(name),
-                    "score_sign": sign,
-                    "statistic": statistic,
-                    "selection": "none",
-                    "r": r,
-                    **_uncertainty(scores, y, settings, statistic),
-                    "p_value": permutation_p_value(direction * r, direction * permuted, exact),
-                }
-            )
-    return rows
+
+def _corpora(datasets: list[str], corpus_of: dict[str, str] | None) -> np.ndarray | None:
+    """(n_datasets,) each dataset's corpus (a dataset corpus_of lacks is its own), or None where
+    no corpus holds several datasets or there are fewer than 3 corpora."""
+    if corpus_of is None:
+        return None
+    corpora = np.array([corpus_of.get(dataset, dataset) for dataset in datasets])
+    return corpora if 3 <= len(set(corpora)) < len(datasets) else None
 
 
 def summarize_targets(
@@ -321,21 +371,18 @@ def summarize_targets(
     present = {name: sign for name, sign in reference_scores.items() if name not in missing}
     rows = []
     for model, datasets, model_targets, model_ntps in model_frames(ntps_table, targets):
-        references = {name: (model_targets[name].to_numpy(dtype=np.float64), sign) for name, sign in present.items()}
-        corpora = None if corpus_of is None else np.array([corpus_of.get(dataset, dataset) for dataset in datasets])
-        if corpora is not None and not (3 <= len(set(corpora)) < len(datasets)):
-            corpora = None
+        scores = ModelScores(
+            model=model,
+            datasets=datasets,
+            matrices={
+                variant: ntps_matrix(model_ntps[model_ntps["variant"] == variant], datasets, settings)
+                for variant in scored_variants(model_ntps)
+            },
+            references={name: (model_targets[name].to_numpy(dtype=np.float64), sign) for name, sign in present.items()},
+            corpora=_corpora(datasets, corpus_of),
+        )
         for target, direction in directions.items():
-            rows += target_rows(
-                model_ntps,
-                datasets,
-                model_targets[target].to_numpy(dtype=np.float64),
-                direction,
-                references,
-                settings,
-                {"model": model, "target": target},
-                corpora,
-            )
+            rows += target_rows(scores, target, model_targets[target].to_numpy(dtype=np.float64), direction, settings)
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
 
 
