@@ -13,6 +13,7 @@ from ntps.core.layer_probe import (
     leave_one_out_outputs,
     ridge_leave_one_out,
     ridge_targets,
+    ridge_test_predictions,
     standardized,
 )
 
@@ -30,7 +31,7 @@ def labelled(n: int, d: int, classes: int, seed: int = 0, signal: float = 1.0) -
 @pytest.mark.parametrize(("n", "d", "classes"), [(60, 10, 2), (40, 80, 3), (100, 30, 5)])
 def test_leave_one_out_outputs_equal_scikit_learns(n, d, classes):
     features, labels = labelled(n, d, classes)
-    outputs, _ = leave_one_out_outputs(features, ridge_targets(labels, classes), ALPHAS)
+    outputs = leave_one_out_outputs(features, ridge_targets(labels, classes), ALPHAS)
     reference = RidgeClassifierCV(alphas=ALPHAS, scoring="accuracy", store_cv_results=True).fit(features, labels)
     # scikit-learn keeps one output column for two classes (the second class's); ours has both.
     ours = outputs[:, :, 1:] if classes == 2 else outputs
@@ -58,23 +59,23 @@ def test_leave_one_out_predictions_equal_refitting_without_each_text():
 
 def test_labels_need_not_be_contiguous_and_accuracy_tracks_the_signal():
     features, labels = labelled(200, 20, 3, seed=2, signal=3.0)
-    strong = ridge_leave_one_out(features, labels * 5 + 7)
+    strong = ridge_leave_one_out(features, labels * 5 + 7, ALPHAS)
     assert set(strong.predictions) <= {7, 12, 17}
     assert strong.accuracy > 0.9
     noise, _ = labelled(200, 20, 3, seed=3, signal=0.0)
-    assert ridge_leave_one_out(noise, labels).accuracy < 0.5
+    assert ridge_leave_one_out(noise, labels, ALPHAS).accuracy < 0.5
     assert len(strong.alphas) == len(strong.accuracies) and strong.best == int(np.argmax(strong.accuracies))
 
 
 def test_bad_inputs_are_refused():
     features, labels = labelled(20, 4, 2)
     with pytest.raises(NtpsInputError, match="at least 2 classes"):
-        ridge_leave_one_out(features, np.zeros(20, dtype=int))
+        ridge_leave_one_out(features, np.zeros(20, dtype=int), ALPHAS)
     features[0, 0] = np.nan
     with pytest.raises(NtpsInputError, match="NaN"):
-        ridge_leave_one_out(features, labels)
+        ridge_leave_one_out(features, labels, ALPHAS)
     with pytest.raises(NtpsInputError, match="n_texts"):
-        ridge_leave_one_out(features[:5], labels)
+        ridge_leave_one_out(features[:5], labels, ALPHAS)
 
 
 def test_the_accuracy_interval_is_wilsons_and_covers_its_share():
@@ -93,3 +94,12 @@ def test_standardized_uses_the_training_texts_statistics():
     scaled_train, scaled_test = standardized(train, test)
     np.testing.assert_allclose(scaled_train, [[-1.0, 0.0], [1.0, 0.0]])
     np.testing.assert_allclose(scaled_test, [[0.0, 1.0]])
+
+
+@pytest.mark.parametrize(("n", "d", "classes"), [(60, 10, 2), (40, 80, 3)])
+def test_held_out_predictions_equal_scikit_learns_ridge_classifier(n, d, classes):
+    features, labels = labelled(n + 25, d, classes, seed=4)
+    train, test = features[:n], features[n:]
+    for alpha in (0.1, 10.0):
+        reference = RidgeClassifier(alpha=alpha).fit(train, labels[:n]).predict(test)
+        np.testing.assert_array_equal(ridge_test_predictions(train, labels[:n], test, alpha), reference)

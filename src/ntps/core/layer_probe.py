@@ -19,10 +19,6 @@ import scipy.stats
 
 from ntps.core.errors import NtpsInputError
 
-# Regularization strengths searched, relative to the features' mean squared singular value (the trace
-# of X_c^T X_c / min(n, d)), so that one grid serves standardized features of any width.
-RELATIVE_ALPHAS = tuple(np.logspace(-4, 3, 15))
-
 
 def standardized(train: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
     """Each array centered and scaled by the training texts' mean and standard deviation (features
@@ -58,6 +54,13 @@ class RidgeLeaveOneOut:
         return float(self.accuracies[self.best])
 
 
+def strength_scale(features: np.ndarray) -> float:
+    """The features' mean squared singular value once centered, trace(X_c^T X_c) / min(n, d): a unit
+    for the strengths, so that one grid of relative strengths serves features of any width."""
+    centered = features - features.mean(axis=0)
+    return max(float(np.einsum("ij,ij->", centered, centered)) / min(centered.shape), np.finfo(float).tiny)
+
+
 def ridge_targets(label_ids: np.ndarray, n_classes: int) -> np.ndarray:
     """(n,) label ids -> (n, c) targets, +1 for the text's class and -1 elsewhere."""
     targets = -np.ones((len(label_ids), n_classes))
@@ -65,14 +68,14 @@ def ridge_targets(label_ids: np.ndarray, n_classes: int) -> np.ndarray:
     return targets
 
 
-def ridge_leave_one_out(features: np.ndarray, label_ids: np.ndarray, alphas: np.ndarray | None = None) -> RidgeLeaveOneOut:
-    """The ridge classifier's exact leave-one-out accuracy at every strength, from one decomposition of the features.
+def ridge_leave_one_out(features: np.ndarray, label_ids: np.ndarray, alphas: np.ndarray) -> RidgeLeaveOneOut:
+    """The ridge classifier's exact leave-one-out accuracy at every strength, from one decomposition.
 
     Args:
         features: (n, d) the training texts' features (standardize them first: the penalty is not
             scale-invariant).
         label_ids: (n,) integer labels in [0, c).
-        alphas: (a,) strengths; default RELATIVE_ALPHAS times the mean squared singular value.
+        alphas: (a,) strengths (strength_scale gives their unit).
     """
     features = np.asarray(features, dtype=np.float64)
     label_ids = np.asarray(label_ids)
@@ -86,23 +89,20 @@ def ridge_leave_one_out(features: np.ndarray, label_ids: np.ndarray, alphas: np.
         raise NtpsInputError(f"a classifier needs at least 2 classes, got {classes.tolist()}")
     # Labels renumbered to the classes present, as scikit-learn's classes_.
     codes = np.searchsorted(classes, label_ids)
-    outputs, alphas = leave_one_out_outputs(features, ridge_targets(codes, len(classes)), alphas)
+    alphas = np.asarray(alphas, dtype=np.float64)
+    outputs = leave_one_out_outputs(features, ridge_targets(codes, len(classes)), alphas)
     predictions = outputs.argmax(axis=2)
     accuracies = (predictions == codes).mean(axis=1)
     best = int(np.argmax(accuracies))
     return RidgeLeaveOneOut(alphas, accuracies, best, classes[predictions[best]])
 
 
-def leave_one_out_outputs(
-    features: np.ndarray, targets: np.ndarray, alphas: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Each text's output from ridge fitted without it, at every strength: (a, n, c), and the
-    strengths (a,). features (n, d), targets (n, c); see the module's docstring for the formula."""
+def leave_one_out_outputs(features: np.ndarray, targets: np.ndarray, alphas: np.ndarray) -> np.ndarray:
+    """Each text's output from ridge fitted without it, at every strength: (a, n, c), for features
+    (n, d), targets (n, c) and strengths (a,); see the module's docstring for the formula."""
     n = len(targets)
     centered = features - features.mean(axis=0)
     u, squared = left_singular_vectors(centered)
-    if alphas is None:
-        alphas = np.asarray(RELATIVE_ALPHAS) * max(squared.sum() / len(squared), np.finfo(float).tiny)
     alphas = np.asarray(alphas, dtype=np.float64)
     target_mean = targets.mean(axis=0)
     projected = u.T @ (targets - target_mean)
@@ -113,7 +113,7 @@ def leave_one_out_outputs(
         fitted = target_mean + u @ (shrink[:, None] * projected)
         leverage = 1.0 / n + squared_u @ shrink
         outputs[index] = targets - (targets - fitted) / (1.0 - leverage)[:, None]
-    return outputs, alphas
+    return outputs
 
 
 def left_singular_vectors(centered: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -133,6 +133,20 @@ def left_singular_vectors(centered: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     else:
         u = u[:, keep]
     return u, squared
+
+
+def ridge_test_predictions(train: np.ndarray, label_ids: np.ndarray, test: np.ndarray, alpha: float) -> np.ndarray:
+    """The ridge classifier fitted on all training texts at strength alpha, applied to test (m, d):
+    (m,) predicted label ids. Its weights X_c^T U diag(1 / (s^2 + alpha)) U^T Y_c come from the same
+    decomposition as the leave-one-out outputs."""
+    classes = np.unique(label_ids)
+    targets = ridge_targets(np.searchsorted(classes, label_ids), len(classes))
+    mean = train.mean(axis=0)
+    centered = train - mean
+    u, squared = left_singular_vectors(centered)
+    target_mean = targets.mean(axis=0)
+    weights = centered.T @ (u @ ((u.T @ (targets - target_mean)) / (squared + alpha)[:, None]))
+    return classes[((test - mean) @ weights + target_mean).argmax(axis=1)]
 
 
 def accuracy_interval(correct: int, total: int, level: float = 0.95) -> tuple[float, float]:

@@ -11,6 +11,13 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from ntps.core.errors import NtpsInputError
+from ntps.core.layer_probe import (
+    accuracy_interval,
+    ridge_leave_one_out,
+    ridge_test_predictions,
+    standardized,
+    strength_scale,
+)
 from ntps.core.probes import (
     cross_validated_logistic_accuracy,
     fit_least_squares_probe,
@@ -126,4 +133,49 @@ def probe_metrics_table(pooled: PooledFeatures, settings: dict[str, Any]) -> pd.
             logistic["max_iterations"],
             not_converged,
         )
+    return table
+
+
+def layer_probe_table(pooled: PooledFeatures, settings: dict[str, Any]) -> pd.DataFrame:
+    """How well each pooled hidden state serves the task, from the training texts alone, with the
+    held-out texts only checking the answer: one row per pooled hidden state.
+
+    Columns: hidden_state, n_train, n_test, majority_rate (the training texts' majority-class share,
+    chance), majority_test_accuracy (always predicting that class on the held-out texts), ridge_strength
+    (chosen by leave-one-out on the training texts, relative strengths settings["ridge_strengths"]
+    times core.layer_probe.strength_scale), loo_accuracy with loo_low / loo_high (its
+    Wilson interval at settings["interval_level"]), test_accuracy with test_low / test_high (the
+    ridge classifier at that strength, fitted on every training text), and best_layer (True on the
+    first hidden state of highest leave-one-out accuracy). Features are standardized on the training
+    texts.
+    """
+    level = settings["interval_level"]
+    rows = []
+    for hidden_state in tqdm(pooled.hidden_states.tolist(), desc="layer probes", unit="hidden state"):
+        train, train_labels = pooled.split("train", hidden_state)
+        test, test_labels = pooled.split("test", hidden_state)
+        train, test = standardized(train, test)
+        scale = strength_scale(train)
+        loo = ridge_leave_one_out(train, train_labels, np.asarray(settings["ridge_strengths"]) * scale)
+        majority = np.bincount(train_labels).argmax()
+        row = {
+            "hidden_state": hidden_state,
+            "n_train": len(train_labels),
+            "n_test": len(test_labels),
+            "majority_rate": majority_rate(train_labels),
+            "majority_test_accuracy": float(np.mean(test_labels == majority)) if len(test_labels) else float("nan"),
+            "ridge_strength": loo.best_alpha / scale,
+            "loo_accuracy": loo.accuracy,
+        }
+        row["loo_low"], row["loo_high"] = accuracy_interval(
+            round(loo.accuracy * len(train_labels)), len(train_labels), level
+        )
+        row["test_accuracy"] = row["test_low"] = row["test_high"] = float("nan")
+        if len(test_labels):
+            correct = int((ridge_test_predictions(train, train_labels, test, loo.best_alpha) == test_labels).sum())
+            row["test_accuracy"] = correct / len(test_labels)
+            row["test_low"], row["test_high"] = accuracy_interval(correct, len(test_labels), level)
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    table["best_layer"] = table.index == table["loo_accuracy"].idxmax()
     return table

@@ -234,7 +234,9 @@ class RankedTarget:
         return permutation_p_value(self.direction * r, self.direction * permuted_r, self.exact)
 
 
-def _best_in_sample(configurations: pd.DataFrame, scores: np.ndarray, target: RankedTarget, statistic: str) -> dict:
+def _best_in_sample(
+    configurations: pd.DataFrame, scores: np.ndarray, target: RankedTarget, statistic: str
+) -> dict[str, Any]:
     """The (layer, k) with the strongest r in the expected direction, chosen and reported on the
     same datasets; its p-value repeats the search under every permutation (max statistic)."""
     best = select_best_configuration(scores, target.values, target.direction, statistic)
