@@ -10,7 +10,7 @@ import pytest
 
 from ntps.core.errors import NtpsInputError
 from ntps.modeling.hidden_states import PooledFeatures
-from ntps.modeling.probing import probe_metrics_table
+from ntps.modeling.probing import layer_probe_table, probe_metrics_table
 
 SETTINGS = {
     "hidden_states": "all",
@@ -19,6 +19,7 @@ SETTINGS = {
     "h_score_rcond": 1e-10,
     "reference_scores": {"folds": 3, "knn_neighbors": [1, 5]},
 }
+LAYER_SETTINGS = {"ridge_strengths": [1e-3, 1e-1, 10.0, 1e3], "interval_level": 0.95}
 
 
 def pooled(seed: int = 0) -> PooledFeatures:
@@ -55,3 +56,39 @@ def test_only_the_chosen_pooled_hidden_states_are_probed_and_unpooled_ones_are_r
     assert probe_metrics_table(pooled(), {**SETTINGS, "hidden_states": [3]})["hidden_state"].tolist() == [3]
     with pytest.raises(NtpsInputError, match=r"hidden state\(s\) \[4\], which were not pooled"):
         probe_metrics_table(pooled(), {**SETTINGS, "hidden_states": [4]})
+
+
+def layered(seed: int = 0, layers: int = 4, signal_layer: int = 2) -> PooledFeatures:
+    """Pooled features whose training texts carry their label in one hidden state only."""
+    rng = np.random.default_rng(seed)
+    labels = np.tile([0, 1, 2], 50)
+    features = rng.normal(size=(len(labels), layers, 8))
+    features[:, signal_layer, :3] += 2.0 * np.eye(3)[labels]
+    splits = np.where(np.arange(len(labels)) < 120, "train", "test")
+    return PooledFeatures(features.astype(np.float32), np.arange(layers), labels, splits)
+
+
+def test_the_layer_probe_finds_the_layer_that_carries_the_label():
+    table = layer_probe_table(layered(), LAYER_SETTINGS)
+    assert table["hidden_state"].tolist() == [0, 1, 2, 3]
+    assert table.loc[table["best_layer"], "hidden_state"].tolist() == [2]
+    best = table.set_index("hidden_state").loc[2]
+    assert best["loo_accuracy"] > 0.8 and best["test_accuracy"] > 0.8
+    others = table[table["hidden_state"] != 2]
+    assert (others["loo_accuracy"] < 0.6).all()
+    assert (table[["n_train", "n_test"]].to_numpy() == [120, 30]).all()
+    assert (table["majority_rate"] == 1 / 3).all() and set(table["ridge_strength"]) <= set(LAYER_SETTINGS["ridge_strengths"])
+
+
+def test_no_held_out_label_or_feature_moves_the_choice_or_the_cross_validated_figures():
+    """A signal planted in the held-out texts only, and their labels scrambled, change the held-out
+    columns and nothing chosen or cross-validated on the training texts."""
+    honest = layered()
+    planted = layered()
+    test = planted.splits == "test"
+    planted.label_ids[test] = np.random.default_rng(1).permutation(planted.label_ids[test])
+    planted.features[test, 0, :3] += 5.0 * np.eye(3)[planted.label_ids[test]]
+    before, after = layer_probe_table(honest, LAYER_SETTINGS), layer_probe_table(planted, LAYER_SETTINGS)
+    training_columns = ["hidden_state", "n_train", "majority_rate", "ridge_strength", "loo_accuracy", "loo_low", "loo_high"]
+    assert before[training_columns + ["best_layer"]].equals(after[training_columns + ["best_layer"]])
+    assert after.loc[0, "test_accuracy"] > before.loc[0, "test_accuracy"] + 0.2
