@@ -12,11 +12,13 @@ from tqdm.auto import tqdm
 
 from ntps.core.errors import NtpsInputError
 from ntps.core.layer_probe import (
+    CenteredFeatures,
     accuracy_interval,
+    effective_rank,
+    h_scores,
     ridge_leave_one_out,
     ridge_test_predictions,
     standardized,
-    strength_scale,
 )
 from ntps.core.probes import (
     cross_validated_logistic_accuracy,
@@ -143,11 +145,12 @@ def layer_probe_table(pooled: PooledFeatures, settings: dict[str, Any]) -> pd.Da
     Columns: hidden_state, n_train, n_test, majority_rate (the training texts' majority-class share,
     chance), majority_test_accuracy (always predicting that class on the held-out texts), ridge_strength
     (chosen by leave-one-out on the training texts, relative strengths settings["ridge_strengths"]
-    times core.layer_probe.strength_scale), loo_accuracy with loo_low / loo_high (its
+    times CenteredFeatures.strength_scale), loo_accuracy with loo_low / loo_high (its
     Wilson interval at settings["interval_level"]), test_accuracy with test_low / test_high (the
     ridge classifier at that strength, fitted on every training text), and best_layer (True on the
-    first hidden state of highest leave-one-out accuracy). Features are standardized on the training
-    texts.
+    first hidden state of highest leave-one-out accuracy), and per-layer selectors from the same
+    decomposition: h_score, h_score_shrunk and the label-free effective_rank (RankMe). Features are
+    standardized on the training texts.
     """
     level = settings["interval_level"]
     rows = []
@@ -155,8 +158,9 @@ def layer_probe_table(pooled: PooledFeatures, settings: dict[str, Any]) -> pd.Da
         train, train_labels = pooled.split("train", hidden_state)
         test, test_labels = pooled.split("test", hidden_state)
         train, test = standardized(train, test)
-        scale = strength_scale(train)
-        loo = ridge_leave_one_out(train, train_labels, np.asarray(settings["ridge_strengths"]) * scale)
+        features = CenteredFeatures.of(train)
+        scale = features.strength_scale()
+        loo = ridge_leave_one_out(features, train_labels, np.asarray(settings["ridge_strengths"]) * scale)
         majority = np.bincount(train_labels).argmax()
         row = {
             "hidden_state": hidden_state,
@@ -172,9 +176,11 @@ def layer_probe_table(pooled: PooledFeatures, settings: dict[str, Any]) -> pd.Da
         )
         row["test_accuracy"] = row["test_low"] = row["test_high"] = float("nan")
         if len(test_labels):
-            correct = int((ridge_test_predictions(train, train_labels, test, loo.best_alpha) == test_labels).sum())
+            correct = int((ridge_test_predictions(features, train_labels, test, loo.best_alpha) == test_labels).sum())
             row["test_accuracy"] = correct / len(test_labels)
             row["test_low"], row["test_high"] = accuracy_interval(correct, len(test_labels), level)
+        row["h_score"], row["h_score_shrunk"] = h_scores(features, train_labels)
+        row["effective_rank"] = effective_rank(features)
         rows.append(row)
     table = pd.DataFrame(rows)
     table["best_layer"] = table.index == table["loo_accuracy"].idxmax()
