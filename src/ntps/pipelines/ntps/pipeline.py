@@ -18,6 +18,7 @@ c are label views of the same texts (entries that differ only in label_column / 
                                           \                         |                   /
     reporting          once          ntps_table, excess_loss_table (every pair), figures
     correlation_reports              probe_metrics (every pair), correlations, report
+    run_report                       layer_probe_table (every pair), layer_choices, run_report.html
 
 Each stage folder's `template` is its un-namespaced pipeline; `per_entry`, `per_pair` and
 `per_text_sample` copy it into the namespaces above (the shared nodes of label views run in the
@@ -36,6 +37,7 @@ from ntps.pipelines import (
     ntps_scores,
     probes,
     reporting,
+    run_report,
     tokenization,
 )
 from ntps.pipelines.fan_out import compose
@@ -50,6 +52,7 @@ STAGES = (
     reporting,
     probes,
     correlation_reports,
+    run_report,
 )
 
 

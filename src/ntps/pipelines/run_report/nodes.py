@@ -1,0 +1,28 @@
+"""The run report: per model x dataset, which layer serves the task, how well, how sure, and what each
+score would have chosen (ntps.reports.run_report)."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from ntps.reports.correlation_study import baseline_verdict
+from ntps.reports.run_report import run_report
+
+# The cross-task summary reads the probe target a user cares about: held-out accuracy, by Spearman r.
+CROSS_TASK_TARGET = "logistic_test_accuracy"
+CROSS_TASK_STATISTIC = "spearman"
+
+
+def cross_task_lines(summary: pd.DataFrame) -> list[str]:
+    """Per model with 3 or more datasets, which scores rank its datasets by held-out accuracy better
+    than every trivial baseline out of sample (the full tables are in correlation_report.md)."""
+    if summary.empty:
+        return []
+    rows = summary[(summary["target"] == CROSS_TASK_TARGET) & (summary["statistic"] == CROSS_TASK_STATISTIC)]
+    return [f"{model}: {baseline_verdict(model_rows)}" for model, model_rows in rows.groupby("model", sort=True)]
+
+
+def write_run_report(
+    layer_probe_table: pd.DataFrame, ntps_table: pd.DataFrame, correlation_summary: pd.DataFrame
+) -> tuple[str, str, pd.DataFrame]:
+    return run_report(layer_probe_table, ntps_table, cross_task_lines(correlation_summary))
