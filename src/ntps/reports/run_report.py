@@ -137,7 +137,7 @@ def pair_verdict(pair_probes: pd.DataFrame, pair_choices: pd.DataFrame, pair_ntp
         shares = pair_ntps.loc[pair_ntps["variant"] == variant, "above_null"].dropna()
         if len(shares):
             sentences.append(
-                f"NTPS `{variant}` is above its shuffled-label null on {100 * shares.mean():.0f} % of the (layer, k) grid."
+                f"NTPS {variant} is above its shuffled-label null on {100 * shares.mean():.0f} % of the (layer, k) grid."
             )
     return sentences
 
