@@ -10,6 +10,11 @@
 #   bash benchmarks/gpu_scale_check.sh --fetch-wheels    # here, once: .whl/ (git-ignored, ~270 kB)
 #   bash benchmarks/gpu_scale_check.sh [WIDTH ...]       # there, carrying .whl; results in $OUT
 #
+# The results file that docs/scaling.md's GPU figures are rendered from is
+# benchmarks/results/scale_benchmark_gpu.json (scale_benchmark.py --output); a copy goes to $OUT, since
+# only $OUT comes back from the device machine. A rehearsal on another device (DEVICE=cpu) writes its
+# file to $OUT only, so that it never stands in for the GPU's.
+#
 # Environment: PYTHON (default python3), DEVICE (default cuda), SCALE_ARGUMENTS (more options for
 # scale_benchmark.py, e.g. "--blocks 1 --tokens 1000" for a quick CPU rehearsal of this script).
 set -euo pipefail
@@ -41,9 +46,16 @@ fi
 "$python" -c "import torch, transformers, scipy; print('torch', torch.__version__, 'transformers', transformers.__version__, 'scipy', scipy.__version__)" | tee "$out/versions.txt"
 widths=("$@")
 [[ ${#widths[@]} -gt 0 ]] || widths=(3584 4096)
+if [[ ${DEVICE:-cuda} == cuda* ]]; then
+    results=benchmarks/results/scale_benchmark_gpu.json
+else
+    results=$out/scale_benchmark_${DEVICE}.json
+fi
 # shellcheck disable=SC2086  # SCALE_ARGUMENTS is a list of options
 "$python" benchmarks/scale_benchmark.py --device "${DEVICE:-cuda}" --widths "${widths[@]}" --products bfloat16x3 \
-    ${SCALE_ARGUMENTS:-} \
+    --output "$results" ${SCALE_ARGUMENTS:-} \
     >"$out/scale_${DEVICE:-cuda}.jsonl" 2> >(tee "$out/scale_${DEVICE:-cuda}.log" >&2)
+[[ $results == "$out"/* ]] || cp "$results" "$out/"
 cat "$out/scale_${DEVICE:-cuda}.jsonl"
+echo "results file: $results"
 echo "results in $out"

@@ -34,8 +34,14 @@ overhead with split bfloat16 products instead; and `model_x_12_datasets`: twelve
 last line `grid` adds up the paper's 8 x 12 grid over the widths measured (the models whose width
 was not measured are listed).
 
-    .venv/bin/python benchmarks/scale_benchmark.py --blocks 2 --widths 896 2048   # CPU, a few blocks
-    python benchmarks/scale_benchmark.py --device cuda                             # GPU, real depths
+The same lines go to one JSON file (`--output`, default benchmarks/results/scale_benchmark.json), from
+which docs/scaling.md's table `scaling-pair-cost` and the grid totals below it are rendered:
+`command` (the command line as run), `machine` (machine_record: cores, CPU model, platform, library
+versions, device), `wall_s` (the whole benchmark's seconds), `widths` (the per-width lines) and `grid`
+(the grid line).
+
+    .venv/bin/python benchmarks/scale_benchmark.py --blocks 1 --batch 4 --length 128   # CPU, one block each
+    python benchmarks/scale_benchmark.py --device cuda --output benchmarks/results/scale_benchmark_gpu.json
 """
 
 from __future__ import annotations
@@ -43,7 +49,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
+import os
+import platform
 import resource
+import shlex
 import sys
 import tempfile
 import time
@@ -53,6 +63,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import scipy
 import torch
 import transformers
 from synthetic_layers import synthetic_statistics
@@ -98,6 +109,7 @@ PAPER_MODELS = tuple(name for architecture in ARCHITECTURES.values() for name in
 PAPER_DATASETS = 12
 SCORE_FRACTIONS = [round(0.05 * i, 2) for i in range(1, 20)]
 RIDGE = 1e-6
+RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def random_model(architecture: Architecture, blocks: int, device: str, dtype: torch.dtype) -> torch.nn.Module:
@@ -262,6 +274,9 @@ def measure(
         "bytes_written": per_layer["bytes_written"] * hidden_states,
     }
     pair["total_s"] = sum(value for name, value in pair.items() if name.endswith("_s"))
+    # The two halves of a pair's time that docs/scaling.md tabulates (not part of total_s's sum above).
+    pair["forward_and_statistics_s"] = pair["forward_s"] + pair["statistics_s"]
+    pair["eigen_and_scores_s"] = pair["eigen_s"] + pair["scores_s"]
     return {
         "hidden_size": architecture.hidden_size,
         "models": list(architecture.names),
@@ -270,6 +285,8 @@ def measure(
         "blocks_run": blocks,
         "blocks_real": architecture.blocks,
         "tokens": tokens,
+        "batch": batch,
+        "length": length,
         "per_layer": per_layer | {"peak_rss_mb": rss, "peak_cuda_mb": cuda},
         "pair": pair,
         "statistics_overhead": 1 + pair["statistics_s"] / pair["forward_s"],
@@ -298,7 +315,7 @@ def grid(results: list[dict]) -> dict:
     return {"grid": totals, "models_covered": covered, "models_not_measured": missing}
 
 
-def main() -> None:
+def main(arguments: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--widths", type=int, nargs="+", default=sorted(ARCHITECTURES), choices=sorted(ARCHITECTURES))
     parser.add_argument("--blocks", type=int, default=None, help="blocks to build (default: the real depth)")
@@ -314,8 +331,10 @@ def main() -> None:
         choices=PRODUCTS,
         help="ways of computing the statistics' products to time (core.statistics.PRODUCTS); float64 always",
     )
-    arguments = parser.parse_args()
+    add_output_argument(parser, "scale_benchmark.json")
+    arguments = parser.parse_args(arguments)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    start = time.perf_counter()
     dtype = getattr(torch, arguments.dtype or ("bfloat16" if arguments.device.startswith("cuda") else "float32"))
     results = []
     for width in arguments.widths:
@@ -334,13 +353,84 @@ def main() -> None:
         )
         results.append(result)
         emit(result)
-    emit(grid(results))
+    totals = grid(results)
+    emit(totals)
+    record = results_record(arguments.device) | {"wall_s": time.perf_counter() - start, "widths": results, "grid": totals}
+    write_results(arguments.output, record)
 
 
 def emit(result: dict) -> None:
     """One JSON line on stdout (the log goes to stderr)."""
     sys.stdout.write(json.dumps(result) + "\n")
     sys.stdout.flush()
+
+
+def cpu_model() -> str:
+    """The CPU's model name where Linux tells it, else what the platform module knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_record(device: str) -> dict:
+    """The machine a result was measured on: its cores (all, those this process may use, and torch's
+    threads), CPU, platform, the versions of the libraries that do the arithmetic, and the device
+    (with the GPU's name on CUDA)."""
+    record = {
+        "cpu_count": os.cpu_count(),
+        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "cpu_model": cpu_model(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "transformers": transformers.__version__,
+        "device": device,
+    }
+    if device.startswith("cuda"):
+        record["gpu"] = torch.cuda.get_device_name(torch.device(device))
+    return record
+
+
+def add_output_argument(parser: argparse.ArgumentParser, file_name: str) -> None:
+    """`--output`: the JSON results file, by default benchmarks/results/<file_name>."""
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=RESULTS / file_name,
+        help=f"the JSON results file (default benchmarks/results/{file_name})",
+    )
+
+
+def results_record(device: str) -> dict:
+    """What the benchmarks' JSON results files start with: the command line as it was run (interpreter
+    included) and the machine."""
+    return {"command": shlex.join(sys.orig_argv), "machine": machine_record(device)}
+
+
+def finite(value):
+    """`value` with every NaN or infinity, however deep in lists and dicts, as None: the file stays
+    strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite(item) for item in value]
+    return value
+
+
+def write_results(path: Path, record: dict) -> None:
+    """The record as an indented JSON file at `path` (its folder made if need be)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(finite(record), indent=1) + "\n", encoding="utf-8")
+    logger.info("wrote %s", path)
 
 
 if __name__ == "__main__":

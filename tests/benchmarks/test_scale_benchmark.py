@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shlex
 import subprocess
 import sys
 
@@ -91,3 +93,39 @@ def test_the_scale_benchmark_imports_nothing_a_bare_gpu_machine_lacks():
     )
     imported = subprocess.run([sys.executable, "-c", probe], cwd=REPOSITORY, capture_output=True, text=True, check=True)
     assert imported.stdout.strip() == "[]"
+
+
+def test_the_results_file_holds_every_figure_of_the_pair_cost_table(scale_benchmark, monkeypatch, tmp_path, capsys):
+    # docs/scaling.md's `scaling-pair-cost` and the grid totals below it are rendered from this file.
+    tiny = scale_benchmark.Architecture(("qwen2_0_5b",), transformers.LlamaConfig, 32, 6, 64, 4, 2, 100)
+    monkeypatch.setattr(scale_benchmark, "ARCHITECTURES", {32: tiny})
+    output = tmp_path / "results" / "scale.json"
+    options = ["--blocks", "1", "--tokens", "10000", "--batch", "2", "--length", "8", "--device", "cpu"]
+    scale_benchmark.main([*options, "--output", str(output)])
+    record = json.loads(output.read_text(), parse_constant=lambda name: pytest.fail(f"{name} in the file"))
+    assert set(record) == {"command", "machine", "wall_s", "widths", "grid"}
+    assert record["command"] == shlex.join(sys.orig_argv)  # here pytest's
+    assert {"cpu_count", "cpus_usable", "cpu_model", "platform", "torch", "numpy", "device"} <= set(record["machine"])
+    assert record["machine"]["device"] == "cpu" and record["wall_s"] > 0
+    # The file holds the lines printed on stdout, per width and the grid.
+    printed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert printed == [*record["widths"], record["grid"]]
+    (width,) = record["widths"]
+    # Every column: d, paper models (blocks), forward, statistics, overhead, floor, eigen, scores,
+    # MB / layer, pair: forward + statistics, pair: eigen + scores, pair: disk, 12 datasets.
+    assert (width["hidden_size"], width["models"], width["blocks_real"], width["blocks_run"]) == (32, ["qwen2_0_5b"], 6, 1)
+    per_layer, pair = width["per_layer"], width["pair"]
+    for name in ("forward_s_per_1k_tokens", "statistics_s_per_1k_tokens", "eigen_s", "scores_s", "bytes_written"):
+        assert per_layer[name] > 0, name
+    assert width["statistics_overhead"] > 1 and width["statistics_overhead_floor"] > 1
+    assert pair["forward_and_statistics_s"] == pytest.approx(pair["forward_s"] + pair["statistics_s"])
+    assert pair["eigen_and_scores_s"] == pytest.approx(pair["eigen_s"] + pair["scores_s"])
+    assert pair["total_s"] == pytest.approx(pair["forward_and_statistics_s"] + pair["eigen_and_scores_s"])
+    assert pair["bytes_written"] == 7 * per_layer["bytes_written"]
+    assert width["model_x_12_datasets"]["total_s"] == pytest.approx(12 * pair["total_s"])
+    # The text: the timed batch, the tokens, the forward dtype, the peak memory and the grid's totals.
+    assert (width["batch"], width["length"], width["tokens"], width["dtype"]) == (2, 8, 10_000, "float32")
+    assert per_layer["peak_rss_mb"] > 0
+    assert record["grid"]["grid"]["total_s"] == pytest.approx(12 * pair["total_s"])
+    assert record["grid"]["grid"]["bytes_written"] == 12 * pair["bytes_written"]
+    assert record["grid"]["models_covered"] == ["qwen2_0_5b"]
