@@ -11,6 +11,7 @@ and no figure is typed by hand.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import re
 import sys
@@ -56,7 +57,94 @@ def label_variance_kept_table() -> str:
     return "\n".join(lines)
 
 
+def results(name: str) -> dict:
+    return json.loads((RESULTS / name).read_text(encoding="utf-8"))
+
+
+def _row(cells: list) -> str:
+    return "| " + " | ".join(map(str, cells)) + " |"
+
+
+def scale_table() -> str:
+    """docs/scaling.md's cost of one pair per width, from benchmarks/scale_benchmark.py's results."""
+    columns = ["d", "paper models (blocks)", "forward", "statistics", "overhead", "floor", "eigen", "scores"]
+    columns += ["MB / layer", "pair: forward + statistics", "pair: eigen + scores", "pair: disk", "12 datasets"]
+    lines = [_row(columns), "|" + "---|" * len(columns)]
+    for width in results("scale_benchmark.json")["widths"]:
+        per_layer, pair = width["per_layer"], width["pair"]
+        lines.append(
+            _row(
+                [
+                    width["hidden_size"],
+                    f"{', '.join(width['models'])} ({width['blocks_real']})",
+                    f"{per_layer['forward_s_per_1k_tokens']:.2f}",
+                    f"{per_layer['statistics_s_per_1k_tokens']:.2f}",
+                    f"{width['statistics_overhead']:.2f}x",
+                    f"{width['statistics_overhead_floor']:.2f}x",
+                    f"{per_layer['eigen_s']:.1f}",
+                    f"{per_layer['scores_s']:.1f}",
+                    f"{per_layer['bytes_written'] / 1e6:.0f}",
+                    f"{pair['forward_and_statistics_s'] / 3600:.1f} h",
+                    f"{pair['eigen_and_scores_s'] / 60:.1f} min",
+                    f"{pair['bytes_written'] / 1e9:.1f} GB",
+                    f"{width['model_x_12_datasets']['total_s'] / 3600:.0f} h",
+                ]
+            )
+        )
+    grid = results("scale_benchmark.json")["grid"]["grid"]
+    lines += [
+        "",
+        f"The whole grid: {grid['total_s'] / 3600:.0f} hours and {grid['bytes_written'] / 1e9:.0f} GB on this CPU.",
+    ]
+    return "\n".join(lines)
+
+
+PARITY_FRACTIONS = ("0.05", "0.25", "0.5", "0.75", "0.95")
+# docs/parity.md shows two of the run's datasets; the float32 spread is over all of them.
+PARITY_DATASETS = ("newsgroups20", "rotten_tomatoes")
+
+
+def parity_table() -> str:
+    """docs/parity.md's scores of both procedures, from benchmarks/released_code_parity.py's results."""
+    records = results("released_code_parity.json")["tables"]["released_vs_paper"]
+    lines = [
+        _row(["dataset", "layer", "score", *(f"f = {float(f):.2f}" for f in PARITY_FRACTIONS)]),
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for record in (record for record in records if record["dataset"] in PARITY_DATASETS):
+        scores = [record["ntps"][fraction] for fraction in PARITY_FRACTIONS]
+        lines.append(_row([record["dataset"], record["layer"], record["label"], *(f"{score:.3f}" for score in scores)]))
+    return "\n".join(lines)
+
+
+def spread_table() -> str:
+    """docs/parity.md's float32 spread of the released procedure at five fractions."""
+    records = results("released_code_parity.json")["tables"]["float32_spread"]
+    columns = ("ascending_blas", "ascending_nudge", "top_first_blas", "top_first_nudge")
+    lines = [_row(["f", "eigh's order (released), blas", "released, nudge", "top first, blas", "top first, nudge"])]
+    lines.append("|---|---|---|---|---|")
+    for record in records:
+        if f"{record['k_fraction']:.2f}" in {f"{float(f):.2f}" for f in PARITY_FRACTIONS}:
+            lines.append(_row([f"{record['k_fraction']:.2f}", *(f"{record[column]:.3f}" for column in columns)]))
+    return "\n".join(lines)
+
+
+def benchmark_lines(measure: str) -> Callable[[], str]:
+    """A measure's output as benchmarks/ntps_benchmark.py printed it, under the command that ran it."""
+
+    def render() -> str:
+        entry = results("ntps_benchmark.json")["measures"][measure]
+        return "\n".join(["```text", f"$ {entry['command']}", *entry["lines"], "```"])
+
+    return render
+
+
 RENDERERS: dict[str, Callable[[], str]] = {
+    **{f"benchmarks-{measure}": benchmark_lines(measure) for measure in ("statistics", "sweep", "scores", "eigen", "lora")},
+    "benchmarks-product-precision": benchmark_lines("product-precision"),
+    "scaling-pair-cost": scale_table,
+    "parity-released-vs-paper": parity_table,
+    "parity-float32-spread": spread_table,
     "study-default-correlations": correlation_table("base", ("ols_training_mse", "logistic_test_accuracy")),
     "study-tasks-accuracy": correlation_table("study", ("logistic_test_accuracy",)),
     "study-tasks-mse": correlation_table("study", ("ols_test_mse",)),

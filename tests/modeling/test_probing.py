@@ -77,6 +77,9 @@ def test_the_layer_probe_finds_the_layer_that_carries_the_label():
     others = table[table["hidden_state"] != 2]
     assert (others["loo_accuracy"] < 0.6).all()
     assert (table[["n_train", "n_test"]].to_numpy() == [120, 30]).all()
+    # Two halves of the 30 held-out texts, 15 each, make up the held-out accuracy.
+    halves = (table["test_accuracy_even"] + table["test_accuracy_odd"]) / 2
+    np.testing.assert_allclose(halves, table["test_accuracy"], atol=1e-12)
     assert (table["majority_rate"] == 1 / 3).all() and set(table["ridge_strength"]) <= set(LAYER_SETTINGS["ridge_strengths"])
 
 

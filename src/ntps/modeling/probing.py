@@ -147,7 +147,9 @@ def layer_probe_table(pooled: PooledFeatures, settings: dict[str, Any]) -> pd.Da
     (chosen by leave-one-out on the training texts, relative strengths settings["ridge_strengths"]
     times CenteredFeatures.strength_scale), loo_accuracy with loo_low / loo_high (its
     Wilson interval at settings["interval_level"]), test_accuracy with test_low / test_high (the
-    ridge classifier at that strength, fitted on every training text), and best_layer (True on the
+    ridge classifier at that strength, fitted on every training text; test_accuracy_even and
+    test_accuracy_odd on the held-out texts of even and odd position, two halves that let a study choose
+    a layer in hindsight on one and measure it on the other), and best_layer (True on the
     first hidden state of highest leave-one-out accuracy), and per-layer selectors from the same
     decomposition: h_score, h_score_shrunk and the label-free effective_rank (RankMe). Features are
     standardized on the training texts.
@@ -174,11 +176,13 @@ def layer_probe_table(pooled: PooledFeatures, settings: dict[str, Any]) -> pd.Da
         row["loo_low"], row["loo_high"] = accuracy_interval(
             round(loo.accuracy * len(train_labels)), len(train_labels), level
         )
-        row["test_accuracy"] = row["test_low"] = row["test_high"] = float("nan")
-        if len(test_labels):
-            correct = int((ridge_test_predictions(features, train_labels, test, loo.best_alpha) == test_labels).sum())
-            row["test_accuracy"] = correct / len(test_labels)
-            row["test_low"], row["test_high"] = accuracy_interval(correct, len(test_labels), level)
+        for column in ("test_accuracy", "test_low", "test_high", "test_accuracy_even", "test_accuracy_odd"):
+            row[column] = float("nan")
+        if len(test_labels) >= 2:
+            correct = ridge_test_predictions(features, train_labels, test, loo.best_alpha) == test_labels
+            row["test_accuracy"] = float(correct.mean())
+            row["test_low"], row["test_high"] = accuracy_interval(int(correct.sum()), len(test_labels), level)
+            row["test_accuracy_even"], row["test_accuracy_odd"] = float(correct[::2].mean()), float(correct[1::2].mean())
         row["h_score"], row["h_score_shrunk"] = h_scores(features, train_labels)
         row["effective_rank"] = effective_rank(features)
         rows.append(row)
