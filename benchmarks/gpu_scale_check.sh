@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The paper-scale issue's GPU measurements in one run, on a machine that has a GPU, torch,
+# The paper-scale GPU measurements in one run, on a machine that has a GPU, torch,
 # transformers and scipy but not this project's install (the device machine some tasks are lent):
 # benchmarks/scale_benchmark.py at the real depths of the given widths (default Qwen2-7B's 3,584 and
 # Llama-3-8B's 4,096), bf16 forward, float64 statistics and, beside them, statistics with split

@@ -27,12 +27,11 @@ Per width, one JSON line with, per layer (hidden state):
   torch.linalg path against scipy's on the CPU (agreement_with_scipy, outside the timings);
 and `pair`: the same extrapolated to the model's real depth and `--tokens` training tokens;
 `statistics_overhead`: the forward pass with every hidden state's statistics over the bare forward
-pass at the real depth (1 + pair statistics_s / forward_s; the paper-scale issue's target on a GPU
-is 1.3x at d = 3,584); `statistics_overhead_floor`: the same with the statistics' float64 products
-alone, below which no float64 implementation gets; `statistics_overhead_bfloat16x3`: the
-overhead with split bfloat16 products instead; and `model_x_12_datasets`: twelve such pairs. A
-last line `grid` adds up the paper's 8 x 12 grid over the widths measured (the models whose width
-was not measured are listed).
+pass at the real depth (1 + pair statistics_s / forward_s); `statistics_overhead_floor`: the same
+with the statistics' float64 products alone, below which no float64 implementation gets;
+`statistics_overhead_bfloat16x3`: the overhead with split bfloat16 products instead; and
+`model_x_12_datasets`: twelve such pairs. A last line `grid` adds up the paper's 8 x 12 grid over
+the widths measured (the models whose width was not measured are listed).
 
 The same lines go to one JSON file (`--output`, default benchmarks/results/scale_benchmark.json), from
 which docs/scaling.md's table `scaling-pair-cost` and the grid totals below it are rendered:

@@ -49,7 +49,7 @@ def matmul(a: np.ndarray, b: np.ndarray, device: torch.device | None = None) -> 
 
 def generalized_eigh(a: np.ndarray, b: np.ndarray, device: torch.device | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Solutions of A w = lambda B w, A symmetric, B symmetric positive definite; on the CPU by
-    LAPACK's divide-and-conquer sygvd, faster than scipy's default sygv (docs/benchmarks.md).
+    LAPACK's divide-and-conquer sygvd, which is faster than scipy's default sygv.
 
     Returns:
         (eigenvalues (d,) ascending, eigenvectors (d, d) with W^T B W = I).
@@ -170,9 +170,9 @@ class NestedBasis:
     AS_ORTHONORMAL (orthogonality_loss) is its own Q, with no factorization: with x = V_k^T u, the
     squared norm x^T x the sweeps sum is within ||V^T V - I||_2 / (1 - ||V^T V - I||_2), relative,
     of the exact projection's x^T (V_k^T V_k)^-1 x, and the sweeps divide by sums of the same kind
-    (core.ntps), so the scores stay within [0, 1]. Against an exactly orthonormal Q that moved them
-    by at most 5.5e-10 at d = 4,096, and it spares the scores stage 2.3 d^3 of its 7 d^3 operations
-    (benchmarks/ntps_benchmark.py --measure scores). A V whose V^T V lies within NEARLY_ORTHONORMAL
+    (core.ntps), so the scores stay within [0, 1] and move by at most about twice that bound
+    (tests/core/test_linalg.py), and it spares the scores stage a factorization of 2.3 d^3 of its
+    7 d^3 operations. A V whose V^T V lies within NEARLY_ORTHONORMAL
     of I (Frobenius) is corrected by Cholesky QR, Q = V C^-1 with C^T C = V^T V and C upper
     triangular, which keeps each span and costs three BLAS-3 operations (a symmetric rank-k update,
     a Cholesky factorization, a triangular solve) instead of a Householder QR's slower panel
