@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import html
 import io
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -89,11 +88,58 @@ def layer_choices(layer_probes: pd.DataFrame, ntps_layers: pd.DataFrame) -> pd.D
     return choices
 
 
-@dataclass(frozen=True)
-class PairVerdict:
-    model: str
-    dataset: str
-    sentences: list[str]
+def split_half_regret(layer_probes: pd.DataFrame, choices: pd.DataFrame) -> pd.DataFrame:
+    """Per pair and selector, the regret measured on held-out texts the hindsight choice did not see:
+    the best layer in hindsight is chosen on the even held-out texts and both it and the selector's
+    layer are scored on the odd ones, and the other way round; the two regrets are averaged. Also
+    per pair, hindsight_optimism: how much the hindsight layer's accuracy on the half that chose it
+    exceeds its accuracy on the other half, the upward bias of taking the best of many noisy held-out
+    accuracies (the noise floor a regret must clear)."""
+    rows = []
+    for (model, dataset), pair in layer_probes.groupby(["model", "dataset"], sort=True):
+        accuracy = pair.set_index("hidden_state")[["test_accuracy_even", "test_accuracy_odd"]]
+        chosen_on = {half: accuracy[half].idxmax() for half in accuracy.columns}
+        other = {"test_accuracy_even": "test_accuracy_odd", "test_accuracy_odd": "test_accuracy_even"}
+        optimism = np.mean(
+            [accuracy.loc[chosen_on[half], half] - accuracy.loc[chosen_on[half], other[half]] for half in other]
+        )
+        for row in choices[(choices["model"] == model) & (choices["dataset"] == dataset)].itertuples():
+            regret = np.mean(
+                [accuracy.loc[chosen_on[half], other[half]] - accuracy.loc[row.hidden_state, other[half]] for half in other]
+            )
+            rows.append(
+                {
+                    "model": model,
+                    "dataset": dataset,
+                    "selector": row.selector,
+                    "regret": regret,
+                    "hindsight_optimism": optimism,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def regret_summary(regrets: pd.DataFrame, resamples: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """Per model and selector over its tasks: the mean regret with a bootstrap 95 % interval (tasks
+    resampled), the worst regret, and the mean hindsight optimism (the noise floor)."""
+    rows = []
+    rng = np.random.default_rng(seed)
+    for (model, selector), group in regrets.groupby(["model", "selector"], sort=False):
+        values = group["regret"].to_numpy()
+        means = values[rng.integers(0, len(values), size=(resamples, len(values)))].mean(axis=1)
+        rows.append(
+            {
+                "model": model,
+                "selector": selector,
+                "tasks": len(values),
+                "mean_regret": values.mean(),
+                "low": np.quantile(means, 0.025),
+                "high": np.quantile(means, 0.975),
+                "worst_regret": values.max(),
+                "noise_floor": group["hindsight_optimism"].mean(),
+            }
+        )
+    return pd.DataFrame(rows).sort_values(["model", "mean_regret"]).reset_index(drop=True)
 
 
 def _accuracy(value: float, low: float, high: float) -> str:
@@ -228,11 +274,16 @@ h1 { font-size: 1.6em } h2 { border-bottom: 1px solid #ddd; padding-bottom: .2em
 """
 
 
+# Selectors are compared across tasks once a model has at least this many.
+MIN_TASKS_FOR_REGRET = 3
+
+
 def run_report(
     layer_probes: pd.DataFrame, ntps_table: pd.DataFrame, cross_task: list[str] | None = None
-) -> tuple[str, str, pd.DataFrame]:
-    """(HTML, markdown, layer choices) of the run: verdicts first, then per pair the layer curves and
-    the choices table, then which model serves each dataset best, then the cross-task summary."""
+) -> tuple[str, str, pd.DataFrame, pd.DataFrame]:
+    """(HTML, markdown, layer choices, selector regret) of the run: verdicts first, then per pair the
+    layer curves and the choices table, then which model serves each dataset best, then, across a
+    model's tasks, which selector to trust (split-half regret), then the cross-task summary."""
     ntps_layers = ntps_by_layer(ntps_table)
     choices = layer_choices(layer_probes, ntps_layers)
     html_parts = [
@@ -268,6 +319,24 @@ def run_report(
     if not ranking.empty:
         html_parts += ["<h2 id='models'>Which model</h2>", _html_table(ranking)]
         markdown += ["## Which model", "", *markdown_table(ranking), ""]
+    regrets = split_half_regret(layer_probes, choices)
+    tasks = regrets.groupby("model")["dataset"].transform("nunique")
+    summary = (
+        regret_summary(regrets[tasks >= MIN_TASKS_FOR_REGRET]) if (tasks >= MIN_TASKS_FOR_REGRET).any() else pd.DataFrame()
+    )
+    if not summary.empty:
+        intro = (
+            "Held-out accuracy a selector's layer loses against the best layer in hindsight, chosen on one half of "
+            "the held-out texts and measured on the other (both ways, averaged); mean over tasks with a bootstrap "
+            "95 % interval, and the worst task. noise_floor: how much the hindsight choice's accuracy drops from "
+            "the half that chose it to the other, the optimism of picking the best of many noisy accuracies."
+        )
+        html_parts += [
+            "<h2 id='selectors'>Which selector to trust</h2>",
+            f"<p>{html.escape(intro)}</p>",
+            _html_table(summary),
+        ]
+        markdown += ["## Which selector to trust", "", intro, "", *markdown_table(summary), ""]
     if cross_task:
         html_parts += [
             "<h2 id='across-tasks'>Across tasks</h2><ul>",
@@ -276,4 +345,4 @@ def run_report(
         ]
         markdown += ["## Across tasks", "", *(f"- {line}" for line in cross_task), ""]
     html_parts.append("</body></html>")
-    return "\n".join(html_parts), "\n".join(markdown) + "\n", choices
+    return "\n".join(html_parts), "\n".join(markdown) + "\n", choices, summary

@@ -24,5 +24,5 @@ def cross_task_lines(summary: pd.DataFrame) -> list[str]:
 
 def write_run_report(
     layer_probe_table: pd.DataFrame, ntps_table: pd.DataFrame, correlation_summary: pd.DataFrame
-) -> tuple[str, str, pd.DataFrame]:
+) -> tuple[str, str, pd.DataFrame, pd.DataFrame]:
     return run_report(layer_probe_table, ntps_table, cross_task_lines(correlation_summary))

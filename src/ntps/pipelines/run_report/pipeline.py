@@ -17,7 +17,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             node(
                 write_run_report,
                 ["layer_probe_table", "ntps_table", "correlation_summary"],
-                ["run_report", "run_report_markdown", "layer_choices"],
+                ["run_report", "run_report_markdown", "layer_choices", "selector_regret"],
                 name="write_run_report",
             ),
         ]
