@@ -139,7 +139,19 @@ def benchmark_lines(measure: str) -> Callable[[], str]:
     return render
 
 
+def regret_table() -> str:
+    """docs/study.md's comparison of layer selectors over the study's tasks."""
+    regret = pd.read_csv(run_folder("study") / "selector_regret.csv")
+    columns = ["selector", "tasks", "mean regret [95 % interval]", "worst task", "noise floor"]
+    lines = [_row(columns), "|" + "---|" * len(columns)]
+    for row in regret.itertuples():
+        interval = f"{row.mean_regret:.3f} [{row.low:.3f}, {row.high:.3f}]"
+        lines.append(_row([row.selector, row.tasks, interval, f"{row.worst_regret:.3f}", f"{row.noise_floor:.3f}"]))
+    return "\n".join(lines)
+
+
 RENDERERS: dict[str, Callable[[], str]] = {
+    "study-selector-regret": regret_table,
     **{f"benchmarks-{measure}": benchmark_lines(measure) for measure in ("statistics", "sweep", "scores", "eigen", "lora")},
     "benchmarks-product-precision": benchmark_lines("product-precision"),
     "scaling-pair-cost": scale_table,
@@ -195,12 +207,15 @@ def export(env: str) -> None:
         expected = sorted(context.params["run"]["datasets"])
         summary = context.catalog.load("correlation_summary")
         excess = context.catalog.load("excess_loss_table")
+        regret = context.catalog.load("selector_regret")
+        layer_probes = context.catalog.load("layer_probe_table")
     found = sorted(set(excess["dataset"]))
-    if found != expected:
+    if found != expected or sorted(set(layer_probes["dataset"])) != expected:
         raise SystemExit(f"the latest outputs cover {found}, not the {env} environment's {expected}: rerun it first")
     folder = run_folder(env)
     folder.mkdir(parents=True, exist_ok=True)
     summary.to_csv(folder / "correlation_summary.csv", index=False, float_format="%.6g")
+    regret.to_csv(folder / "selector_regret.csv", index=False, float_format="%.6g")
     if env == "base":
         penultimate = excess[excess["layer"] == excess["layer"].max() - 1]
         d = int(penultimate["k"].max())
