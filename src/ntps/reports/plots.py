@@ -68,14 +68,17 @@ def plot_score_comparison(summary: pd.DataFrame, title: str) -> plt.Figure:
     """A forest plot per model x target (rows) and rank statistic (columns): each score's
     out-of-sample correlation, aligned with the expected sign (NTPS leave-one-dataset-out, the
     others without search), with its bootstrap interval, coloured by kind; the dashed line is the
-    best trivial baseline, the bar every score must clear."""
+    best trivial baseline, the bar every score must clear. Targets with no defined r get no row."""
     honest = summary[summary["selection"] != "best_in_sample"]
     honest = honest.assign(
         label=honest["score"].where(honest["selection"] != "leave_one_corpus_out", honest["score"] + " (by corpus)")
     )
     if honest.empty:
         return empty_figure("fewer than 3 datasets per model: no correlation to plot")
-    panels = list(honest.groupby(["model", "target"], sort=True))
+    # A target that is the same on every dataset (training accuracy 1.0 everywhere) ranks nothing: no panel.
+    panels = [(key, rows) for key, rows in honest.groupby(["model", "target"], sort=True) if rows["r"].notna().any()]
+    if not panels:
+        return empty_figure("every probe metric is the same on every dataset: no correlation to plot")
     statistics = list(dict.fromkeys(honest["statistic"]))
     n_scores = honest.groupby(["model", "target", "statistic"]).size().max()
     figure, axes = plt.subplots(
