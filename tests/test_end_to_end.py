@@ -22,7 +22,7 @@ from ntps.pipelines.eigen_subspaces.nodes import solve_eigen_subspaces
 from ntps.pipelines.ntps_scores.nodes import score_ntps
 from ntps.reports.correlation_study import REFERENCE_SCORES
 from ntps.run_parameters import load_parameters
-from tests.conftest import REPOSITORY, SMALL_RUN_PARAMS, four_layer_run, kedro_run, offline_environment
+from tests.conftest import REPOSITORY, SMALL_RUN_PARAMS, four_layer_run, kedro_run, local_model_run, offline_environment
 from tests.core.paper_reference import algorithm1_ntps
 
 pytestmark = pytest.mark.end_to_end
@@ -308,3 +308,22 @@ def test_the_paper_grid_environment_keeps_one_pair_of_large_archives_at_a_time(p
         assert list((project / f"data/04_feature/tiny_llama/{dataset}").glob("pooled_features.npz/*/pooled_features.npz"))
     (table_path,) = (project / "data/08_reporting/ntps_table.parquet").glob("*/ntps_table.parquet")
     assert set(pd.read_parquet(table_path)["dataset"]) == set(datasets)
+
+
+@pytest.mark.end_to_end
+def test_a_run_of_one_model_and_one_dataset_ends_with_its_report(project, model_cache, tiny_model):
+    """The common case of a user's own task: one model, one dataset. No correlation across datasets
+    is possible, and the run report still answers which layer serves the task."""
+    (project / "conf/local/parameters.yml").write_text(
+        yaml.safe_dump(local_model_run("tiny_llama", tiny_model, ["rotten_tomatoes"]))
+    )
+    result = kedro_run(project, model_cache)
+    assert result.returncode == 0, result.stderr[-4000:]
+    (report_path,) = (project / "data/08_reporting/run_report.html").glob("*/run_report.html")
+    report = report_path.read_text()
+    assert "<h3>tiny_llama / rotten_tomatoes</h3>" in report and report.count("class='pair'") == 1
+    assert "is best:" in report or "No layer is clearly above chance" in report
+    (choices_path,) = (project / "data/08_reporting/layer_choices.parquet").glob("*/layer_choices.parquet")
+    assert set(pd.read_parquet(choices_path)["dataset"]) == {"rotten_tomatoes"}
+    correlation = next((project / "data/08_reporting/correlation_report.md").glob("*/*")).read_text()
+    assert "3 or more datasets" in correlation

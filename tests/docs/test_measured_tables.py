@@ -22,7 +22,6 @@ NOT_YET_RENDERED = {
     "parity-released-vs-paper",
     "parity-float32-spread",
     "scaling-pair-cost",
-    "study-selector-regret",
 }
 
 

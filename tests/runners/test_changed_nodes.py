@@ -62,6 +62,7 @@ def test_changed_nodes_runner_reruns_what_a_change_reaches_and_finishes_a_killed
         "plot_ntps_vs_probes",
         "plot_correlation_heatmaps",
         "plot_score_comparison",
+        "write_run_report",
     }
     assert ran == downstream_of_the_ridge and skipped == everything - downstream_of_the_ridge
 

@@ -66,6 +66,9 @@ def layer_choices(layer_probes: pd.DataFrame, ntps_layers: pd.DataFrame) -> pd.D
     held-out accuracy there, its cost against the probe's own choice and its regret against the best
     held-out accuracy of any layer (both in accuracy points, positive: worse)."""
     values = selector_values(layer_probes, ntps_layers).dropna(subset=["value"])
+    # Only the hidden states the probes saw (a run may pool fewer layers than it scores) can be checked.
+    probed = layer_probes[["model", "dataset", "hidden_state"]]
+    values = values.merge(probed, on=["model", "dataset", "hidden_state"], how="inner")
     chosen = values.loc[values.groupby(["model", "dataset", "selector"], sort=False)["value"].idxmax()]
     rows = [chosen[["model", "dataset", "selector", "hidden_state"]]]
     for (model, dataset), pair in layer_probes.groupby(["model", "dataset"], sort=False):
@@ -124,6 +127,7 @@ def regret_summary(regrets: pd.DataFrame, resamples: int = 2000, seed: int = 0) 
     resampled), the worst regret, and the mean hindsight optimism (the noise floor)."""
     rows = []
     rng = np.random.default_rng(seed)
+    columns = ["model", "selector", "tasks", "mean_regret", "low", "high", "worst_regret", "noise_floor"]
     for (model, selector), group in regrets.groupby(["model", "selector"], sort=False):
         values = group["regret"].to_numpy()
         means = values[rng.integers(0, len(values), size=(resamples, len(values)))].mean(axis=1)
@@ -139,7 +143,7 @@ def regret_summary(regrets: pd.DataFrame, resamples: int = 2000, seed: int = 0) 
                 "noise_floor": group["hindsight_optimism"].mean(),
             }
         )
-    return pd.DataFrame(rows).sort_values(["model", "mean_regret"]).reset_index(drop=True)
+    return pd.DataFrame(rows, columns=columns).sort_values(["model", "mean_regret"]).reset_index(drop=True)
 
 
 def _accuracy(value: float, low: float, high: float) -> str:
@@ -321,9 +325,7 @@ def run_report(
         markdown += ["## Which model", "", *markdown_table(ranking), ""]
     regrets = split_half_regret(layer_probes, choices)
     tasks = regrets.groupby("model")["dataset"].transform("nunique")
-    summary = (
-        regret_summary(regrets[tasks >= MIN_TASKS_FOR_REGRET]) if (tasks >= MIN_TASKS_FOR_REGRET).any() else pd.DataFrame()
-    )
+    summary = regret_summary(regrets[tasks >= MIN_TASKS_FOR_REGRET])
     if not summary.empty:
         intro = (
             "Held-out accuracy a selector's layer loses against the best layer in hindsight, chosen on one half of "

@@ -53,5 +53,12 @@ def test_two_models_by_two_datasets_run_as_namespaces_loading_each_model_once(
     assert subset.returncode == 0, subset.stderr[-4000:]
     ran = [line for line in (subset.stdout + subset.stderr).splitlines() if "Running node:" in line]
     names = {line.split("Running node:")[1].split(":")[0].strip() for line in ran}
-    assert names == {"tokenize_texts", "extract_hidden_features", "solve_eigen_subspaces", "score_ntps", "fit_probes"}
+    assert names == {
+        "tokenize_texts",
+        "extract_hidden_features",
+        "solve_eigen_subspaces",
+        "score_ntps",
+        "fit_probes",
+        "probe_every_layer",
+    }
     assert len(ran) == 5 and all("smollm2_4_layers.election_tweets." in line for line in ran)
