@@ -99,7 +99,7 @@ def scale_table() -> str:
     return "\n".join(lines)
 
 
-PARITY_FRACTIONS = ("0.05", "0.25", "0.5", "0.75", "0.95")
+PARITY_FRACTIONS = ("0.05", "0.25", "0.50", "0.75", "0.95")
 # docs/parity.md shows two of the run's datasets; the float32 spread is over all of them.
 PARITY_DATASETS = ("newsgroups20", "rotten_tomatoes")
 
@@ -111,7 +111,8 @@ def parity_table() -> str:
         _row(["dataset", "layer", "score", *(f"f = {float(f):.2f}" for f in PARITY_FRACTIONS)]),
         "|---|---|---|---|---|---|---|---|",
     ]
-    for record in (record for record in records if record["dataset"] in PARITY_DATASETS):
+    shown = [record for record in records if record["dataset"] in PARITY_DATASETS]
+    for record in sorted(shown, key=lambda record: (record["dataset"], record["layer"])):
         scores = [record["ntps"][fraction] for fraction in PARITY_FRACTIONS]
         lines.append(_row([record["dataset"], record["layer"], record["label"], *(f"{score:.3f}" for score in scores)]))
     return "\n".join(lines)
