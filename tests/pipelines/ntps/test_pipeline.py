@@ -61,4 +61,4 @@ def test_two_models_by_two_datasets_run_as_namespaces_loading_each_model_once(
         "fit_probes",
         "probe_every_layer",
     }
-    assert len(ran) == 5 and all("smollm2_4_layers.election_tweets." in line for line in ran)
+    assert len(ran) == len(names) and all("smollm2_4_layers.election_tweets." in line for line in ran)
