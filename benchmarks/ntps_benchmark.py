@@ -1,6 +1,6 @@
 """Cost of the NTPS stages on this machine, in seconds and as ratios taken within one run.
 
-Measures (`--measure`, default all six):
+Measures (`--measure`, default all seven):
 
 statistics
     The forward pass with the float64 statistics of every hidden state, over the same forward pass
@@ -33,6 +33,11 @@ lora
     the same model and texts: the share of LoRA's time that NTPS takes, for the configured steps, for
     one epoch over the texts, and for the paper's 5000 steps projected from the time per step.
     Loading the model is timed apart and counted on neither side.
+layer-probes
+    The probe of every layer (the probes stage's `probes.layers`: a ridge probe chosen by exact
+    leave-one-out, with the per-layer selectors) per layer, against the full probes a hidden state
+    gets when `probes.hidden_states` names it (logistic probe, its cross-validation, k-NN, LogME,
+    H-score), on synthetic pooled features of the default's size.
 
 statistics, product-precision and lora run `--model` of the `models:` registry (default: the first of
 `run.models`) on the training texts of `--dataset` of the `datasets:` registry (default: the first
@@ -91,8 +96,10 @@ from tqdm.auto import tqdm
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 DEFAULT_OUTPUT = Path("benchmarks") / "results" / "ntps_benchmark.json"
-MEASURES = ("statistics", "sweep", "scores", "eigen", "product-precision", "lora")
+MEASURES = ("statistics", "sweep", "scores", "eigen", "product-precision", "lora", "layer-probes")
 MODEL_MEASURES = ("statistics", "product-precision", "lora")
+# Measures that read the project's parameters (the model measures, and the probes' settings).
+PARAMETER_MEASURES = (*MODEL_MEASURES, "layer-probes")
 # Options that say where results go and which code runs, not what is measured: a baseline run gets
 # its own values of them.
 RUN_OPTIONS = ("baseline", "output", "parameters")
@@ -405,6 +412,31 @@ def sweep_speedup(hidden_size: int, repeats: int) -> dict[str, float]:
     }
 
 
+def layer_probe_cost(parameters: dict, n_layers: int, timed_full_layers: int) -> dict[str, float]:
+    """Seconds per layer of the probe of every layer (probes.layers: the ridge probe with its
+    leave-one-out choice and the per-layer selectors) against the probes a layer gets with
+    probes.hidden_states (logistic probe, its cross-validation, k-NN, LogME, H-score), on synthetic
+    pooled features of the default's size: 768 training and 256 held-out texts in 576 dimensions,
+    6 classes. The full probes are timed on timed_full_layers layers only."""
+    from ntps.modeling.hidden_states import PooledFeatures
+    from ntps.modeling.probing import layer_probe_table, probe_metrics_table
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 6, 1024)
+    features = rng.normal(size=(1024, n_layers, 576)).astype(np.float32)
+    features[:, :, :6] += np.eye(6, dtype=np.float32)[labels][:, None, :]
+    splits = np.where(np.arange(1024) < 768, "train", "test")
+    pooled = PooledFeatures(features, np.arange(n_layers), labels, splits)
+    start = time.perf_counter()
+    layer_probe_table(pooled, parameters["probes"]["layers"])
+    cheap = (time.perf_counter() - start) / n_layers
+    subset = PooledFeatures(features[:, :timed_full_layers], np.arange(timed_full_layers), labels, splits)
+    start = time.perf_counter()
+    probe_metrics_table(subset, {**parameters["probes"], "hidden_states": "all"})
+    full = (time.perf_counter() - start) / timed_full_layers
+    return {"n_layers": n_layers, "layer_probe_s": cheap, "full_probes_s": full, "ratio": full / cheap}
+
+
 PAPER_LORA_STEPS = 5000
 
 
@@ -513,6 +545,21 @@ def report_sweep_speedup(arguments: argparse.Namespace, parameters: dict, emit: 
         speedup["max_abs_difference"],
     )
     return speedup
+
+
+def report_layer_probe_cost(arguments: argparse.Namespace, parameters: dict, emit: Emit) -> dict:
+    cost = layer_probe_cost(parameters, n_layers=31, timed_full_layers=2)
+    emit(
+        "probes per layer, synthetic 768 + 256 texts in 576 dimensions, 6 classes: the probe of every layer "
+        "(ridge, leave-one-out, selectors) %.3f s per layer, %.1f s for %d layers; the full probes of a "
+        "probed hidden state (logistic, its cross-validation, k-NN, LogME, H-score) %.2f s per layer -> %.0fx",
+        cost["layer_probe_s"],
+        cost["layer_probe_s"] * cost["n_layers"],
+        cost["n_layers"],
+        cost["full_probes_s"],
+        cost["ratio"],
+    )
+    return cost
 
 
 def report_scores_stage_cost(arguments: argparse.Namespace, parameters: dict, emit: Emit) -> dict:
@@ -625,6 +672,7 @@ REPORTS: dict[str, Callable[[argparse.Namespace, dict, Emit], dict]] = {
     "eigen": report_eigen_stage_cost,
     "product-precision": report_product_precision,
     "lora": report_ntps_vs_lora,
+    "layer-probes": report_layer_probe_cost,
 }
 
 
@@ -854,7 +902,7 @@ def main(argv: list[str] | None = None) -> None:
     parameters = None
     if arguments.parameters is not None:
         parameters = json.loads(arguments.parameters.read_text(encoding="utf-8"))
-    elif set(arguments.measure) & set(MODEL_MEASURES):
+    elif set(arguments.measure) & set(PARAMETER_MEASURES):
         parameters = project_parameters()
     if parameters is not None:
         arguments.model = arguments.model or parameters["run"]["models"][0]

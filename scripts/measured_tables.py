@@ -153,7 +153,10 @@ def regret_table() -> str:
 
 RENDERERS: dict[str, Callable[[], str]] = {
     "study-selector-regret": regret_table,
-    **{f"benchmarks-{measure}": benchmark_lines(measure) for measure in ("statistics", "sweep", "scores", "eigen", "lora")},
+    **{
+        f"benchmarks-{measure}": benchmark_lines(measure)
+        for measure in ("statistics", "sweep", "scores", "eigen", "lora", "layer-probes")
+    },
     "benchmarks-product-precision": benchmark_lines("product-precision"),
     "scaling-pair-cost": scale_table,
     "parity-released-vs-paper": parity_table,
