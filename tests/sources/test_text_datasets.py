@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pandas as pd
 import pytest
 
@@ -91,3 +93,28 @@ def test_hub_dataset_missing_offline_names_the_id_and_the_fix():
         read_raw_dataset(
             {"source": "huggingface", "hf_id": "no-such-org/no-such-dataset", "text_column": "t", "label_column": "y"}
         )
+
+
+def test_a_split_column_is_read_as_train_and_test_and_other_values_must_be_mapped(caplog):
+    raw = pd.DataFrame(
+        {
+            "t": [f"text {i}" for i in range(12)],
+            "y": ["a", "b"] * 6,
+            "split": ["train"] * 6 + ["test"] * 3 + ["validation"] * 3,
+        }
+    )
+    spec = {"text_column": "t", "label_column": "y"}
+    with pytest.raises(NtpsInputError, match=r"(?s)'validation': 3.*split_names"):
+        select_labeled_texts(raw, spec, {})
+    mapped = select_labeled_texts(raw, {**spec, "split_names": {"validation": "test"}}, {})
+    assert mapped["split"].value_counts().to_dict() == {"train": 6, "test": 6}
+    with caplog.at_level(logging.INFO):
+        dropped = select_labeled_texts(raw, {**spec, "split_names": {"validation": None}}, {})
+    assert len(dropped) == 9 and "leaving out 3 rows" in caplog.text
+    capitalised = raw.assign(split=["Train"] * 8 + ["Test"] * 4)
+    with pytest.raises(NtpsInputError, match=r"\['Test', 'Train'\]"):
+        select_labeled_texts(capitalised, spec, {})
+    renamed = select_labeled_texts(capitalised, {**spec, "split_names": {"Train": "train", "Test": "test"}}, {})
+    assert renamed["split"].value_counts().to_dict() == {"train": 8, "test": 4}
+    with pytest.raises(NtpsInputError, match="map each split value to train, test or null"):
+        select_labeled_texts(raw, {**spec, "split_names": {"validation": "dev"}}, {})

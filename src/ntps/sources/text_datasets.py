@@ -180,6 +180,41 @@ def extract_labels(labels: pd.Series, pattern: str | None) -> pd.Series:
     return extracted
 
 
+SPLITS = ("train", "test")
+
+
+def dataset_splits(raw: pd.DataFrame, spec: dict[str, Any]) -> pd.Series:
+    """Each row's split, "train" or "test", from the table's `split` column (all "train" without one).
+
+    Its values are read as they are when they are train and test; any other value must be mapped in
+    the entry's `split_names` (value -> train, test, or null to leave those rows out, which is logged),
+    or the run stops naming the values found: no row is dropped or moved to another split unsaid.
+    """
+    if "split" not in raw.columns:
+        return pd.Series("train", index=raw.index)
+    names = {**{split: split for split in SPLITS}, **(spec.get("split_names") or {})}
+    bad_targets = sorted({str(target) for target in names.values() if target is not None and target not in SPLITS})
+    if bad_targets:
+        raise NtpsInputError(f"split_names maps to {bad_targets}; map each split value to train, test or null")
+    values = raw["split"].astype(str)
+    unknown = sorted(set(values) - set(names))
+    if unknown:
+        counts = values.value_counts().to_dict()
+        raise NtpsInputError(
+            f"the dataset's split column holds {counts}; map {unknown} in the entry's split_names "
+            "(e.g. split_names: {validation: test}, or null to leave those rows out)"
+        )
+    splits = values.map(names)
+    left_out = splits.isna()
+    if left_out.any():
+        logger.info(
+            "leaving out %d rows whose split split_names maps to null: %s",
+            int(left_out.sum()),
+            sorted(set(values[left_out])),
+        )
+    return splits
+
+
 def select_labeled_texts(raw: pd.DataFrame, spec: dict[str, Any], sampling: dict[str, Any]) -> pd.DataFrame:
     """Columns text/label/label_id/split, empty texts dropped, a held-out split made if absent,
     and at most sampling["max_texts"][split] texts per split (seeded). spec["label_pattern"]
@@ -202,9 +237,10 @@ def select_labeled_texts(raw: pd.DataFrame, spec: dict[str, Any], sampling: dict
         {
             "text": compose_texts(raw, text_columns, spec.get("text_template")).str.strip(),
             "label": extract_labels(raw[label_column].astype(str), spec.get("label_pattern")),
-            "split": raw["split"] if "split" in raw.columns else "train",
+            "split": dataset_splits(raw, spec),
         }
     )
+    frame = frame[frame["split"].notna()]
     keep_labels = spec.get("keep_labels")
     if keep_labels:
         frame = frame[frame["label"].isin([str(label) for label in keep_labels])]
