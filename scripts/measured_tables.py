@@ -70,7 +70,8 @@ def scale_table() -> str:
     columns = ["d", "paper models (blocks)", "forward", "statistics", "overhead", "floor", "eigen", "scores"]
     columns += ["MB / layer", "pair: forward + statistics", "pair: eigen + scores", "pair: disk", "12 datasets"]
     lines = [_row(columns), "|" + "---|" * len(columns)]
-    for width in results("scale_benchmark.json")["widths"]:
+    scale = results("scale_benchmark.json")
+    for width in scale["widths"]:
         per_layer, pair = width["per_layer"], width["pair"]
         lines.append(
             _row(
@@ -91,10 +92,13 @@ def scale_table() -> str:
                 ]
             )
         )
-    grid = results("scale_benchmark.json")["grid"]["grid"]
+    grid = scale["grid"]["grid"]
+    peak = max(width["per_layer"]["peak_rss_mb"] for width in scale["widths"])
     lines += [
         "",
-        f"The whole grid: {grid['total_s'] / 3600:.0f} hours and {grid['bytes_written'] / 1e9:.0f} GB on this CPU.",
+        f"The whole grid: {grid['total_s'] / 3600:.0f} hours and {grid['bytes_written'] / 1e9:.0f} GB on this CPU. "
+        f"The benchmark ran {scale['wall_s'] / 60:.0f} minutes; its peak resident memory at any width was "
+        f"{peak / 1e3:.1f} GB.",
     ]
     return "\n".join(lines)
 
