@@ -296,23 +296,25 @@ def run_report(
     ]
     html_parts.append("<h1>Which layer serves each task, how well, how sure</h1>")
     markdown = ["# Which layer serves each task, how well, how sure", ""]
-    pairs = list(layer_probes.groupby(["model", "dataset"], sort=True))
-    verdicts = {}
-    for (model, dataset), pair in pairs:
-        pair_ntps = ntps_layers[(ntps_layers["model"] == model) & (ntps_layers["dataset"] == dataset)]
-        pair_choices = choices[(choices["model"] == model) & (choices["dataset"] == dataset)]
-        verdicts[(model, dataset)] = pair_verdict(pair, pair_choices, pair_ntps)
+    # Each pair's rows of the three tables, sliced once for its verdict and its section.
+    pairs = {
+        (model, dataset): (
+            pair,
+            ntps_layers[(ntps_layers["model"] == model) & (ntps_layers["dataset"] == dataset)],
+            choices[(choices["model"] == model) & (choices["dataset"] == dataset)],
+        )
+        for (model, dataset), pair in layer_probes.groupby(["model", "dataset"], sort=True)
+    }
     html_parts.append("<h2 id='verdicts'>Verdicts</h2>")
     markdown += ["## Verdicts", ""]
-    for (model, dataset), sentences in verdicts.items():
+    for (model, dataset), (pair, pair_ntps, pair_choices) in pairs.items():
+        sentences = pair_verdict(pair, pair_choices, pair_ntps)
         html_parts.append(f"<h3>{html.escape(model)} / {html.escape(dataset)}</h3><ul class='verdict'>")
         html_parts += [f"<li>{html.escape(sentence)}</li>" for sentence in sentences]
         html_parts.append("</ul>")
         markdown += [f"### {model} / {dataset}", "", *(f"- {sentence}" for sentence in sentences), ""]
-    for (model, dataset), pair in pairs:
+    for (model, dataset), (pair, pair_ntps, pair_choices) in pairs.items():
         anchor = f"{model}.{dataset}"
-        pair_ntps = ntps_layers[(ntps_layers["model"] == model) & (ntps_layers["dataset"] == dataset)]
-        pair_choices = choices[(choices["model"] == model) & (choices["dataset"] == dataset)]
         shown = pair_choices[["selector", "hidden_state", "test_accuracy", "cost", "regret"]]
         html_parts.append(f"<h2 id='{html.escape(anchor)}' class='pair'>{html.escape(model)} / {html.escape(dataset)}</h2>")
         image = figure_data_uri(layer_figure(pair, pair_ntps, dataset))
