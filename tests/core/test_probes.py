@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from scipy.stats import multivariate_normal
@@ -88,6 +90,25 @@ def test_logme_is_the_maximized_evidence_and_prefers_real_labels_to_shuffled():
     gap_result = log_maximum_evidence(features, with_gap)
     assert np.isfinite(gap_result.score) and len(gap_result.alphas) == 2
     assert gap_result.score == pytest.approx(log_maximum_evidence(features, np.where(with_gap == 2, 1, 0)).score, rel=1e-12)
+
+
+@pytest.mark.parametrize(("n", "d", "scale"), [(40, 80, 1.0), (60, 60, 1.0), (60, 200, 300.0), (60, 576, 1000.0)])
+def test_logme_with_as_many_dimensions_as_texts_or_more_is_the_finite_maximized_evidence(n, d, scale):
+    """With d >= n the labels are fitted exactly as alpha -> 0 and beta runs off towards infinity; the
+    evidence stays finite, warning-free, and equal to the literal Gaussian one at the alpha and beta
+    returned (features of large norm, as a language model's, included)."""
+    features, labels = linear_classification(n, d, 2, seed=6, noise=0.5)
+    features = scale * features + scale
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = log_maximum_evidence(features, labels)
+    assert np.isfinite(result.score)
+    targets = one_hot(labels, 2)
+    evidences = [
+        multivariate_normal(np.zeros(n), np.eye(n) / beta + features @ features.T / alpha).logpdf(targets[:, column])
+        for column, (alpha, beta) in enumerate(zip(result.alphas, result.betas))
+    ]
+    assert result.score == pytest.approx(np.mean(evidences) / n, rel=1e-6)
 
 
 def literal_h_score(features, labels):

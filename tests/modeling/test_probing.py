@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from ntps.core.errors import NtpsInputError
+from ntps.core.probes import log_maximum_evidence
 from ntps.modeling.hidden_states import PooledFeatures
 from ntps.modeling.probing import layer_probe_table, probe_metrics_table
 
@@ -69,7 +70,7 @@ def layered(seed: int = 0, layers: int = 4, signal_layer: int = 2) -> PooledFeat
 
 
 def test_the_layer_probe_finds_the_layer_that_carries_the_label():
-    table = layer_probe_table(layered(), LAYER_SETTINGS)
+    table = layer_probe_table(layered(), LAYER_SETTINGS, SETTINGS["logistic"])
     assert table["hidden_state"].tolist() == [0, 1, 2, 3]
     assert table.loc[table["best_layer"], "hidden_state"].tolist() == [2]
     best = table.set_index("hidden_state").loc[2]
@@ -81,6 +82,16 @@ def test_the_layer_probe_finds_the_layer_that_carries_the_label():
     halves = (table["test_accuracy_even"] + table["test_accuracy_odd"]) / 2
     np.testing.assert_allclose(halves, table["test_accuracy"], atol=1e-12)
     assert (table["majority_rate"] == 1 / 3).all() and set(table["ridge_strength"]) <= set(LAYER_SETTINGS["ridge_strengths"])
+    # The label-aware selectors rank the signal layer first; LogME there is the one of its raw features.
+    for selector in ("h_score", "h_score_shrunk", "logme"):
+        assert table[selector].idxmax() == 2, selector
+    train = layered().split("train", 2)
+    assert best["logme"] == pytest.approx(log_maximum_evidence(*train).score, rel=1e-12)
+    # The logistic probe checks the best layer and the final block only, with probe_metrics_table's result.
+    checked = table.dropna(subset=["logistic_test_accuracy"])
+    assert checked["hidden_state"].tolist() == [2, 3] and checked["logistic_converged"].all()
+    reference = probe_metrics_table(layered(), {**SETTINGS, "hidden_states": [2, 3]})
+    np.testing.assert_array_equal(checked["logistic_test_accuracy"], reference["logistic_test_accuracy"])
 
 
 def test_no_held_out_label_or_feature_moves_the_choice_or_the_cross_validated_figures():
@@ -91,7 +102,10 @@ def test_no_held_out_label_or_feature_moves_the_choice_or_the_cross_validated_fi
     test = planted.splits == "test"
     planted.label_ids[test] = np.random.default_rng(1).permutation(planted.label_ids[test])
     planted.features[test, 0, :3] += 5.0 * np.eye(3)[planted.label_ids[test]]
-    before, after = layer_probe_table(honest, LAYER_SETTINGS), layer_probe_table(planted, LAYER_SETTINGS)
-    training_columns = ["hidden_state", "n_train", "majority_rate", "ridge_strength", "loo_accuracy", "loo_low", "loo_high"]
+    before, after = (layer_probe_table(features, LAYER_SETTINGS, SETTINGS["logistic"]) for features in (honest, planted))
+    training_columns = [
+        "hidden_state", "n_train", "majority_rate", "ridge_strength", "loo_accuracy", "loo_low", "loo_high",
+        "h_score", "h_score_shrunk", "effective_rank", "logme",
+    ]  # fmt: skip
     assert before[training_columns + ["best_layer"]].equals(after[training_columns + ["best_layer"]])
     assert after.loc[0, "test_accuracy"] > before.loc[0, "test_accuracy"] + 0.2

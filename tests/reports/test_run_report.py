@@ -29,6 +29,7 @@ def planted_probes(best: int, tasks: tuple[str, ...] = ("a", "b", "c"), layers: 
                     "h_score": float(layer),
                     "h_score_shrunk": float(layers - layer),
                     "effective_rank": 1.0,
+                    "logme": -abs(layer - 1.0),
                 }
             )
     return pd.DataFrame(rows)
@@ -44,6 +45,7 @@ def test_each_selector_chooses_its_maximum_and_pays_what_it_loses_held_out():
     assert choices.loc[("a", PROBE), "hidden_state"] == 2 and choices.loc[("a", PROBE), "cost"] == 0
     assert choices.loc[("a", "H-score"), "hidden_state"] == 4  # its largest value
     assert choices.loc[("a", "shrunk H-score"), "hidden_state"] == 0
+    assert choices.loc[("a", "LogME"), "hidden_state"] == 1
     assert choices.loc[("a", FIXED_RULES["final_block"]), "hidden_state"] == 4
     assert choices.loc[("a", FIXED_RULES["middle_layer"]), "hidden_state"] == 2
     assert choices.loc[("a", "H-score"), "cost"] == pytest.approx(0.9 - 0.64)

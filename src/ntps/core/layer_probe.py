@@ -23,11 +23,7 @@ import scipy.stats
 from sklearn.covariance import ledoit_wolf_shrinkage
 
 from ntps.core.errors import NtpsInputError
-
-# Directions whose squared singular value is below this share of the largest are dropped: their
-# ridge shrinkage s^2 / (s^2 + alpha) is nil and they carry no variance.
-RANK_TOLERANCE = 1e-12
-
+from ntps.core.linalg import left_singular_vectors
 
 def standardized(train: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
     """Each array centered and scaled by the training texts' mean and standard deviation (features
@@ -56,7 +52,6 @@ class CenteredFeatures:
 
     @classmethod
     def of(cls, features: np.ndarray) -> CenteredFeatures:
-        """From the eigendecomposition of the smaller of X_c X_c^T and X_c^T X_c (half an SVD's cost)."""
         features = np.asarray(features, dtype=np.float64)
         if features.ndim != 2 or features.shape[0] < 3:
             raise NtpsInputError(f"features must be (n_texts, d) with n_texts >= 3, got {features.shape}")
@@ -64,14 +59,8 @@ class CenteredFeatures:
             raise NtpsInputError("features contain NaN or infinite values")
         mean = features.mean(axis=0)
         centered = features - mean
-        n, d = centered.shape
-        if n <= d:
-            squared, u = np.linalg.eigh(centered @ centered.T)
-            keep = squared > squared.max(initial=0.0) * RANK_TOLERANCE
-            return cls(mean, centered, u[:, keep], squared[keep])
-        squared, v = np.linalg.eigh(centered.T @ centered)
-        keep = squared > squared.max(initial=0.0) * RANK_TOLERANCE
-        return cls(mean, centered, (centered @ v[:, keep]) / np.sqrt(squared[keep]), squared[keep])
+        squared, u = left_singular_vectors(centered)
+        return cls(mean, centered, u, squared)
 
     @property
     def n(self) -> int:

@@ -76,6 +76,25 @@ def symmetric_eigh(a: np.ndarray, device: torch.device | None = None) -> tuple[n
     return _array(eigenvalues), _array(eigenvectors)
 
 
+# Directions whose squared singular value is below this share of the largest are dropped by
+# left_singular_vectors: they are rounding, not variance.
+RANK_TOLERANCE = 1e-12
+
+
+def left_singular_vectors(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(s^2 (r,), U (n, r)) of the thin SVD X = U diag(s) V^T of X (n, d), for the r singular values
+    with s^2 above RANK_TOLERANCE times the largest; from the eigendecomposition of the smaller of
+    X X^T and X^T X (half an SVD's cost; accurate for s^2 well above the tolerance)."""
+    n, d = matrix.shape
+    if n <= d:
+        squared, u = scipy.linalg.eigh(matrix @ matrix.T, driver="evd")
+        keep = squared > squared.max(initial=0.0) * RANK_TOLERANCE
+        return squared[keep], u[:, keep]
+    squared, v = scipy.linalg.eigh(matrix.T @ matrix, driver="evd")
+    keep = squared > squared.max(initial=0.0) * RANK_TOLERANCE
+    return squared[keep], (matrix @ v[:, keep]) / np.sqrt(squared[keep])
+
+
 def orthonormal_factor(v: np.ndarray, device: torch.device | None = None) -> np.ndarray:
     """Q (d, k) of V = Q R (Householder QR, Q formed), V (d, k <= d) of full column rank: Q's first
     j columns span V's first j for every j. On a device by torch.linalg.qr, which on a GPU spares

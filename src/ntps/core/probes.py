@@ -24,6 +24,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from ntps.core.errors import NtpsInputError
+from ntps.core.linalg import left_singular_vectors
 
 
 def one_hot(label_ids: np.ndarray, n_classes: int) -> np.ndarray:
@@ -175,7 +176,15 @@ def log_maximum_evidence(
 ) -> LogMEResult:
     """LogME: for each class's one-hot column y, the Bayesian linear model y = F w + noise with
     w ~ N(0, I/alpha), noise ~ N(0, I/beta); alpha and beta maximize the evidence p(y | F) by
-    MacKay's fixed point (as thuml/LogME), using one eigendecomposition of F^T F for all classes.
+    MacKay's fixed point (as thuml/LogME).
+
+    One eigendecomposition of the smaller of F F^T and F^T F serves every class, and the fixed point
+    runs in its basis: with F = U diag(s) V^T (s > 0, rank r) and x = U^T y, the posterior mean's
+    norm is sum_j beta^2 s_j^2 x_j^2 / (alpha + beta s_j^2)^2 and the residual
+    ||y||^2 - ||x||^2 + sum_j x_j^2 (alpha / (alpha + beta s_j^2))^2, so an iteration costs O(r).
+    When r = n (as many dimensions as texts, or more) y is fitted exactly as alpha -> 0 and the
+    evidence is maximized with beta -> infinity; beta stops where the residual reaches the float
+    rounding of ||y||^2, which leaves the evidence finite.
 
     Only the classes the texts hold are scored: a class with no text here (a rare one of R52
     left out of a sample) has an all-zero column, which any weight fits exactly, so its evidence is
@@ -189,31 +198,37 @@ def log_maximum_evidence(
     features = _check_features(features, len(label_ids))
     n, d = features.shape
     targets = one_hot(label_ids, int(label_ids.max()) + 1)[:, np.unique(label_ids)]
-    eigenvalues, eigenvectors = np.linalg.eigh(features.T @ features)
-    eigenvalues = np.clip(eigenvalues, 0.0, None)
-    projected = eigenvectors.T @ (features.T @ targets)  # (d, c): F^T y in F^T F's eigenbasis
+    squared, u = left_singular_vectors(features)
+    projected = u.T @ targets  # (r, c): x = U^T y per class
+    zero_directions = d - len(squared)
     evidences, alphas, betas = [], [], []
     for column in range(targets.shape[1]):
-        y, projection = targets[:, column], projected[:, column]
+        x2 = projected[:, column] ** 2
+        target_norm = float(targets[:, column] @ targets[:, column])
+        outside = max(target_norm - float(x2.sum()), 0.0)
+        residual_floor = target_norm * np.finfo(float).eps * max(n, d)
+
+        def fit(alpha: float, beta: float) -> tuple[float, float, float]:
+            shrink = alpha / (alpha + beta * squared)
+            gamma = float((1.0 - shrink).sum())
+            weight_norm = float((x2 * (1.0 - shrink) ** 2 / squared).sum())
+            residual = max(outside + float((x2 * shrink**2).sum()), residual_floor)
+            return gamma, weight_norm, residual
+
         alpha, beta = 1.0, 1.0
         for _ in range(max_iterations):
-            gamma = float((beta * eigenvalues / (alpha + beta * eigenvalues)).sum())
-            posterior_mean = eigenvectors @ (beta * projection / (alpha + beta * eigenvalues))
-            weight_norm = float(posterior_mean @ posterior_mean)
-            residual = float(((y - features @ posterior_mean) ** 2).sum())
-            new_alpha = gamma / max(weight_norm, 1e-300)
-            new_beta = (n - gamma) / max(residual, 1e-300)
+            gamma, weight_norm, residual = fit(alpha, beta)
+            new_alpha = gamma / max(weight_norm, np.finfo(float).tiny)
+            new_beta = max(n - gamma, np.finfo(float).eps) / residual
             done = abs(new_alpha / new_beta - alpha / beta) <= tolerance * alpha / beta
             alpha, beta = new_alpha, new_beta
             if done:
                 break
-        posterior_mean = eigenvectors @ (beta * projection / (alpha + beta * eigenvalues))
-        weight_norm = float(posterior_mean @ posterior_mean)
-        residual = float(((y - features @ posterior_mean) ** 2).sum())
+        _, weight_norm, residual = fit(alpha, beta)
         evidence = (
             d / 2 * np.log(alpha)
             + n / 2 * np.log(beta)
-            - 0.5 * np.log(alpha + beta * eigenvalues).sum()
+            - 0.5 * (np.log(alpha + beta * squared).sum() + zero_directions * np.log(alpha))
             - beta / 2 * residual
             - alpha / 2 * weight_norm
             - n / 2 * np.log(2 * np.pi)

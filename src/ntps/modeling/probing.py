@@ -138,7 +138,7 @@ def probe_metrics_table(pooled: PooledFeatures, settings: dict[str, Any]) -> pd.
     return table
 
 
-def layer_probe_table(pooled: PooledFeatures, settings: dict[str, Any]) -> pd.DataFrame:
+def layer_probe_table(pooled: PooledFeatures, settings: dict[str, Any], logistic: dict[str, Any]) -> pd.DataFrame:
     """How well each pooled hidden state serves the task, from the training texts alone, with the
     held-out texts only checking the answer: one row per pooled hidden state.
 
@@ -151,14 +151,19 @@ def layer_probe_table(pooled: PooledFeatures, settings: dict[str, Any]) -> pd.Da
     test_accuracy_odd on the held-out texts of even and odd position, two halves that let a study choose
     a layer in hindsight on one and measure it on the other), and best_layer (True on the
     first hidden state of highest leave-one-out accuracy), and per-layer selectors from the same
-    decomposition: h_score, h_score_shrunk and the label-free effective_rank (RankMe). Features are
-    standardized on the training texts.
+    decomposition: h_score, h_score_shrunk and the label-free effective_rank (RankMe), and logme (on
+    the raw features, as LogME is defined). Features are standardized on the training texts.
+
+    At the best layer and at the final block only, the logistic probe of probe_metrics_table
+    (settings["logistic"]) checks the cheap one: logistic_test_accuracy, logistic_converged (NaN
+    elsewhere).
     """
     level = settings["interval_level"]
     rows = []
     for hidden_state in tqdm(pooled.hidden_states.tolist(), desc="layer probes", unit="hidden state"):
         train, train_labels = pooled.split("train", hidden_state)
         test, test_labels = pooled.split("test", hidden_state)
+        logme = log_maximum_evidence(train, train_labels).score
         train, test = standardized(train, test)
         features = CenteredFeatures.of(train)
         scale = features.strength_scale()
@@ -185,7 +190,25 @@ def layer_probe_table(pooled: PooledFeatures, settings: dict[str, Any]) -> pd.Da
             row["test_accuracy_even"], row["test_accuracy_odd"] = float(correct[::2].mean()), float(correct[1::2].mean())
         row["h_score"], row["h_score_shrunk"] = h_scores(features, train_labels)
         row["effective_rank"] = effective_rank(features)
+        row["logme"] = logme
         rows.append(row)
     table = pd.DataFrame(rows)
     table["best_layer"] = table.index == table["loo_accuracy"].idxmax()
+    table["logistic_test_accuracy"] = float("nan")
+    table["logistic_converged"] = pd.array([pd.NA] * len(table), dtype="boolean")
+    checked = table.loc[table["best_layer"] | (table["hidden_state"] == table["hidden_state"].max())]
+    for index, hidden_state in zip(checked.index, checked["hidden_state"]):
+        train, train_labels = pooled.split("train", hidden_state)
+        test, test_labels = pooled.split("test", hidden_state)
+        result = fit_logistic_probe(
+            train,
+            train_labels,
+            test,
+            test_labels,
+            inverse_regularization=logistic["inverse_regularization"],
+            max_iterations=logistic["max_iterations"],
+            tolerance=logistic["tolerance"],
+            seed=logistic["seed"],
+        )
+        table.loc[index, ["logistic_test_accuracy", "logistic_converged"]] = [result.test_accuracy, result.converged]
     return table

@@ -3,7 +3,7 @@ score would have chosen; from the training texts alone, with the held-out texts 
 
 Every layer choice here is made on the training texts: the probe's by its leave-one-out accuracy, each
 NTPS variant's by its mean over the paper's k grid (k is not searched: the grid is fixed), the
-per-layer selectors' (H-score, shrunk H-score, the label-free effective rank) by their value, and two
+per-layer selectors' (LogME, H-score, shrunk H-score, the label-free effective rank) by their value, and two
 fixed rules (the final block, the middle layer). What a choice costs is read on the held-out texts:
 the held-out accuracy of the ridge probe at the chosen layer against that at the probe's own choice
 (cost) and against the best held-out accuracy of any layer (regret, which favours hindsight: the
@@ -22,7 +22,12 @@ import pandas as pd
 from ntps.reports.plots import plt
 
 NTPS_SELECTORS = {"paper": "NTPS paper", "signal": "NTPS signal", "label_variance_kept": "label_variance_kept"}
-LAYER_SELECTORS = {"h_score": "H-score", "h_score_shrunk": "shrunk H-score", "effective_rank": "effective rank (label-free)"}
+LAYER_SELECTORS = {
+    "logme": "LogME",
+    "h_score": "H-score",
+    "h_score_shrunk": "shrunk H-score",
+    "effective_rank": "effective rank (label-free)",
+}
 FIXED_RULES = {"final_block": "always the final block", "middle_layer": "always the middle layer"}
 PROBE = "ridge probe (leave-one-out)"
 # A score is above its null at a (layer, k) where its one-sided p-value is at most this.
@@ -171,6 +176,12 @@ def pair_verdict(pair_probes: pd.DataFrame, pair_choices: pd.DataFrame, pair_ntp
             f"{best['test_accuracy']:.2f} held out; the final block (layer {int(final['hidden_state'])}) gives "
             f"{final['test_accuracy']:.2f} held out and the embeddings {embeddings['test_accuracy']:.2f}; "
             f"chance is {chance:.2f}."
+        )
+    checked = pair_probes.dropna(subset=["logistic_test_accuracy"]).set_index("hidden_state")["logistic_test_accuracy"]
+    if layer in checked.index and int(final["hidden_state"]) in checked.index:
+        sentences.append(
+            f"A logistic probe (the paper's) gives {checked[layer]:.2f} held out at layer {layer} and "
+            f"{checked[int(final['hidden_state'])]:.2f} at the final block."
         )
     for selector in (*NTPS_SELECTORS.values(), *LAYER_SELECTORS.values()):
         row = pair_choices[pair_choices["selector"] == selector]

@@ -45,6 +45,9 @@ def test_the_reports_numbers_are_the_tables(stage_data):
         figures = f"{best['loo_accuracy']:.2f} [{best['loo_low']:.2f}, {best['loo_high']:.2f}]"
         verdict = report[report.index(f"<h3>{MODEL} / {dataset}</h3>") :].split("</ul>")[0]
         assert f"layer {int(best['hidden_state'])}" in verdict.lower() and figures in verdict
+        final = layer_probes[layer_probes["dataset"] == dataset].sort_values("hidden_state").iloc[-1]
+        logistic = f"gives {best['logistic_test_accuracy']:.2f} held out at layer {int(best['hidden_state'])} and "
+        assert logistic + f"{final['logistic_test_accuracy']:.2f} at the final block" in verdict
 
 
 @pytest.mark.end_to_end
