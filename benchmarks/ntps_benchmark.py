@@ -428,7 +428,7 @@ def layer_probe_cost(parameters: dict, n_layers: int, timed_full_layers: int) ->
     splits = np.where(np.arange(1024) < 768, "train", "test")
     pooled = PooledFeatures(features, np.arange(n_layers), labels, splits)
     start = time.perf_counter()
-    layer_probe_table(pooled, parameters["probes"]["layers"])
+    layer_probe_table(pooled, parameters["probes"]["layers"], parameters["probes"]["logistic"])
     cheap = (time.perf_counter() - start) / n_layers
     subset = PooledFeatures(features[:, :timed_full_layers], np.arange(timed_full_layers), labels, splits)
     start = time.perf_counter()
@@ -472,7 +472,7 @@ def ntps_vs_lora(setup: ModelOnTexts, parameters: dict, batch_size: int) -> dict
             trust_remote_code=setup.card["spec"].get("trust_remote_code", False),
         )
         stage_start = time.perf_counter()
-        stage = {**settings, "steps": steps, "checkpoint_every": steps}
+        stage = {**settings, "steps": steps, "epochs": None, "checkpoint_every": steps}
         classifier = lora_classifier(backbone, n_classes, stage, seed=stage["seed"])
         training_start = time.perf_counter()
         train_classifier(classifier, tokenized, stage, setup.pad_token_id, checkpoint)

@@ -31,10 +31,24 @@ def test_reports_compute_the_gain_and_the_relative_ntps_change_and_refuse_unknow
             "steps": 4,
         }
     )
-    gains = accuracy_gains(lora, probe)
+    # Two layers per dataset; layer 2 is best on a and c, layer 4 (the final block) on b.
+    layer_probes = pd.DataFrame(
+        {
+            "model": "m",
+            "dataset": ["a", "a", "b", "b", "c", "c"],
+            "hidden_state": [2, 4] * 3,
+            "best_layer": [True, False, False, True, True, False],
+            "logistic_test_accuracy": [0.6, 0.5, 0.65, 0.7, 0.92, 0.9],
+        }
+    )
+    gains = accuracy_gains(lora, probe, layer_probes)
     np.testing.assert_allclose(gains["accuracy_gain"], [0.4, 0.1, 0.05])
+    assert gains["best_layer"].tolist() == [2, 4, 2]
+    np.testing.assert_allclose(gains["gain_over_best_layer"], [0.3, 0.1, 0.03])
     with pytest.raises(NtpsInputError, match=r"\('m', 'z'\)"):
-        accuracy_gains(lora.assign(dataset=["a", "b", "z"]), probe)
+        accuracy_gains(lora.assign(dataset=["a", "b", "z"]), probe, layer_probes)
+    with pytest.raises(NtpsInputError, match="layer probe table"):
+        accuracy_gains(lora, probe, layer_probes[layer_probes["dataset"] != "c"])
 
     # NTPS tables of 2 hidden states x d = 4: before, and after scaled up by 10 % everywhere.
     rows = [
@@ -77,6 +91,7 @@ def test_ntps_that_ranks_datasets_by_gain_gets_r_minus_one_and_the_probe_baselin
             "model": "m",
             "dataset": datasets,
             "accuracy_gain": gain,
+            "gain_over_best_layer": gain - 0.01,
             "probe_test_accuracy": [0.6, 0.7, 0.8, 0.9, 0.5],
             "logme": 1.0,
             "h_score": [1.0, 2.0, 3.0, 4.0, 5.0],
@@ -102,7 +117,9 @@ def test_ntps_that_ranks_datasets_by_gain_gets_r_minus_one_and_the_probe_baselin
         "confidence": 0.95,
         "seed": 0,
     }
-    summary = gain_correlation_summary(ntps, gains, settings).set_index(["statistic", "score", "selection"])
+    both = gain_correlation_summary(ntps, gains, settings)
+    assert set(both["target"]) == {"accuracy_gain", "gain_over_best_layer"}
+    summary = both[both["target"] == "accuracy_gain"].set_index(["statistic", "score", "selection"])
     for statistic, reference in (("spearman", scipy.stats.spearmanr), ("kendall", scipy.stats.kendalltau)):
         best = summary.loc[(statistic, "ntps_paper", "best_in_sample")]
         assert best["r"] == pytest.approx(-1.0) and best["layer"] == 1 and best["expected_sign"] == -1

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import html
+
 import numpy as np
 import pandas as pd
 import pytest
 
-from ntps.reports.run_report import FIXED_RULES, PROBE, layer_choices, regret_summary, split_half_regret
+from ntps.reports.run_report import (
+    FIXED_RULES,
+    PROBE,
+    layer_choices,
+    lora_verdict,
+    regret_summary,
+    run_report,
+    split_half_regret,
+)
 
 
 def planted_probes(best: int, tasks: tuple[str, ...] = ("a", "b", "c"), layers: int = 5) -> pd.DataFrame:
@@ -77,3 +87,43 @@ def test_the_regret_summary_ranks_selectors_with_an_interval_over_tasks():
     shrunk = summary.loc["shrunk H-score"]
     assert shrunk["low"] <= shrunk["mean_regret"] <= shrunk["high"] and shrunk["worst_regret"] == pytest.approx(0.3)
     assert summary.index[0] in {PROBE, FIXED_RULES["middle_layer"]}  # sorted by mean regret, best first
+
+
+def test_the_lora_section_says_what_fine_tuning_added_and_whether_it_levelled_off():
+    probes = planted_probes(best=2, tasks=("a",))
+    probes["loo_low"], probes["loo_high"] = probes["loo_accuracy"] - 0.05, probes["loo_accuracy"] + 0.05
+    probes["logistic_test_accuracy"] = np.where(probes["hidden_state"].isin([2, 4]), [0.85], np.nan)
+    ntps_table = pd.DataFrame(
+        columns=["model", "dataset", "variant", "layer", "ntps", "on_paper_grid", "null_p_value", "null_mean", "null_sd"]
+    ).astype({"on_paper_grid": bool})
+    gains = pd.DataFrame(
+        [
+            {
+                "model": "m",
+                "dataset": "a",
+                "probe_test_accuracy": 0.80,
+                "best_layer": 2,
+                "best_layer_probe_accuracy": 0.85,
+                "lora_test_accuracy": 0.88,
+                "accuracy_gain": 0.08,
+                "gain_over_best_layer": 0.03,
+                "plateau_reached": True,
+                "steps_to_plateau": 120,
+                "steps": 180,
+            }
+        ]
+    )
+    report_html, markdown, _, _ = run_report(probes, ntps_table, None, gains, ["m: LogME ranked the gains."])
+    sentence = (
+        "LoRA reaches 0.88 held out, +0.03 over the logistic probe at layer 2 and +0.08 over the final block's "
+        "(worth it); its validation accuracy levelled off by step 120 of 180."
+    )
+    assert sentence in markdown and html.escape(sentence) in report_html
+    assert "## Is fine-tuning worth it?" in markdown and "m: LogME ranked the gains." in markdown
+    assert "id='lora'" in report_html
+    stalled_row = gains.iloc[0].copy()
+    stalled_row["plateau_reached"], stalled_row["gain_over_best_layer"] = False, -0.01
+    stalled = lora_verdict(stalled_row)
+    assert "not worth it here" in stalled and "had not levelled off after 180 steps" in stalled
+    without = run_report(probes, ntps_table)[1]
+    assert "Is fine-tuning worth it?" not in without

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,16 @@ import pandas as pd
 import torch
 
 from ntps.modeling.classifiers import trainable_state
+
+
+@dataclass
+class TrainingHistory:
+    """losses: the training loss of every step; validation_steps and validation_accuracies: the
+    learning curve on the validation texts (empty without them)."""
+
+    losses: list[float] = field(default_factory=list)
+    validation_steps: list[int] = field(default_factory=list)
+    validation_accuracies: list[float] = field(default_factory=list)
 
 
 def run_checkpoint_path(
@@ -33,7 +44,7 @@ def run_checkpoint_path(
     return Path(settings["checkpoint_dir"]) / model / dataset / f"{kind}-{digest}.pt"
 
 
-def save_checkpoint(path: Path, classifier, optimizer, schedule, step: int, losses: list[float]) -> None:
+def save_checkpoint(path: Path, classifier, optimizer, schedule, step: int, history: TrainingHistory) -> None:
     """Written to a temporary file and renamed, so a run killed while saving keeps the last one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(".tmp")
@@ -46,16 +57,16 @@ def save_checkpoint(path: Path, classifier, optimizer, schedule, step: int, loss
             # Dropout on a GPU draws from CUDA's generators.
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             "step": step,
-            "losses": losses,
+            "history": asdict(history),
         },
         temporary,
     )
     temporary.replace(path)
 
 
-def resume_checkpoint(path: Path, classifier, optimizer, schedule) -> tuple[int, list[float]] | None:
+def resume_checkpoint(path: Path, classifier, optimizer, schedule) -> tuple[int, TrainingHistory] | None:
     """Restore the trainable parameters, optimizer, schedule and random state saved at path;
-    returns (steps done, their losses), or None when there is no checkpoint."""
+    returns (steps done, the training history to there), or None when there is no checkpoint."""
     if not path.is_file():
         return None
     checkpoint = torch.load(path, map_location="cpu", weights_only=False)
@@ -65,4 +76,4 @@ def resume_checkpoint(path: Path, classifier, optimizer, schedule) -> tuple[int,
     torch.set_rng_state(checkpoint["torch_rng"])
     if checkpoint["cuda_rng"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(checkpoint["cuda_rng"])
-    return checkpoint["step"], checkpoint["losses"]
+    return checkpoint["step"], TrainingHistory(**checkpoint["history"])

@@ -1,12 +1,15 @@
-"""The training loop shared by LoRA and training from scratch: Adafactor with a cosine schedule and
-warm-up (the paper's settings), seeded batches, periodic checkpoints a killed run resumes from, and
-accuracy on each split."""
+"""The training loop shared by LoRA and training from scratch: Adafactor (the paper's) or AdamW with a
+cosine schedule after a linear warm-up, bfloat16 autocast where the device computes in it, seeded
+batches, a validation split carved from the training texts with its learning curve, periodic
+checkpoints a killed run resumes from, and accuracy on each split."""
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -14,35 +17,97 @@ import numpy as np
 import pandas as pd
 import torch
 import transformers
+from sklearn.model_selection import train_test_split
 from tqdm.auto import tqdm
 from transformers.optimization import Adafactor
 
 from ntps.core.errors import NtpsInputError
-from ntps.modeling.checkpoints import resume_checkpoint, run_checkpoint_path, save_checkpoint
+from ntps.core.learning_curves import plateau
+from ntps.modeling.checkpoints import TrainingHistory, resume_checkpoint, run_checkpoint_path, save_checkpoint
 from ntps.modeling.classifiers import MeanPooledClassifier
 from ntps.modeling.hidden_states import padded_batches
 
 logger = logging.getLogger(__name__)
 
 
-def adafactor_with_cosine_schedule(
+OPTIMIZERS = ("adafactor", "adamw")
+AUTOCAST = ("auto", "bfloat16", "none")
+
+
+def optimizer_with_schedule(
     classifier: torch.nn.Module, settings: dict[str, Any], steps: int
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
-    """The paper's optimizer (Adafactor, fixed learning rate, clipped updates) and a cosine
-    schedule whose first warmup_fraction of the steps warm up linearly."""
-    optimizer = Adafactor(
-        [parameter for parameter in classifier.parameters() if parameter.requires_grad],
-        lr=settings["learning_rate"],
-        eps=tuple(settings["eps"]),
-        clip_threshold=settings["clip_threshold"],
-        decay_rate=-settings["decay_rate"],  # transformers' convention: the exponent of the decay is negative
-        weight_decay=settings["weight_decay"],
-        relative_step=False,
-        scale_parameter=False,
-        warmup_init=False,
-    )
+    """settings["optimizer"]: "adafactor", the paper's (fixed learning rate, clipped updates), or
+    "adamw"; either with a cosine schedule whose first warmup_fraction of the steps warm up linearly
+    (after the warm-up, a one-cycle schedule's shape)."""
+    parameters = [parameter for parameter in classifier.parameters() if parameter.requires_grad]
+    name = settings.get("optimizer", "adafactor")
+    if name == "adafactor":
+        optimizer = Adafactor(
+            parameters,
+            lr=settings["learning_rate"],
+            eps=tuple(settings["eps"]),
+            clip_threshold=settings["clip_threshold"],
+            decay_rate=-settings["decay_rate"],  # transformers' convention: the exponent of the decay is negative
+            weight_decay=settings["weight_decay"],
+            relative_step=False,
+            scale_parameter=False,
+            warmup_init=False,
+        )
+    elif name == "adamw":
+        optimizer = torch.optim.AdamW(parameters, lr=settings["learning_rate"], weight_decay=settings["weight_decay"])
+    else:
+        raise NtpsInputError(f"training.optimizer must be one of {list(OPTIMIZERS)}, got {name!r}")
     warmup = int(round(settings["warmup_fraction"] * steps))
     return optimizer, transformers.get_cosine_schedule_with_warmup(optimizer, warmup, steps)
+
+
+def cpu_has_bfloat16_units() -> bool:
+    """Whether this CPU multiplies bfloat16 natively (AVX512-BF16 or AMX), read from /proc/cpuinfo
+    (False where there is none: other systems keep float32)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            flags = next((line for line in cpuinfo if line.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def autocast_dtype(setting: str, device: torch.device) -> torch.dtype | None:
+    """The dtype the forward and backward passes autocast to: bfloat16 for "bfloat16", none for "none",
+    and for "auto" bfloat16 where the device computes in it (a CUDA GPU that supports it, a CPU with
+    bfloat16 units) and none elsewhere. Weights, gradients and optimizer state stay in their own dtype."""
+    if setting not in AUTOCAST:
+        raise NtpsInputError(f"training.autocast must be one of {list(AUTOCAST)}, got {setting!r}")
+    if setting == "none":
+        return None
+    if setting == "bfloat16":
+        return torch.bfloat16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+    return torch.bfloat16 if device.type == "cpu" and cpu_has_bfloat16_units() else None
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None) -> AbstractContextManager:
+    return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
+
+
+def training_steps(settings: dict[str, Any], n_train: int) -> int:
+    """settings["steps"], or settings["epochs"] passes over n_train texts in whole batches; exactly
+    one of the two is set."""
+    steps, epochs = settings.get("steps"), settings.get("epochs")
+    if (steps is None) == (epochs is None):
+        raise NtpsInputError(f"set exactly one of steps and epochs for training, got steps={steps}, epochs={epochs}")
+    if epochs is not None:
+        steps = math.ceil(float(epochs) * max(1, n_train // int(settings["batch_size"])))
+    if int(steps) < 1:
+        raise NtpsInputError(f"training needs at least one step, got {steps}")
+    return int(steps)
+
+
+def evaluation_interval(settings: dict[str, Any], n_train: int) -> int:
+    """Steps between two validation accuracies: settings["evaluations_per_epoch"] per epoch."""
+    return max(1, (n_train // int(settings["batch_size"])) // int(settings["evaluations_per_epoch"]))
 
 
 def _training_batches(train: pd.DataFrame, batch_size: int, pad_token_id: int, seed: int, step: int):
@@ -62,38 +127,44 @@ def train_classifier(
     checkpoint_path: str | os.PathLike,
     stop_after: int | None = None,
     description: str = "LoRA training",
-) -> list[float]:
-    """Trains for settings["steps"] steps of settings["batch_size"] texts, checkpointing the
-    trainable parameters, optimizer, schedule, random state and losses every checkpoint_every
-    steps and resuming from checkpoint_path when it exists.
+    validation: pd.DataFrame | None = None,
+) -> TrainingHistory:
+    """Trains for training_steps(settings, len(train)) steps of settings["batch_size"] texts,
+    autocast as autocast_dtype(settings["autocast"]) says, measuring the accuracy on `validation`
+    every evaluation_interval steps, checkpointing the trainable parameters, optimizer, schedule,
+    random state and history every checkpoint_every steps and resuming from checkpoint_path when it
+    exists.
 
     Args:
         train: tokenized training texts (input_ids, n_tokens, label_id).
         stop_after: stop after this many steps in this call (to test resuming); None runs to the end.
         description: the progress bar's label.
+        validation: tokenized texts for the learning curve, or None for none.
 
     Returns:
-        the training loss of every step so far, those of an interrupted earlier call included.
+        the history so far, that of an interrupted earlier call included.
     """
-    steps, seed = int(settings["steps"]), int(settings["seed"])
-    if steps < 1:
-        raise NtpsInputError(f"training needs at least one step, got steps={steps}")
+    seed = int(settings["seed"])
     if len(train) < settings["batch_size"]:
         raise NtpsInputError(f"{len(train)} training texts are fewer than one batch of {settings['batch_size']}")
+    steps = training_steps(settings, len(train))
     device = next(classifier.parameters()).device
-    optimizer, schedule = adafactor_with_cosine_schedule(classifier, settings, steps)
+    dtype = autocast_dtype(settings.get("autocast", "none"), device)
+    interval = evaluation_interval(settings, len(train)) if validation is not None and len(validation) else 0
+    optimizer, schedule = optimizer_with_schedule(classifier, settings, steps)
     checkpoint_path = Path(checkpoint_path)
-    step, losses = 0, []
+    step, history = 0, TrainingHistory()
     torch.manual_seed(seed)
     resumed = resume_checkpoint(checkpoint_path, classifier, optimizer, schedule)
     if resumed is not None:
-        step, losses = resumed
+        step, history = resumed
         logger.info("resuming %s from step %d of %d (%s)", description, step, steps, checkpoint_path)
     classifier.train()
     last = steps if stop_after is None else min(steps, step + stop_after)
     for step in tqdm(range(step, last), initial=step, total=steps, desc=description, unit="step"):
         input_ids, attention_mask, label_ids = _training_batches(train, settings["batch_size"], pad_token_id, seed, step)
-        logits = classifier(input_ids.to(device), attention_mask.to(device))
+        with autocast(device, dtype):
+            logits = classifier(input_ids.to(device), attention_mask.to(device))
         loss = torch.nn.functional.cross_entropy(logits.float(), label_ids.to(device))
         loss_value = loss.item()
         if not np.isfinite(loss_value):
@@ -104,22 +175,46 @@ def train_classifier(
         loss.backward()
         optimizer.step()
         schedule.step()
-        losses.append(loss_value)
+        history.losses.append(loss_value)
+        if interval and ((step + 1) % interval == 0 or step + 1 == steps):
+            history.validation_steps.append(step + 1)
+            history.validation_accuracies.append(accuracy(classifier, validation, settings["batch_size"], pad_token_id, dtype))
+            classifier.train()
         if (step + 1) % settings["checkpoint_every"] == 0 or step + 1 == last:
-            save_checkpoint(checkpoint_path, classifier, optimizer, schedule, step + 1, losses)
+            save_checkpoint(checkpoint_path, classifier, optimizer, schedule, step + 1, history)
     classifier.eval()
-    return losses
+    return history
 
 
-def accuracy(classifier: MeanPooledClassifier, texts: pd.DataFrame, batch_size: int, pad_token_id: int) -> float:
-    """Share of texts whose highest logit is their label."""
+def accuracy(
+    classifier: MeanPooledClassifier,
+    texts: pd.DataFrame,
+    batch_size: int,
+    pad_token_id: int,
+    dtype: torch.dtype | None = None,
+) -> float:
+    """Share of texts whose highest logit is their label, the forward autocast to dtype (None: not)."""
     device = next(classifier.parameters()).device
     correct = 0
-    with torch.inference_mode():
+    classifier.eval()
+    with torch.inference_mode(), autocast(device, dtype):
         for _, input_ids, attention_mask, label_ids in padded_batches(texts, batch_size, pad_token_id):
             predicted = classifier(input_ids.to(device), attention_mask.to(device)).argmax(dim=-1).cpu()
             correct += int((predicted == label_ids).sum())
     return correct / len(texts)
+
+
+def validation_split(train: pd.DataFrame, fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(the texts to train on, the validation texts): a seeded share `fraction` of the training
+    texts, stratified by label where every label has two texts or more; fraction 0 keeps them all."""
+    if not 0 <= fraction < 1:
+        raise NtpsInputError(f"training.validation_fraction must be in [0, 1), got {fraction}")
+    if fraction == 0:
+        return train, train.iloc[:0]
+    counts = train["label_id"].value_counts()
+    stratify = train["label_id"] if counts.min() >= 2 else None
+    kept, validation = train_test_split(train, test_size=fraction, random_state=seed, stratify=stratify)
+    return kept.sort_index(), validation.sort_index()
 
 
 def train_and_score(
@@ -132,35 +227,73 @@ def train_and_score(
     model: str,
     dataset: str,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Trains on the texts of split "train" (train_classifier, resuming from and checkpointing to
-    checkpoints.run_checkpoint_path) and scores both splits; the checkpoint is removed at the end, as the
-    caller's versioned outputs then hold the result.
+    """Trains on the texts of split "train" less a validation share (validation_split, by
+    settings["validation_fraction"]; train_classifier, resuming from and checkpointing to
+    checkpoints.run_checkpoint_path) and scores every split; the checkpoint is removed at the end, as
+    the caller's versioned outputs then hold the result.
 
     Args:
         kind: names the run ("lora", "scratch"): its checkpoint, progress bar and metric columns.
 
     Returns:
-        (one row: model, dataset, steps, batch_size, final_training_loss,
-        <kind>_train_accuracy, <kind>_test_accuracy (NaN without test texts), training_seconds;
-        the training log: model, dataset, step, loss).
+        (one row: model, dataset, steps, batch_size, optimizer, autocast (the dtype name or "none"),
+        final_training_loss, <kind>_train_accuracy, <kind>_test_accuracy (NaN without test texts),
+        validation_texts, validation_accuracy (the last measured), plateau_reached,
+        last_epoch_gain, plateau_standard_error, steps_to_plateau (learning_curves.plateau),
+        training_seconds;
+        the training log: model, dataset, step, loss, validation_accuracy (NaN between evaluations)).
     """
     checkpoint = run_checkpoint_path(kind, tokenized_texts, language_model_card, settings, model, dataset)
     started = time.perf_counter()
-    train = tokenized_texts[tokenized_texts["split"] == "train"]
+    train, validation = validation_split(
+        tokenized_texts[tokenized_texts["split"] == "train"], float(settings.get("validation_fraction", 0.0)), settings["seed"]
+    )
     test = tokenized_texts[tokenized_texts["split"] == "test"]
-    losses = train_classifier(classifier, train, settings, pad_token_id, checkpoint, description=f"{kind} training")
+    device = next(classifier.parameters()).device
+    dtype = autocast_dtype(settings.get("autocast", "none"), device)
+    logger.info(
+        "%s training on %s / %s: %d texts, %d for validation, autocast %s on %s",
+        kind, model, dataset, len(train), len(validation), dtype or "none", device,
+    )  # fmt: skip
+    history = train_classifier(
+        classifier, train, settings, pad_token_id, checkpoint, description=f"{kind} training", validation=validation
+    )
     batch_size = settings["batch_size"]
+    curve = plateau(
+        np.asarray(history.validation_steps),
+        np.asarray(history.validation_accuracies),
+        int(settings.get("evaluations_per_epoch", 1)),
+        max(len(validation), 1),
+    )
     metrics = {
         "model": model,
         "dataset": dataset,
-        "steps": int(settings["steps"]),
+        "steps": training_steps(settings, len(train)),
         "batch_size": int(batch_size),
-        "final_training_loss": losses[-1],
-        f"{kind}_train_accuracy": accuracy(classifier, train, batch_size, pad_token_id),
-        f"{kind}_test_accuracy": accuracy(classifier, test, batch_size, pad_token_id) if len(test) else float("nan"),
+        "optimizer": settings.get("optimizer", "adafactor"),
+        "autocast": str(dtype).removeprefix("torch.") if dtype else "none",
+        "final_training_loss": history.losses[-1],
+        f"{kind}_train_accuracy": accuracy(classifier, train, batch_size, pad_token_id, dtype),
+        f"{kind}_test_accuracy": accuracy(classifier, test, batch_size, pad_token_id, dtype) if len(test) else float("nan"),
+        "validation_texts": len(validation),
+        "validation_accuracy": history.validation_accuracies[-1] if history.validation_accuracies else float("nan"),
+        "plateau_reached": curve.reached,
+        "last_epoch_gain": curve.last_epoch_gain,
+        "plateau_standard_error": curve.standard_error,
+        "steps_to_plateau": curve.step,
         "training_seconds": time.perf_counter() - started,
     }
     logger.info("%s on %s / %s: %s", kind, model, dataset, metrics)
+    if len(validation) and not curve.reached:
+        logger.warning(
+            "%s on %s / %s: the validation accuracy has not levelled off (last epoch %+.3f against a standard error "
+            "of %.3f): more steps or epochs may help",
+            kind, model, dataset, curve.last_epoch_gain, curve.standard_error,
+        )  # fmt: skip
     checkpoint.unlink(missing_ok=True)
-    log = pd.DataFrame({"model": model, "dataset": dataset, "step": np.arange(1, len(losses) + 1), "loss": losses})
+    log = pd.DataFrame(
+        {"model": model, "dataset": dataset, "step": np.arange(1, len(history.losses) + 1), "loss": history.losses}
+    )
+    measured = pd.Series(history.validation_accuracies, index=np.asarray(history.validation_steps, dtype=np.int64))
+    log["validation_accuracy"] = log["step"].map(measured).astype(float)
     return pd.DataFrame([metrics]), log

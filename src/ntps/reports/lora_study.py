@@ -21,6 +21,10 @@ from ntps.reports.correlation_study import (
 )
 
 GAIN = "accuracy_gain"
+BEST_LAYER_GAIN = "gain_over_best_layer"
+GAIN_TARGETS = {GAIN: "Gain over the probe at the final block", BEST_LAYER_GAIN: "Gain over the probe at the best layer"}
+# How each fine-tune went (ntps.modeling.training.train_and_score), carried into the gains table.
+TRAINING_COLUMNS = ("steps", "training_seconds", "validation_accuracy", "plateau_reached", "steps_to_plateau")
 # A representation already aligned with the task should leave LoRA less to gain.
 GAIN_DIRECTION = -1
 # Scores ranked against the gain without any search: the paper's baseline (the probe's own
@@ -43,29 +47,57 @@ def _check_pairs(kind: str, wanted: pd.DataFrame, available: pd.DataFrame, sourc
         )
 
 
-def accuracy_gains(lora_metrics: pd.DataFrame, probe_metrics: pd.DataFrame) -> pd.DataFrame:
-    """The paper's "ACC gain": LoRA test accuracy minus the linear probe's test accuracy, both on the
-    held-out split, per model x dataset.
+def accuracy_gains(lora_metrics: pd.DataFrame, probe_metrics: pd.DataFrame, layer_probes: pd.DataFrame) -> pd.DataFrame:
+    """What LoRA adds, on the held-out texts, over the logistic probe at the final block (the paper's
+    "ACC gain") and at the best layer (the run report's choice, by the ridge probe's leave-one-out
+    accuracy on the training texts), per model x dataset.
 
     Returns:
-        model, dataset, probe_test_accuracy, lora_test_accuracy, accuracy_gain, lora_train_accuracy,
-        steps and the probe report's reference scores (logme, h_score, n_classes, ...) it holds.
+        model, dataset, probe_test_accuracy (final block), best_layer, best_layer_probe_accuracy,
+        lora_test_accuracy, accuracy_gain (over the final block), gain_over_best_layer,
+        lora_train_accuracy, steps, training_seconds, validation_accuracy, plateau_reached,
+        steps_to_plateau, and the probe report's reference scores (logme, h_score, n_classes, ...).
     """
     probes = _final_block_probes(probe_metrics)
     _check_pairs("LoRA was trained", lora_metrics, probes, "the probe metrics")
-    table = lora_metrics.merge(probes, on=PAIR, how="left")
+    _check_pairs("LoRA was trained", lora_metrics, layer_probes, "the layer probe table")
+    best = layer_probes[layer_probes["best_layer"]][[*PAIR, "hidden_state", "logistic_test_accuracy"]].rename(
+        columns={"hidden_state": "best_layer", "logistic_test_accuracy": "best_layer_probe_accuracy"}
+    )
+    table = lora_metrics.merge(probes, on=PAIR, how="left").merge(best, on=PAIR, how="left")
     table = table.rename(columns={"logistic_test_accuracy": "probe_test_accuracy"})
     table[GAIN] = table["lora_test_accuracy"] - table["probe_test_accuracy"]
+    table[BEST_LAYER_GAIN] = table["lora_test_accuracy"] - table["best_layer_probe_accuracy"]
+    training = [column for column in TRAINING_COLUMNS if column in table.columns]
     references = [name for name in REFERENCE_SCORES if name in table.columns]
-    columns = [*PAIR, "probe_test_accuracy", "lora_test_accuracy", GAIN, "lora_train_accuracy", "steps", *references]
+    columns = [
+        *PAIR,
+        "probe_test_accuracy",
+        "best_layer",
+        "best_layer_probe_accuracy",
+        "lora_test_accuracy",
+        GAIN,
+        BEST_LAYER_GAIN,
+        "lora_train_accuracy",
+        *training,
+        *references,
+    ]
     return table[columns].sort_values(PAIR, ignore_index=True)
 
 
-def gain_correlation_summary(ntps_table: pd.DataFrame, gains: pd.DataFrame, settings: dict[str, Any]) -> pd.DataFrame:
+def gain_correlation_summary(
+    ntps_table: pd.DataFrame,
+    gains: pd.DataFrame,
+    settings: dict[str, Any],
+    datasets: dict[str, dict[str, Any]] | None = None,
+) -> pd.DataFrame:
     """Per model, how well NTPS (best in-sample and leave-one-dataset-out, both variants) and each of
-    GAIN_BASELINES rank the datasets by accuracy gain (expected sign: negative), with bootstrap
-    intervals and permutation p-values; models with fewer than 3 datasets are skipped."""
-    return summarize_targets(ntps_table, gains, {GAIN: GAIN_DIRECTION}, GAIN_BASELINES, settings)
+    GAIN_BASELINES rank the datasets by each gain (expected sign: negative), with bootstrap
+    intervals, permutation p-values, and leave-one-corpus-out rows where the datasets registry puts
+    several datasets in one corpus; models with fewer than 3 datasets are skipped."""
+    corpus_of = None if datasets is None else {name: spec.get("corpus", name) for name, spec in datasets.items()}
+    directions = dict.fromkeys(GAIN_TARGETS, GAIN_DIRECTION)
+    return summarize_targets(ntps_table, gains, directions, GAIN_BASELINES, settings, corpus_of)
 
 
 def _relative_change_percent(before: np.ndarray, after: np.ndarray) -> np.ndarray:
@@ -199,13 +231,20 @@ def lora_markdown_report(gains: pd.DataFrame, gain_summary: pd.DataFrame, ntps_c
         "",
         "## Accuracy gain of LoRA over the linear probe (test split)",
         "",
-        "| model | dataset | probe accuracy | LoRA accuracy | gain | LoRA steps |",
-        "|---|---|---|---|---|---|",
+        "Held-out accuracy of the logistic probe at the final block (the paper's baseline) and at the best layer",
+        "(chosen on the training texts by the run report), of LoRA, and LoRA's gain over each. Plateau: whether the",
+        "validation accuracy levelled off (docs/lora.md), and at which step.",
+        "",
+        "| model | dataset | probe, final block | best layer | probe there | LoRA | gain over final block | "
+        "gain over best layer | steps | plateau | minutes |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in gains.itertuples():
+        plateau = f"yes, step {row.steps_to_plateau}" if row.plateau_reached else "no"
         lines.append(
-            f"| {row.model} | {row.dataset} | {row.probe_test_accuracy:.3f} | {row.lora_test_accuracy:.3f} | "
-            f"{row.accuracy_gain:+.3f} | {row.steps} |"
+            f"| {row.model} | {row.dataset} | {row.probe_test_accuracy:.3f} | {row.best_layer} | "
+            f"{row.best_layer_probe_accuracy:.3f} | {row.lora_test_accuracy:.3f} | {row.accuracy_gain:+.3f} | "
+            f"{row.gain_over_best_layer:+.3f} | {row.steps} | {plateau} | {row.training_seconds / 60:.1f} |"
         )
     lines += ["", "## Does NTPS predict the gain? (the paper's Figure 3)", ""]
     if gain_summary.empty:
@@ -221,12 +260,12 @@ def lora_markdown_report(gains: pd.DataFrame, gain_summary: pd.DataFrame, ntps_c
             "chosen without it; `probe_test_accuracy` is the paper's baseline predictor; the other scores need",
             "no NTPS (docs/scores.md). Intervals: bootstrap over datasets.",
             "",
-            *summary_table(gain_summary, "model"),
-            "",
         ]
-        for (model, _), rows in gain_summary.groupby(["model", "statistic"], sort=False):
-            lines.append(f"- {model}, {baseline_verdict(rows)}")
-        lines.append("")
+        for target, target_rows in gain_summary.groupby("target", sort=False):
+            lines += [f"### {GAIN_TARGETS[target]}", "", *summary_table(target_rows, "model"), ""]
+            for (model, _), rows in target_rows.groupby(["model", "statistic"], sort=False):
+                lines.append(f"- {model}, {baseline_verdict(rows)}")
+            lines.append("")
     lines += ["## NTPS after LoRA (the paper's Table 2)", ""]
     for variant in scored_variants(ntps_change):
         rows = ntps_change[ntps_change["variant"] == variant]

@@ -155,6 +155,21 @@ def _accuracy(value: float, low: float, high: float) -> str:
     return f"{value:.2f} [{low:.2f}, {high:.2f}]"
 
 
+def lora_verdict(gain: pd.Series) -> str:
+    """One sentence on what LoRA added for one pair (a row of lora_study.accuracy_gains)."""
+    curve = (
+        f"its validation accuracy levelled off by step {int(gain['steps_to_plateau'])} of {int(gain['steps'])}"
+        if gain["plateau_reached"]
+        else f"its validation accuracy had not levelled off after {int(gain['steps'])} steps, so more training may help"
+    )
+    worth = "worth it" if gain["gain_over_best_layer"] > 0 else "not worth it here"
+    return (
+        f"LoRA reaches {gain['lora_test_accuracy']:.2f} held out, {gain['gain_over_best_layer']:+.2f} over the logistic "
+        f"probe at layer {int(gain['best_layer'])} and {gain['accuracy_gain']:+.2f} over the final block's "
+        f"({worth}); {curve}."
+    )
+
+
 def pair_verdict(pair_probes: pd.DataFrame, pair_choices: pd.DataFrame, pair_ntps: pd.DataFrame) -> list[str]:
     """The sentences that answer, for one pair, which layer, how well, how sure, and what the scores
     would have chosen."""
@@ -293,12 +308,33 @@ h1 { font-size: 1.6em } h2 { border-bottom: 1px solid #ddd; padding-bottom: .2em
 MIN_TASKS_FOR_REGRET = 3
 
 
+LORA_COLUMNS = [
+    "model",
+    "dataset",
+    "probe_test_accuracy",
+    "best_layer",
+    "best_layer_probe_accuracy",
+    "lora_test_accuracy",
+    "accuracy_gain",
+    "gain_over_best_layer",
+    "plateau_reached",
+    "steps_to_plateau",
+    "steps",
+]
+
+
 def run_report(
-    layer_probes: pd.DataFrame, ntps_table: pd.DataFrame, cross_task: list[str] | None = None
+    layer_probes: pd.DataFrame,
+    ntps_table: pd.DataFrame,
+    cross_task: list[str] | None = None,
+    lora_gains: pd.DataFrame | None = None,
+    lora_lines: list[str] | None = None,
 ) -> tuple[str, str, pd.DataFrame, pd.DataFrame]:
     """(HTML, markdown, layer choices, selector regret) of the run: verdicts first, then per pair the
     layer curves and the choices table, then which model serves each dataset best, then, across a
-    model's tasks, which selector to trust (split-half regret), then the cross-task summary."""
+    model's tasks, which selector to trust (split-half regret), then, once LoRA has run
+    (lora_gains, lora_study.accuracy_gains, and lora_lines, which scores predicted the gain), whether
+    fine-tuning is worth it, then the cross-task summary."""
     ntps_layers = ntps_by_layer(ntps_table)
     choices = layer_choices(layer_probes, ntps_layers)
     html_parts = [
@@ -320,6 +356,9 @@ def run_report(
     markdown += ["## Verdicts", ""]
     for (model, dataset), (pair, pair_ntps, pair_choices) in pairs.items():
         sentences = pair_verdict(pair, pair_choices, pair_ntps)
+        if lora_gains is not None:
+            gain = lora_gains[(lora_gains["model"] == model) & (lora_gains["dataset"] == dataset)]
+            sentences += [lora_verdict(row) for _, row in gain.iterrows()]
         html_parts.append(f"<h3>{html.escape(model)} / {html.escape(dataset)}</h3><ul class='verdict'>")
         html_parts += [f"<li>{html.escape(sentence)}</li>" for sentence in sentences]
         html_parts.append("</ul>")
@@ -352,6 +391,23 @@ def run_report(
             _html_table(summary),
         ]
         markdown += ["## Which selector to trust", "", intro, "", *markdown_table(summary), ""]
+    if lora_gains is not None and not lora_gains.empty:
+        intro = (
+            "Held-out accuracy of LoRA against the logistic probe at the final block and at the best layer, on the "
+            "same held-out texts, and whether LoRA's validation accuracy levelled off. Which scores ranked the tasks "
+            "by the gain (3 or more tasks):"
+        )
+        shown = lora_gains[LORA_COLUMNS]
+        html_parts += [
+            "<h2 id='lora'>Is fine-tuning worth it?</h2>",
+            f"<p>{html.escape(intro)}</p>",
+            _html_table(shown),
+            "<ul>",
+            *(f"<li>{html.escape(line)}</li>" for line in lora_lines or ["fewer than 3 tasks per model: no ranking"]),
+            "</ul>",
+        ]
+        markdown += ["## Is fine-tuning worth it?", "", intro, "", *markdown_table(shown), ""]
+        markdown += [f"- {line}" for line in lora_lines or ["fewer than 3 tasks per model: no ranking"]] + [""]
     if cross_task:
         html_parts += [
             "<h2 id='across-tasks'>Across tasks</h2><ul>",

@@ -25,8 +25,9 @@ def test_lora_and_from_scratch_pipelines_end_to_end(project, model_cache, four_l
     # The released procedure's rows in Table 2 are tested on small tables (tests/reports); the
     # small runs leave it off (SMALL_RUN_PARAMS), so the change table holds the other variants.
     assert kedro_run(project, model_cache).returncode == 0
-    steps = {"batch_size": 4, "checkpoint_every": 2, "steps": 4}
-    lora = kedro_run(project, model_cache, {f"lora.{key}": value for key, value in steps.items()}, pipeline="lora")
+    steps = {"batch_size": 4, "checkpoint_every": 2, "steps": 4, "epochs": "null"}
+    lora_settings = {**steps, "validation_fraction": 0.25, "evaluations_per_epoch": 2}
+    lora = kedro_run(project, model_cache, {f"lora.{key}": value for key, value in lora_settings.items()}, pipeline="lora")
     assert lora.returncode == 0, lora.stderr[-4000:]
 
     pair = project / "data/06_models/smollm2_4_layers/election_tweets"

@@ -20,11 +20,16 @@ from ntps.reports.plots import empty_figure, plot_ntps_at_configuration, plot_sc
 
 
 def summarize_gains(
-    lora_metrics: pd.DataFrame, probe_metrics: pd.DataFrame, ntps_table: pd.DataFrame, correlation: dict[str, Any]
+    lora_metrics: pd.DataFrame,
+    probe_metrics: pd.DataFrame,
+    layer_probe_table: pd.DataFrame,
+    ntps_table: pd.DataFrame,
+    correlation: dict[str, Any],
+    datasets: dict[str, dict[str, Any]],
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(accuracy gain per pair, Spearman r of NTPS and of the baselines against the gain per model)."""
-    gains = accuracy_gains(lora_metrics, probe_metrics)
-    return gains, gain_correlation_summary(ntps_table, gains, correlation)
+    """(accuracy gains per pair, rank correlations of NTPS and of the baselines with them per model)."""
+    gains = accuracy_gains(lora_metrics, probe_metrics, layer_probe_table)
+    return gains, gain_correlation_summary(ntps_table, gains, correlation, datasets)
 
 
 def compare_ntps_after_lora(
@@ -36,17 +41,18 @@ def compare_ntps_after_lora(
 def lora_metrics_for_mlflow(
     gains: pd.DataFrame, gain_correlations: pd.DataFrame, ntps_change: pd.DataFrame
 ) -> dict[str, list[dict[str, float]]]:
-    """accuracy_gain.<model>.<dataset>, lora_test_accuracy.<model>.<dataset>,
-    ntps_change_percent.<variant>.<model>.<dataset>, and <statistic> / p_value.<statistic>
-    .<model>.accuracy_gain.<score>.<selection>, one MLflow metric each."""
+    """accuracy_gain.<model>.<dataset>, gain_over_best_layer.<model>.<dataset>,
+    lora_test_accuracy.<model>.<dataset>, ntps_change_percent.<variant>.<model>.<dataset>, and
+    <statistic> / p_value.<statistic>.<model>.<gain>.<score>.<selection>, one MLflow metric each."""
     values = {}
     for row in gains.itertuples():
         values[f"accuracy_gain.{row.model}.{row.dataset}"] = row.accuracy_gain
+        values[f"gain_over_best_layer.{row.model}.{row.dataset}"] = row.gain_over_best_layer
         values[f"lora_test_accuracy.{row.model}.{row.dataset}"] = row.lora_test_accuracy
     for row in ntps_change.itertuples():
         values[f"ntps_change_percent.{row.variant}.{row.model}.{row.dataset}"] = row.relative_change_percent
     for row in gain_correlations.itertuples():
-        name = f"{row.statistic}.{row.model}.{GAIN}.{row.score}.{row.selection}"
+        name = f"{row.statistic}.{row.model}.{row.target}.{row.score}.{row.selection}"
         values[name], values[f"p_value.{name}"] = row.r, row.p_value
     return {name: [{"step": 0, "value": float(value)}] for name, value in values.items() if np.isfinite(value)}
 
@@ -65,7 +71,9 @@ def plot_ntps_vs_gain(
     (layer, k) against the accuracy gain (top), and the probe's accuracy against the gain (bottom),
     with dashed least-squares lines; titles give r, its bootstrap interval and permutation p, and
     NTPS's leave-one-dataset-out r."""
-    gain_correlations = gain_correlations[gain_correlations["statistic"] == FIGURE_STATISTIC]
+    gain_correlations = gain_correlations[
+        (gain_correlations["statistic"] == FIGURE_STATISTIC) & (gain_correlations["target"] == GAIN)
+    ]
     if gain_correlations.empty:
         return empty_figure("fewer than 3 datasets per model (or no Spearman r): no correlation with the LoRA gain to plot")
     variant = lora_report["figure_variant"]
@@ -129,15 +137,25 @@ def plot_ntps_change(ntps_change: pd.DataFrame) -> plt.Figure:
 
 
 def plot_training_curves(lora_training_log: pd.DataFrame) -> plt.Figure:
-    """Cross-entropy per step of every LoRA run, one panel per model, one line per dataset."""
+    """Per model (columns): the training cross-entropy per step (top) and the validation accuracy
+    where it was measured (bottom), one line per dataset."""
     models = sorted(lora_training_log["model"].unique())
-    figure, axes = plt.subplots(1, len(models), figsize=(5.5 * len(models), 3.8), squeeze=False)
-    for axis, model in zip(axes[0], models):
+    figure, axes = plt.subplots(2, len(models), figsize=(5.5 * len(models), 6.8), squeeze=False)
+    for column, model in enumerate(models):
+        loss_axis, validation_axis = axes[0, column], axes[1, column]
         for dataset, rows in lora_training_log[lora_training_log["model"] == model].groupby("dataset", sort=True):
-            axis.plot(rows["step"], rows["loss"], label=dataset, linewidth=1)
-        axis.set_xlabel("step")
-        axis.set_ylabel("training cross-entropy")
-        axis.set_title(f"{model}: LoRA training", fontsize=9)
-        axis.legend(fontsize=7)
+            (line,) = loss_axis.plot(rows["step"], rows["loss"], label=dataset, linewidth=1)
+            if "validation_accuracy" in rows and rows["validation_accuracy"].notna().any():
+                measured = rows.dropna(subset=["validation_accuracy"])
+                validation_axis.plot(
+                    measured["step"], measured["validation_accuracy"], marker=".", color=line.get_color(), label=dataset
+                )
+        loss_axis.set(xlabel="step", ylabel="training cross-entropy", title=f"{model}: LoRA training")
+        validation_axis.set(xlabel="step", ylabel="validation accuracy", title=f"{model}: learning curve")
+        loss_axis.legend(fontsize=7)
+        if validation_axis.lines:
+            validation_axis.legend(fontsize=7)
+        else:
+            validation_axis.text(0.5, 0.5, "no validation texts (lora.validation_fraction: 0)", ha="center", transform=validation_axis.transAxes)
     figure.tight_layout()
     return figure

@@ -1,5 +1,6 @@
 """The LoRA reports: every pair's results combined, the accuracy gains and their correlation with
-NTPS (Figure 3), NTPS after LoRA (Table 2), training curves, a markdown report, MLflow metrics.
+NTPS (Figure 3), NTPS after LoRA (Table 2), training curves, a markdown report, MLflow metrics, and
+the run report again with its answer to "is fine-tuning worth it?".
 
 They read the run-level ntps_table and probe_metrics of the latest `--pipelines=ntps` run.
 """
@@ -8,6 +9,7 @@ from kedro.pipeline import Pipeline, node
 
 from ntps.pipelines.ntps_after_lora.pipeline import NAMESPACE
 from ntps.pipelines.reporting.nodes import concatenate_tables
+from ntps.pipelines.run_report.nodes import write_run_report_after_lora
 from ntps.pipelines.run_selection import run_selection
 from ntps.reports.lora_study import lora_markdown_report
 
@@ -42,7 +44,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             node(
                 summarize_gains,
-                ["lora_metrics", "probe_metrics", "ntps_table", "params:correlation"],
+                ["lora_metrics", "probe_metrics", "layer_probe_table", "ntps_table", "params:correlation", "params:datasets"],
                 ["lora_gains", "lora_gain_correlations"],
                 name="summarize_gains",
             ),
@@ -78,5 +80,11 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             node(plot_ntps_change, "ntps_change_after_lora", "ntps_change_after_lora_figure", name="plot_ntps_change"),
             node(plot_training_curves, "lora_training_log", "lora_training_curves", name="plot_training_curves"),
+            node(
+                write_run_report_after_lora,
+                ["layer_probe_table", "ntps_table", "correlation_summary", "lora_gains", "lora_gain_correlations"],
+                ["run_report", "run_report_markdown"],
+                name="write_run_report_after_lora",
+            ),
         ]
     )
