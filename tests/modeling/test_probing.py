@@ -92,6 +92,11 @@ def test_the_layer_probe_finds_the_layer_that_carries_the_label():
     assert checked["hidden_state"].tolist() == [2, 3] and checked["logistic_converged"].all()
     reference = probe_metrics_table(layered(), {**SETTINGS, "hidden_states": [2, 3]})
     np.testing.assert_array_equal(checked["logistic_test_accuracy"], reference["logistic_test_accuracy"])
+    # Where probe_metrics_table already probed a hidden state (the final block, by default), its fit is reused.
+    final_block = reference[reference["hidden_state"] == 3].assign(logistic_test_accuracy=0.123)
+    reused = layer_probe_table(layered(), LAYER_SETTINGS, SETTINGS["logistic"], final_block).set_index("hidden_state")
+    assert reused.loc[3, "logistic_test_accuracy"] == 0.123
+    assert reused.loc[2, "logistic_test_accuracy"] == reference.loc[0, "logistic_test_accuracy"]
 
 
 def test_no_held_out_label_or_feature_moves_the_choice_or_the_cross_validated_figures():

@@ -87,10 +87,10 @@ def left_singular_vectors(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     X X^T and X^T X (half an SVD's cost; accurate for s^2 well above the tolerance)."""
     n, d = matrix.shape
     if n <= d:
-        squared, u = scipy.linalg.eigh(matrix @ matrix.T, driver="evd")
+        squared, u = np.linalg.eigh(matrix @ matrix.T)
         keep = squared > squared.max(initial=0.0) * RANK_TOLERANCE
         return squared[keep], u[:, keep]
-    squared, v = scipy.linalg.eigh(matrix.T @ matrix, driver="evd")
+    squared, v = np.linalg.eigh(matrix.T @ matrix)
     keep = squared > squared.max(initial=0.0) * RANK_TOLERANCE
     return squared[keep], (matrix @ v[:, keep]) / np.sqrt(squared[keep])
 

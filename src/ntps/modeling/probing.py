@@ -138,7 +138,12 @@ def probe_metrics_table(pooled: PooledFeatures, settings: dict[str, Any]) -> pd.
     return table
 
 
-def layer_probe_table(pooled: PooledFeatures, settings: dict[str, Any], logistic: dict[str, Any]) -> pd.DataFrame:
+def layer_probe_table(
+    pooled: PooledFeatures,
+    settings: dict[str, Any],
+    logistic: dict[str, Any],
+    probe_metrics: pd.DataFrame | None = None,
+) -> pd.DataFrame:
     """How well each pooled hidden state serves the task, from the training texts alone, with the
     held-out texts only checking the answer: one row per pooled hidden state.
 
@@ -154,9 +159,10 @@ def layer_probe_table(pooled: PooledFeatures, settings: dict[str, Any], logistic
     decomposition: h_score, h_score_shrunk and the label-free effective_rank (RankMe), and logme (on
     the raw features, as LogME is defined). Features are standardized on the training texts.
 
-    At the best layer and at the final block only, the logistic probe of probe_metrics_table
-    (settings["logistic"]) checks the cheap one: logistic_test_accuracy, logistic_converged (NaN
-    elsewhere).
+    At the best layer and at the final block only, the logistic probe of probe_metrics_table (with
+    `logistic`'s settings) checks the cheap one: logistic_test_accuracy, logistic_converged (NaN
+    elsewhere), taken from probe_metrics (probe_metrics_table's rows, fitted alike) where it probed
+    that hidden state and fitted here otherwise.
     """
     level = settings["interval_level"]
     rows = []
@@ -197,7 +203,14 @@ def layer_probe_table(pooled: PooledFeatures, settings: dict[str, Any], logistic
     table["logistic_test_accuracy"] = float("nan")
     table["logistic_converged"] = pd.array([pd.NA] * len(table), dtype="boolean")
     checked = table.loc[table["best_layer"] | (table["hidden_state"] == table["hidden_state"].max())]
+    fitted = pd.DataFrame(columns=["hidden_state"]) if probe_metrics is None else probe_metrics
+    fitted = fitted.set_index("hidden_state")
     for index, hidden_state in zip(checked.index, checked["hidden_state"]):
+        if hidden_state in fitted.index:
+            table.loc[index, ["logistic_test_accuracy", "logistic_converged"]] = fitted.loc[
+                hidden_state, ["logistic_test_accuracy", "logistic_converged"]
+            ].to_list()
+            continue
         train, train_labels = pooled.split("train", hidden_state)
         test, test_labels = pooled.split("test", hidden_state)
         result = fit_logistic_probe(

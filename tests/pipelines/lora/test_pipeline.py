@@ -52,6 +52,18 @@ def test_lora_and_from_scratch_pipelines_end_to_end(project, model_cache, four_l
     gains = pd.read_parquet(next((reports / "lora_gains.parquet").glob("*/*")))
     assert sorted(gains["dataset"]) == sorted(datasets)
     np.testing.assert_allclose(gains["accuracy_gain"], gains["lora_test_accuracy"] - gains["probe_test_accuracy"])
+    np.testing.assert_allclose(
+        gains["gain_over_best_layer"], gains["lora_test_accuracy"] - gains["best_layer_probe_accuracy"]
+    )
+    metrics = pd.read_parquet(next((reports / "lora_metrics.parquet").glob("*/*")))
+    assert (metrics["validation_texts"] > 0).all() and metrics["validation_accuracy"].between(0, 1).all()
+    assert set(metrics["autocast"]) <= {"bfloat16", "none"} and (metrics["optimizer"] == "adamw").all()
+    log = pd.read_parquet(next((reports / "lora_training_log.parquet").glob("*/*")))
+    assert log.groupby("dataset")["validation_accuracy"].count().ge(2).all(), "a learning curve per pair"
+    # The lora pipeline writes the run report again, now with its answer on fine-tuning.
+    run_reports = sorted((reports / "run_report_markdown.md").glob("*/*"))
+    assert len(run_reports) == 2 and "## Is fine-tuning worth it?" in run_reports[-1].read_text()
+    assert "Is fine-tuning worth it?" not in run_reports[0].read_text()
     change = pd.read_parquet(next((reports / "ntps_change_after_lora.parquet").glob("*/*")))
     assert len(change) == (len(VARIANTS) - 1) * len(datasets) and change["ntps_after"].between(0, 1).all()
     report = next((reports / "lora_report.md").glob("*/*")).read_text()

@@ -20,9 +20,11 @@ def fit_probes(pooled_features: dict[str, np.ndarray], probes: dict[str, Any], m
 
 
 def probe_every_layer(
-    pooled_features: dict[str, np.ndarray], probes: dict[str, Any], model: str, dataset: str
+    pooled_features: dict[str, np.ndarray], probe_metrics: pd.DataFrame, probes: dict[str, Any], model: str, dataset: str
 ) -> pd.DataFrame:
-    table = layer_probe_table(PooledFeatures.from_arrays(pooled_features), probes["layers"], probes["logistic"])
+    table = layer_probe_table(
+        PooledFeatures.from_arrays(pooled_features), probes["layers"], probes["logistic"], probe_metrics
+    )
     table.insert(0, "dataset", dataset)
     table.insert(0, "model", model)
     return table

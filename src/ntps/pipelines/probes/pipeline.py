@@ -19,7 +19,7 @@ def template(model: str, dataset: str) -> Pipeline:
             ),
             node(
                 bind(probe_every_layer, model=model, dataset=dataset),
-                ["pooled_features", "params:probes"],
+                ["pooled_features", "probe_metrics", "params:probes"],
                 "layer_probe_table",
                 name="probe_every_layer",
             ),
