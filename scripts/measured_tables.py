@@ -4,6 +4,7 @@ and no figure is typed by hand.
 
     .venv/bin/python scripts/measured_tables.py export --env base    # after kedro run --pipelines=ntps
     .venv/bin/python scripts/measured_tables.py export --env study   # after kedro run --env study --pipelines=ntps
+    .venv/bin/python scripts/measured_tables.py export --env study --lora   # after ... --pipelines=lora
     .venv/bin/python scripts/measured_tables.py render               # rewrite every table that has results
     .venv/bin/python scripts/measured_tables.py render --check       # exit 1 where a page differs from its results
 """
@@ -155,7 +156,106 @@ def regret_table() -> str:
     return "\n".join(lines)
 
 
+def lora_tasks_table() -> str:
+    """docs/lora.md's per-task results of the LoRA study."""
+    gains = pd.read_csv(run_folder("study") / "lora_gains.csv")
+    columns = ["task", "probe, final block", "best layer", "probe there", "LoRA", "gain over final block"]
+    columns += ["gain over best layer", "levelled off at step", "minutes"]
+    lines = [_row(columns), "|" + "---|" * len(columns)]
+    for row in gains.itertuples():
+        plateau = f"{row.steps_to_plateau} of {row.steps}" if row.plateau_reached else f"no ({row.steps} steps)"
+        lines.append(
+            _row(
+                [
+                    row.dataset,
+                    f"{row.probe_test_accuracy:.3f}",
+                    row.best_layer,
+                    f"{row.best_layer_probe_accuracy:.3f}",
+                    f"{row.lora_test_accuracy:.3f}",
+                    f"{row.accuracy_gain:+.3f}",
+                    f"{row.gain_over_best_layer:+.3f}",
+                    plateau,
+                    f"{row.training_seconds / 60:.1f}",
+                ]
+            )
+        )
+    lines += [
+        "",
+        f"LoRA beat the probe at the best layer on {int((gains['gain_over_best_layer'] > 0).sum())} of {len(gains)} "
+        f"tasks and the final block's on {int((gains['accuracy_gain'] > 0).sum())}; its validation accuracy levelled "
+        f"off on {int(gains['plateau_reached'].sum())}. Training took {gains['training_seconds'].sum() / 60:.0f} "
+        "minutes in all.",
+    ]
+    return "\n".join(lines)
+
+
+def lora_correlation_table() -> str:
+    """docs/lora.md's rank correlations of each score with LoRA's gains over the study's tasks."""
+    summary = pd.read_csv(run_folder("study") / "lora_gain_correlations.csv")
+    return "\n".join(summary_table(summary, "target"))
+
+
+def ntps_change_summary() -> str:
+    """docs/lora.md's Table 2 over the study: in how many tasks NTPS rose after LoRA, per variant."""
+    change = pd.read_csv(run_folder("study") / "ntps_change_after_lora.csv")
+    columns = ["variant", "rose at the configuration", "median change (%)", "mean share of the grid that rose"]
+    lines = [_row(columns), "|" + "---|" * len(columns)]
+    for variant, rows in change.groupby("variant", sort=True):
+        rose = int((rows["ntps_after"] > rows["ntps_before"]).sum())
+        lines.append(
+            _row(
+                [
+                    variant,
+                    f"{rose} of {len(rows)}",
+                    f"{rows['relative_change_percent'].median():+.1f}",
+                    f"{rows['grid_share_increased'].mean():.2f}",
+                ]
+            )
+        )
+    return "\n".join(lines)
+
+
+def logistic_check_table(env: str) -> Callable[[], str]:
+    """The ridge probe's held-out accuracy beside the logistic probe's, at the best layer and the final
+    block of each dataset of a run, and how far apart they are."""
+
+    def render() -> str:
+        checks = pd.read_csv(run_folder(env) / "logistic_checks.csv")
+        columns = ["dataset", "layer", "which", "ridge, leave-one-out", "ridge, held out", "logistic, held out"]
+        lines = [_row(columns), "|" + "---|" * len(columns)]
+        for row in checks.itertuples():
+            which = " and ".join(name for name, flag in (("best", row.best_layer), ("final block", row.final_block)) if flag)
+            converged = "" if row.logistic_converged else " (not converged)"
+            lines.append(
+                _row(
+                    [
+                        row.dataset,
+                        row.hidden_state,
+                        which,
+                        f"{row.loo_accuracy:.3f}",
+                        f"{row.test_accuracy:.3f}",
+                        f"{row.logistic_test_accuracy:.3f}{converged}",
+                    ]
+                )
+            )
+        difference = checks["test_accuracy"] - checks["logistic_test_accuracy"]
+        lines += [
+            "",
+            f"Over these {len(checks)} (dataset, layer) pairs the ridge probe's held-out accuracy minus the logistic "
+            f"probe's is {difference.mean():+.3f} on average (from {difference.min():+.3f} to {difference.max():+.3f}); "
+            f"their correlation is {checks['test_accuracy'].corr(checks['logistic_test_accuracy']):.2f}.",
+        ]
+        return "\n".join(lines)
+
+    return render
+
+
 RENDERERS: dict[str, Callable[[], str]] = {
+    "scores-logistic-check-default": logistic_check_table("base"),
+    "study-logistic-check": logistic_check_table("study"),
+    "lora-study-tasks": lora_tasks_table,
+    "lora-study-correlations": lora_correlation_table,
+    "lora-study-ntps-change": ntps_change_summary,
     "study-selector-regret": regret_table,
     **{
         f"benchmarks-{measure}": benchmark_lines(measure)
@@ -224,6 +324,12 @@ def export(env: str) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     summary.to_csv(folder / "correlation_summary.csv", index=False, float_format="%.6g")
     regret.to_csv(folder / "selector_regret.csv", index=False, float_format="%.6g")
+    checked = layer_probes.dropna(subset=["logistic_test_accuracy"])
+    checked = checked.assign(final_block=checked["hidden_state"] == layer_probes["hidden_state"].max())
+    columns = ["dataset", "hidden_state", "best_layer", "final_block", "loo_accuracy", "test_accuracy"]
+    checked[[*columns, "logistic_test_accuracy", "logistic_converged"]].sort_values(["dataset", "hidden_state"]).to_csv(
+        folder / "logistic_checks.csv", index=False, float_format="%.6g"
+    )
     if env == "base":
         penultimate = excess[excess["layer"] == excess["layer"].max() - 1]
         d = int(penultimate["k"].max())
@@ -233,17 +339,34 @@ def export(env: str) -> None:
     logger.info("wrote %s", folder.relative_to(REPOSITORY))
 
 
+def export_lora(env: str) -> None:
+    """Writes the LoRA study's tables from the latest outputs of `kedro run --env <env> --pipelines=lora`."""
+    from kedro.framework.session import KedroSession
+    from kedro.framework.startup import bootstrap_project
+
+    bootstrap_project(REPOSITORY)
+    with KedroSession.create(project_path=REPOSITORY, env=None if env == "base" else env) as session:
+        catalog = session.load_context().catalog
+        tables = {name: catalog.load(name) for name in ("lora_gains", "lora_gain_correlations", "ntps_change_after_lora")}
+    folder = run_folder(env)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, table in tables.items():
+        table.to_csv(folder / f"{name}.csv", index=False, float_format="%.6g")
+    logger.info("wrote the LoRA tables of %d tasks to %s", len(tables["lora_gains"]), folder.relative_to(REPOSITORY))
+
+
 def main(arguments: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     export_command = commands.add_parser("export", help="copy a run's results into benchmarks/results/")
     export_command.add_argument("--env", default="base", help="the Kedro environment that ran (base: the default run)")
+    export_command.add_argument("--lora", action="store_true", help="the LoRA study's tables (after --pipelines=lora)")
     render_command = commands.add_parser("render", help="render the pages' measured tables from benchmarks/results/")
     render_command.add_argument("--check", action="store_true", help="change nothing; exit 1 where a page differs")
     options = parser.parse_args(arguments)
     if options.command == "export":
-        export(options.env)
+        (export_lora if options.lora else export)(options.env)
         return 0
     return render(options.check)
 

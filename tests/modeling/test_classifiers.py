@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import transformers
 
 from ntps.core.errors import NtpsInputError
 from ntps.modeling.classifiers import (
@@ -21,6 +22,12 @@ def test_qkv_modules_are_found_per_architecture_and_unknown_ones_are_named():
     assert attention_projection_modules(tiny_gpt2()) == ["c_attn"]
     assert attention_projection_modules(tiny_llama()) == ["q_proj", "k_proj", "v_proj"]
     assert attention_projection_modules(torch.nn.ModuleDict({"attention": FusedQkvAttention()})) == ["qkv_proj"]
+    neox = transformers.GPTNeoXConfig(
+        vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32
+    )
+    assert attention_projection_modules(transformers.AutoModel.from_config(neox)) == ["query_key_value"]
+    falcon = transformers.FalconConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=2)
+    assert attention_projection_modules(transformers.AutoModel.from_config(falcon)) == ["query_key_value"]
     with pytest.raises(NtpsInputError, match=r"linear layers are named \['dense', 'proj'\]"):
         attention_projection_modules(torch.nn.ModuleDict({"dense": torch.nn.Linear(4, 4), "proj": torch.nn.Linear(4, 4)}))
 

@@ -79,12 +79,37 @@ def test_pipelines_built_outside_a_session_read_the_environment_from_disk(projec
     assert len(run_selection().pairs()) == 96
 
 
+LOCAL_MODEL = {"source": "local", "path": "folder"}
+LOCAL_DATASET = {"source": "local", "path": "texts.csv", "text_column": "text", "label_column": "label"}
+
+
 def test_run_selection_refuses_unknown_names():
-    parameters = {"run": {"models": ["m"], "datasets": ["d", "e"]}, "models": {"m": {}}, "datasets": {"d": {}}}
+    parameters = {
+        "run": {"models": ["m"], "datasets": ["d", "e"]},
+        "models": {"m": LOCAL_MODEL},
+        "datasets": {"d": LOCAL_DATASET},
+    }
     with pytest.raises(NtpsInputError, match=r"run.datasets names \['e'\], which are not in the `datasets:` registry"):
         selection_from_parameters(parameters)
-    parameters["datasets"]["e"] = {}
+    parameters["datasets"]["e"] = {**LOCAL_DATASET, "path": "other.csv"}
     assert selection_from_parameters(parameters).pairs() == [("m", "d"), ("m", "e")]
+
+
+def test_a_misspelt_or_foreign_key_in_a_selected_entry_stops_the_run_naming_it_and_the_allowed_ones():
+    parameters = {"run": {"models": ["m"], "datasets": ["d"]}, "models": {"m": LOCAL_MODEL}}
+    with pytest.raises(NtpsInputError, match=r"(?s)datasets.d: unknown key\(s\) \['keep_label'\] for source local.*'keep_labels'"):
+        selection_from_parameters({**parameters, "datasets": {"d": {**LOCAL_DATASET, "keep_label": ["a"]}}})
+    with pytest.raises(NtpsInputError, match=r"datasets.d: unknown key\(s\) \['hf_config'\] for source local"):
+        selection_from_parameters({**parameters, "datasets": {"d": {**LOCAL_DATASET, "hf_config": "x"}}})
+    with pytest.raises(NtpsInputError, match=r"models.m: unknown key\(s\) \['trust_remote_cod'\]"):
+        selection_from_parameters(
+            {**parameters, "models": {"m": {**LOCAL_MODEL, "trust_remote_cod": True}}, "datasets": {"d": LOCAL_DATASET}}
+        )
+    with pytest.raises(NtpsInputError, match=r"models.m: source must be one of \['embedded_gguf', 'huggingface', 'local'\]"):
+        selection_from_parameters({**parameters, "models": {"m": {"path": "x"}}, "datasets": {"d": LOCAL_DATASET}})
+    # Entries the run does not select are not checked: a registry may hold entries for other runs.
+    unselected = {"d": LOCAL_DATASET, "other": {"source": "ftp"}}
+    assert selection_from_parameters({**parameters, "datasets": unselected}).datasets == ("d",)
 
 
 def test_the_paper_grid_environment_selects_8_models_by_12_datasets():

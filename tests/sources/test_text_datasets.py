@@ -118,3 +118,40 @@ def test_a_split_column_is_read_as_train_and_test_and_other_values_must_be_mappe
     assert renamed["split"].value_counts().to_dict() == {"train": 8, "test": 4}
     with pytest.raises(NtpsInputError, match="map each split value to train, test or null"):
         select_labeled_texts(raw, {**spec, "split_names": {"validation": "dev"}}, {})
+
+
+def test_blank_labels_are_dropped_with_a_count_that_names_the_column(caplog):
+    raw = pd.DataFrame({"t": [f"text {i}" for i in range(10)], "y": ["a", "b", None, "a", " ", "b", float("nan"), "a", "b", "a"]})
+    with caplog.at_level(logging.WARNING):
+        texts = select_labeled_texts(raw, {"text_column": "t", "label_column": "y"}, {})
+    assert len(texts) == 7 and set(texts["label"]) == {"a", "b"}
+    assert "dropping 3 texts whose label column 'y' is empty (rows [2, 4, 6])" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("suffix", "write"),
+    [
+        (".csv", lambda frame, path: frame.to_csv(path, index=False)),
+        (".parquet", lambda frame, path: frame.to_parquet(path)),
+        (".jsonl", lambda frame, path: frame.to_json(path, orient="records", lines=True)),
+    ],
+)
+@pytest.mark.parametrize("labels", [["pos", "neg"], [1, 0], [True, False]])
+def test_local_files_of_every_format_with_string_integer_or_boolean_labels(tmp_path, suffix, write, labels):
+    frame = pd.DataFrame({"review": [f"review number {i}" for i in range(20)], "label": labels * 10})
+    path = tmp_path / f"reviews{suffix}"
+    write(frame, path)
+    spec = {"source": "local", "path": str(path), "text_column": "review", "label_column": "label"}
+    texts = select_labeled_texts(read_raw_dataset(spec), spec, {"seed": 0, "test_fraction": 0.5})
+    assert sorted(texts["label"].unique()) == sorted(str(label) for label in labels)
+    assert len(texts) == 20 and set(texts["split"]) == {"train", "test"}
+
+
+def test_a_file_in_another_encoding_is_named_with_the_fix_and_read_with_its_encoding(tmp_path):
+    path = tmp_path / "latin.csv"
+    path.write_bytes("text,label\ncafé crème,a\nna\xefve,b\nplain,a\n".encode("latin-1"))
+    spec = {"source": "local", "path": str(path), "text_column": "text", "label_column": "label"}
+    with pytest.raises(NtpsInputError, match=r"(?s)latin.csv' is not utf-8 text.*encoding: latin-1"):
+        read_raw_dataset(spec)
+    raw = read_raw_dataset({**spec, "encoding": "latin-1"})
+    assert raw["text"].tolist() == ["café crème", "naïve", "plain"]

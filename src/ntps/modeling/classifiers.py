@@ -15,16 +15,16 @@ from ntps.core.errors import NtpsInputError
 from ntps.modeling.adapter_format import LoraAdapter
 from ntps.sources.language_models import hidden_size
 
-# Projection names per architecture family: fused (GPT-2's c_attn, OpenELM's qkv_proj) or separate.
-QKV_MODULE_NAMES = (("c_attn",), ("qkv_proj",), ("q_proj", "k_proj", "v_proj"))
+# Projection names per architecture family: fused (GPT-2's c_attn, OpenELM's and Phi-3's qkv_proj,
+# GPT-NeoX's and Falcon's query_key_value) or separate (Llama, Qwen, Mistral, Gemma, OLMo).
+QKV_MODULE_NAMES = (("c_attn",), ("qkv_proj",), ("query_key_value",), ("q_proj", "k_proj", "v_proj"))
 
 
 def attention_projection_modules(model: torch.nn.Module) -> list[str]:
     """The attention query/key/value projection module names LoRA adapts in this model.
 
     Raises:
-        NtpsInputError: the architecture has none of GPT-2's c_attn, OpenELM's qkv_proj or
-            Llama/Qwen's q_proj/k_proj/v_proj.
+        NtpsInputError: the architecture has none of the names of QKV_MODULE_NAMES.
     """
     leaf_names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
     for names in QKV_MODULE_NAMES:
@@ -34,8 +34,8 @@ def attention_projection_modules(model: torch.nn.Module) -> list[str]:
         {name.rsplit(".", 1)[-1] for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)}
     )
     raise NtpsInputError(
-        f"cannot find the attention query/key/value projections of {type(model).__name__}: expected c_attn, "
-        f"qkv_proj or q_proj/k_proj/v_proj; its linear layers are named {linear}"
+        f"cannot find the attention query/key/value projections of {type(model).__name__}: expected one of "
+        f"{['/'.join(names) for names in QKV_MODULE_NAMES]}; its linear layers are named {linear}"
     )
 
 

@@ -11,6 +11,8 @@ from typing import Any
 
 from ntps.core.errors import NtpsInputError
 from ntps.run_parameters import run_parameters
+from ntps.sources.language_models import MODEL_KEYS
+from ntps.sources.text_datasets import DATASET_KEYS
 
 # Dataset keys that label a text but never drop one: datasets whose entries differ only in these
 # (label views of one corpus) hold the same texts, sampled alike, and share one forward pass.
@@ -42,8 +44,24 @@ def text_samples(datasets: tuple[str, ...], registry: Mapping[str, Any]) -> tupl
     return tuple(tuple(views) for views in samples.values())
 
 
+def check_entry_keys(kind: str, name: str, entry: Mapping[str, Any], allowed: Mapping[str, tuple[str, ...]]) -> None:
+    """Stops on a key the entry's source does not read (a misspelt optional key would otherwise be
+    ignored silently), naming it and the keys allowed; allowed maps "common" and each source to keys."""
+    source = entry.get("source")
+    if source not in allowed:
+        sources = sorted(set(allowed) - {"common"})
+        raise NtpsInputError(f"{kind}.{name}: source must be one of {sources}, got {source!r}")
+    keys = (*allowed["common"], *allowed[source])
+    unknown = sorted(set(entry) - set(keys))
+    if unknown:
+        raise NtpsInputError(
+            f"{kind}.{name}: unknown key(s) {unknown} for source {source}; the keys allowed are {sorted(keys)}"
+        )
+
+
 def selection_from_parameters(parameters: dict[str, Any]) -> RunSelection:
-    """The `run:` selection, checked against the `models:` and `datasets:` registries."""
+    """The `run:` selection, checked against the `models:` and `datasets:` registries, and the
+    selected entries' keys against those their source reads."""
     run = parameters.get("run") or {}
     selection = RunSelection(models=tuple(run.get("models") or ()), datasets=tuple(run.get("datasets") or ()))
     if not selection.models or not selection.datasets:
@@ -56,6 +74,8 @@ def selection_from_parameters(parameters: dict[str, Any]) -> RunSelection:
         bad = [name for name in names if not name.isidentifier()]
         if bad:
             raise NtpsInputError(f"{kind} names must be identifiers (they become namespaces), got {bad}")
+        for name in names:
+            check_entry_keys(kind, name, registry[name] or {}, {"models": MODEL_KEYS, "datasets": DATASET_KEYS}[kind])
     return dataclasses.replace(selection, text_samples=text_samples(selection.datasets, parameters["datasets"]))
 
 

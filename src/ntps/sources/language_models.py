@@ -56,6 +56,15 @@ def _convert_gguf(package: str, gguf_file: str, destination: Path) -> None:
         shutil.rmtree(staging, ignore_errors=True)
 
 
+# The keys a model entry may hold: every source's, and each source's own.
+MODEL_KEYS = {
+    "common": ("source", "trust_remote_code", "tokenizer"),
+    "embedded_gguf": ("package", "gguf_file"),
+    "huggingface": ("hf_id",),
+    "local": ("path",),
+}
+
+
 def resolve_model_location(spec: dict[str, Any], cache_dir: str) -> str:
     """A Hugging Face id or local folder for the model described by spec.
 

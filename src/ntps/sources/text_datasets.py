@@ -113,10 +113,40 @@ def _read_local_file(spec: dict[str, Any]) -> pd.DataFrame:
     path = Path(spec["path"])
     if not path.is_file():
         raise DatasetNotAvailableError(f"local dataset file '{path}' does not exist")
-    readers = {".csv": pd.read_csv, ".parquet": pd.read_parquet, ".jsonl": lambda p: pd.read_json(p, lines=True)}
+    encoding = spec.get("encoding", "utf-8")
+    readers = {
+        ".csv": lambda p: pd.read_csv(p, encoding=encoding),
+        ".parquet": pd.read_parquet,
+        ".jsonl": lambda p: pd.read_json(p, lines=True, encoding=encoding),
+    }
     if path.suffix not in readers:
         raise NtpsInputError(f"local dataset '{path}': use .csv, .parquet or .jsonl, got '{path.suffix}'")
-    return readers[path.suffix](path)
+    try:
+        return readers[path.suffix](path)
+    except UnicodeDecodeError as error:
+        raise NtpsInputError(
+            f"local dataset '{path}' is not {encoding} text ({error.reason} at byte {error.start}); set the entry's "
+            "encoding to the file's, e.g. encoding: latin-1 (or cp1252), or save the file as UTF-8"
+        ) from error
+
+
+# The keys a dataset entry may hold: every source's, and each source's own.
+DATASET_KEYS = {
+    "common": (
+        "source",
+        "corpus",
+        "text_column",
+        "text_columns",
+        "text_template",
+        "label_column",
+        "label_pattern",
+        "keep_labels",
+        "split_names",
+    ),
+    "embedded": ("embedded_name",),
+    "huggingface": ("hf_id", "hf_config", "splits"),
+    "local": ("path", "encoding"),
+}
 
 
 def read_raw_dataset(spec: dict[str, Any]) -> pd.DataFrame:
@@ -233,6 +263,15 @@ def select_labeled_texts(raw: pd.DataFrame, spec: dict[str, Any], sampling: dict
         )
     if raw.empty:
         raise NtpsInputError("the dataset is empty")
+    labels = raw[label_column]
+    unlabeled = labels.isna() | (labels.astype(str).str.strip() == "")
+    if unlabeled.any():
+        rows = unlabeled[unlabeled].index.tolist()
+        logger.warning(
+            "dropping %d texts whose label column '%s' is empty (rows %s%s)",
+            len(rows), label_column, rows[:10], " ..." if len(rows) > 10 else "",
+        )  # fmt: skip
+        raw = raw[~unlabeled]
     frame = pd.DataFrame(
         {
             "text": compose_texts(raw, text_columns, spec.get("text_template")).str.strip(),
