@@ -1,8 +1,14 @@
-"""ntps.hooks.ResourceUsageHook: a node's time runs until its outputs are saved."""
+"""ntps.hooks: a node's time runs until its outputs are saved; an interrupted run is recorded as killed."""
 
 from __future__ import annotations
 
+import os
+import signal
+import time
+
+import mlflow
 import numpy as np
+import pytest
 from kedro.framework.hooks.manager import _create_hook_manager
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.pipeline import Pipeline, node
@@ -61,3 +67,27 @@ def test_a_node_whose_output_is_computed_as_it_is_saved_is_timed_until_the_save(
     seconds = {name: row["seconds"] for name, row in usage._rows.items()}
     assert seconds == {"solve": 1.0 + 3 * 5.0, "summarize": 2.0}
     assert {row["stage"] for row in usage._rows.values()} == {"eigen_subspaces", "ntps_scores"}
+
+
+def test_an_interrupted_run_is_recorded_as_killed_and_the_handlers_are_restored(tmp_path):
+    previous_uri = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    interrupted = hooks.InterruptedRunHook()
+    before = signal.getsignal(signal.SIGINT)
+    run = mlflow.start_run()
+    try:
+        interrupted.before_pipeline_run()
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)  # the signal arrives before this ends
+        status = mlflow.get_run(run.info.run_id).info.status
+    finally:
+        if mlflow.active_run() is not None:
+            mlflow.end_run()
+        mlflow.set_tracking_uri(previous_uri)
+    assert status == "KILLED"
+    assert signal.getsignal(signal.SIGINT) is before
+    # A run that ends normally leaves the handlers as they were.
+    interrupted.before_pipeline_run()
+    interrupted.after_pipeline_run()
+    assert signal.getsignal(signal.SIGINT) is before

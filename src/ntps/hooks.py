@@ -1,11 +1,13 @@
-"""The project's hooks: the run's parameters for the pipeline builders, and per-node and per-stage
-wall time and peak memory, logged to the run's MLflow run."""
+"""The project's hooks: the run's parameters for the pipeline builders, per-node and per-stage wall
+time and peak memory logged to the run's MLflow run, and an interrupted run recorded as such."""
 
 from __future__ import annotations
 
 import logging
 import resource
+import signal
 import sys
+import threading
 import time
 from typing import Any
 
@@ -116,3 +118,43 @@ class ResourceUsageHook:
                 }
             )
         mlflow.log_text(nodes.to_csv(index=False), "reports/node_resources.csv")
+
+
+class InterruptedRunHook:
+    """A run stopped by Ctrl-C or SIGTERM is recorded in MLflow as KILLED. Kedro hands only exceptions
+    to on_pipeline_error, which kedro-mlflow marks FAILED; an interrupt passes it by, and MLflow's exit
+    handler would then end the open run as FINISHED."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self._previous: dict[int, Any] = {}
+
+    @hook_impl
+    def before_pipeline_run(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return  # signal handlers can only be set from the main thread
+        for signum in self.SIGNALS:
+            self._previous[signum] = signal.getsignal(signum)
+            signal.signal(signum, self._interrupted)
+
+    def _interrupted(self, signum: int, frame) -> None:
+        run = mlflow.active_run()
+        if run is not None:
+            logger.warning("run interrupted (%s): MLflow run %s ends as KILLED", signal.Signals(signum).name, run.info.run_id)
+            mlflow.end_run(status="KILLED")
+        self._restore()
+        raise KeyboardInterrupt
+
+    def _restore(self) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous = {}
+
+    @hook_impl
+    def after_pipeline_run(self) -> None:
+        self._restore()
+
+    @hook_impl
+    def on_pipeline_error(self) -> None:
+        self._restore()

@@ -6,9 +6,9 @@ import logging
 import warnings
 
 import ntps.third_party_warnings  # noqa: F401 (filters for sessions started outside the CLI)
-from ntps.hooks import ResourceUsageHook, RunParametersHook
+from ntps.hooks import InterruptedRunHook, ResourceUsageHook, RunParametersHook
 
-HOOKS = (RunParametersHook(), ResourceUsageHook())
+HOOKS = (RunParametersHook(), ResourceUsageHook(), InterruptedRunHook())
 
 # Installed plugins for which to disable hook auto-registration.
 # DISABLE_HOOKS_FOR_PLUGINS = ("kedro-viz",)

@@ -16,6 +16,7 @@ from typing import Any
 import peft
 import torch
 import transformers
+from filelock import FileLock
 
 from ntps.core.errors import NtpsInputError
 from ntps.core.linalg import resolve_device
@@ -45,7 +46,6 @@ def _convert_gguf(package: str, gguf_file: str, destination: Path) -> None:
     config.pop("quantization_config", None)
     plain = transformers.AutoModelForCausalLM.from_config(type(quantized.config).from_dict(config), dtype=torch.float32)
     plain.load_state_dict(quantized.state_dict())
-    destination.parent.mkdir(parents=True, exist_ok=True)
     # Written beside the destination and renamed, so a killed conversion leaves no half folder.
     staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}-", dir=destination.parent))
     try:
@@ -75,7 +75,11 @@ def resolve_model_location(spec: dict[str, Any], cache_dir: str) -> str:
     if source == "embedded_gguf":
         destination = Path(cache_dir) / f"{spec['package']}--{Path(spec['gguf_file']).stem}"
         if not (destination / "config.json").is_file():
-            _convert_gguf(spec["package"], spec["gguf_file"], destination)
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            # Runs started together convert once: the others wait for the lock, then find the folder.
+            with FileLock(destination.parent / f".{destination.name}.lock"):
+                if not (destination / "config.json").is_file():
+                    _convert_gguf(spec["package"], spec["gguf_file"], destination)
         return str(destination)
     if source == "local":
         path = Path(spec["path"])
