@@ -108,3 +108,45 @@ def test_changed_nodes_runner_reruns_what_a_change_reaches_and_finishes_a_killed
     ran, skipped = runner_log(rerun)
     assert finished <= skipped and ran.isdisjoint(finished) and ran | skipped == everything
     assert "tiny_llama.rotten_tomatoes.score_ntps" in ran, "the unfinished part of the DAG ran"
+
+
+def test_a_file_or_hub_snapshot_a_parameter_names_is_part_of_the_fingerprint(tmp_path, monkeypatch):
+    """Editing a local dataset in place reruns the node that reads it; an unchanged file does not; a new
+    revision in the Hugging Face cache reruns the node of an hf_id."""
+    from huggingface_hub import constants
+    from kedro.io import DataCatalog, MemoryDataset
+    from kedro.pipeline import Pipeline, node
+
+    from ntps.runners import ChangedNodesRunner
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    csv = tmp_path / "texts.csv"
+    csv.write_text("text,label\na,x\nb,y\n")
+    refs = tmp_path / "hub/datasets--org--texts/refs"
+    refs.mkdir(parents=True)
+    (refs / "main").write_text("1111")
+    reads = []
+
+    def read(entry, hub_entry):
+        reads.append(csv.read_text())
+        return len(reads)
+
+    pipeline = Pipeline([node(read, ["params:dataset", "params:hub_dataset"], "count", name="read")])
+
+    def run() -> int:
+        catalog = DataCatalog(
+            datasets={
+                "params:dataset": MemoryDataset({"source": "local", "path": str(csv)}),
+                "params:hub_dataset": MemoryDataset({"source": "huggingface", "hf_id": "org/texts"}),
+                "count": MemoryDataset(),
+            }
+        )
+        before = len(reads)
+        ChangedNodesRunner(fingerprints_file=tmp_path / "fingerprints.json").run(pipeline, catalog)
+        return len(reads) - before
+
+    assert run() == 1 and run() == 0
+    csv.write_text("text,label\na,y\nb,x\n")  # labels rotated in place
+    assert run() == 1 and run() == 0
+    (refs / "main").write_text("2222")  # a new revision downloaded
+    assert run() == 1 and run() == 0

@@ -1,9 +1,10 @@
 """Rerun only the nodes whose code, parameters or inputs changed.
 
 `kedro run --runner=ntps.runners.ChangedNodesRunner` fingerprints every node by the source of the
-project code it runs, its parameter values and the fingerprints (or contents) of its inputs, and
-skips a node whose fingerprint matches the one recorded when its outputs were written, as long as
-those outputs are still the latest versions. Fingerprints are recorded after each node, so a
+project code it runs, its parameter values, what those parameters name outside the catalog (the
+files and folders of a `path`, the Hugging Face cache's snapshot of an `hf_id`) and the fingerprints
+(or contents) of its inputs, and skips a node whose fingerprint matches the one recorded when its
+outputs were written, as long as those outputs are still the latest versions. Fingerprints are recorded after each node, so a
 killed run, rerun, redoes only what did not finish. `--params rerun.force=true` runs everything.
 """
 
@@ -66,6 +67,53 @@ def code_fingerprint(function: Any) -> str:
     return _sha256(json.dumps(bound, sort_keys=True, default=str), *sources)
 
 
+# Files up to this size are fingerprinted by their content, larger ones (a model's weights) by size
+# and modification time.
+CONTENT_HASH_LIMIT = 64 * 2**20
+
+
+def _file_state(path: Path) -> str:
+    stat = path.stat()
+    if stat.st_size <= CONTENT_HASH_LIMIT:
+        return _sha256(path.read_bytes())
+    return f"{stat.st_size}:{stat.st_mtime_ns}"
+
+
+def _hub_snapshots(hf_id: str) -> list[str]:
+    """The revisions the Hugging Face cache holds for a repository id, as model or dataset: what an
+    offline run reads, and what a new download changes."""
+    from huggingface_hub import constants
+
+    states = []
+    for kind in ("models", "datasets"):
+        refs = Path(constants.HF_HUB_CACHE) / f"{kind}--{hf_id.replace('/', '--')}" / "refs"
+        if refs.is_dir():
+            states += [f"{kind}:{ref.name}={ref.read_text().strip()}" for ref in sorted(refs.rglob("*")) if ref.is_file()]
+    return states
+
+
+def external_state(value: Any) -> list[str]:
+    """What a parameter value names outside the catalog, as fingerprints: every file under each `path`
+    key (content, or size and time for large ones) and the cached hub revisions of each `hf_id` key,
+    so that editing a local CSV in place, replacing a model folder or downloading a new revision
+    reruns what reads it."""
+    states: list[str] = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key == "path" and isinstance(item, str) and Path(item).exists():
+                root = Path(item)
+                files = [root] if root.is_file() else sorted(path for path in root.rglob("*") if path.is_file())
+                states += [f"{path}={_file_state(path)}" for path in files]
+            elif key == "hf_id" and isinstance(item, str):
+                states += _hub_snapshots(item)
+            else:
+                states += external_state(item)
+    elif isinstance(value, list):
+        for item in value:
+            states += external_state(item)
+    return states
+
+
 def _latest_version(catalog: Any, name: str) -> str | None:
     """The version a versioned entry loads (its latest), None for unversioned or missing ones."""
     dataset = catalog.get(name)
@@ -126,7 +174,8 @@ class ChangedNodesRunner(SequentialRunner):
 
     def _input_fingerprint(self, name: str, catalog: Any, store: FingerprintStore, produced: dict[str, str]) -> str:
         if name.startswith("params:") or name == "parameters":
-            return _sha256(json.dumps(catalog.load(name), sort_keys=True, default=str))
+            value = catalog.load(name)
+            return _sha256(json.dumps(value, sort_keys=True, default=str), *external_state(value))
         if name in produced:
             return produced[name]
         recorded = store.output_fingerprint(name, catalog)
