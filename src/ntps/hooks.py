@@ -141,7 +141,9 @@ class InterruptedRunHook:
     def _interrupted(self, signum: int, frame) -> None:
         run = mlflow.active_run()
         if run is not None:
-            logger.warning("run interrupted (%s): MLflow run %s ends as KILLED", signal.Signals(signum).name, run.info.run_id)
+            logger.warning(
+                "run interrupted (%s): MLflow run %s ends as KILLED", signal.Signals(signum).name, run.info.run_id
+            )
             mlflow.end_run(status="KILLED")
         self._restore()
         raise KeyboardInterrupt

@@ -74,7 +74,9 @@ def test_bfloat16_autocast_changes_the_forward_dtype_and_little_else(tmp_path):
     for autocast in ("none", "bfloat16"):
         classifier = lora_classifier(tiny_llama(), n_classes=3, settings=SETTINGS, seed=0)
         settings = {**SETTINGS, "autocast": autocast}
-        histories[autocast] = train_classifier(classifier, texts, settings, pad_token_id=0, checkpoint_path=tmp_path / f"{autocast}.pt")
+        histories[autocast] = train_classifier(
+            classifier, texts, settings, pad_token_id=0, checkpoint_path=tmp_path / f"{autocast}.pt"
+        )
     float32, bfloat16 = (np.asarray(histories[name].losses) for name in ("none", "bfloat16"))
     assert not np.array_equal(float32, bfloat16)
     np.testing.assert_allclose(bfloat16, float32, rtol=0.05)

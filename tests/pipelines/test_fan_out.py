@@ -97,7 +97,9 @@ def test_run_selection_refuses_unknown_names():
 
 def test_a_misspelt_or_foreign_key_in_a_selected_entry_stops_the_run_naming_it_and_the_allowed_ones():
     parameters = {"run": {"models": ["m"], "datasets": ["d"]}, "models": {"m": LOCAL_MODEL}}
-    with pytest.raises(NtpsInputError, match=r"(?s)datasets.d: unknown key\(s\) \['keep_label'\] for source local.*'keep_labels'"):
+    with pytest.raises(
+        NtpsInputError, match=r"(?s)datasets.d: unknown key\(s\) \['keep_label'\] for source local.*'keep_labels'"
+    ):
         selection_from_parameters({**parameters, "datasets": {"d": {**LOCAL_DATASET, "keep_label": ["a"]}}})
     with pytest.raises(NtpsInputError, match=r"datasets.d: unknown key\(s\) \['hf_config'\] for source local"):
         selection_from_parameters({**parameters, "datasets": {"d": {**LOCAL_DATASET, "hf_config": "x"}}})

@@ -121,7 +121,9 @@ def test_a_split_column_is_read_as_train_and_test_and_other_values_must_be_mappe
 
 
 def test_blank_labels_are_dropped_with_a_count_that_names_the_column(caplog):
-    raw = pd.DataFrame({"t": [f"text {i}" for i in range(10)], "y": ["a", "b", None, "a", " ", "b", float("nan"), "a", "b", "a"]})
+    raw = pd.DataFrame(
+        {"t": [f"text {i}" for i in range(10)], "y": ["a", "b", None, "a", " ", "b", float("nan"), "a", "b", "a"]}
+    )
     with caplog.at_level(logging.WARNING):
         texts = select_labeled_texts(raw, {"text_column": "t", "label_column": "y"}, {})
     assert len(texts) == 7 and set(texts["label"]) == {"a", "b"}

@@ -25,6 +25,7 @@ from sklearn.covariance import ledoit_wolf_shrinkage
 from ntps.core.errors import NtpsInputError
 from ntps.core.linalg import left_singular_vectors
 
+
 def standardized(train: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
     """Each array centered and scaled by the training texts' mean and standard deviation (features
     constant on the training texts are centered only), as scikit-learn's StandardScaler does."""

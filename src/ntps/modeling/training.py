@@ -178,7 +178,9 @@ def train_classifier(
         history.losses.append(loss_value)
         if interval and ((step + 1) % interval == 0 or step + 1 == steps):
             history.validation_steps.append(step + 1)
-            history.validation_accuracies.append(accuracy(classifier, validation, settings["batch_size"], pad_token_id, dtype))
+            history.validation_accuracies.append(
+                accuracy(classifier, validation, settings["batch_size"], pad_token_id, dtype)
+            )
             classifier.train()
         if (step + 1) % settings["checkpoint_every"] == 0 or step + 1 == last:
             save_checkpoint(checkpoint_path, classifier, optimizer, schedule, step + 1, history)
@@ -246,7 +248,9 @@ def train_and_score(
     checkpoint = run_checkpoint_path(kind, tokenized_texts, language_model_card, settings, model, dataset)
     started = time.perf_counter()
     train, validation = validation_split(
-        tokenized_texts[tokenized_texts["split"] == "train"], float(settings.get("validation_fraction", 0.0)), settings["seed"]
+        tokenized_texts[tokenized_texts["split"] == "train"],
+        float(settings.get("validation_fraction", 0.0)),
+        settings["seed"],
     )
     test = tokenized_texts[tokenized_texts["split"] == "test"]
     device = next(classifier.parameters()).device

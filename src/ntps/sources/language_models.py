@@ -17,6 +17,7 @@ import peft
 import torch
 import transformers
 from filelock import FileLock
+from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES, MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
 from ntps.core.errors import NtpsInputError
 from ntps.core.linalg import resolve_device
@@ -144,7 +145,14 @@ def load_backbone(
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
     logger.info("loading model %s (%s on %s)", described, dtype, target)
-    model = transformers.AutoModel.from_pretrained(location, dtype=DTYPES[dtype], trust_remote_code=trust_remote_code)
+    try:
+        model = transformers.AutoModel.from_pretrained(location, dtype=DTYPES[dtype], trust_remote_code=trust_remote_code)
+    except OSError as error:
+        raise ModelNotAvailableError(
+            f"model '{location}' could not be loaded{offline_note()}: {str(error).rstrip('.')}. A file it needs (its "
+            f"weights, or for trust_remote_code its modelling code) is missing: fetch the whole repository with "
+            f"`hf download {location}` where the hub is reachable and copy the Hugging Face cache here."
+        ) from error
     if adapter is not None:
         model = peft.PeftModel.from_pretrained(model, adapter).merge_and_unload()
     _LoadedBackbone.key, _LoadedBackbone.model = key, model.to(target).eval()
@@ -165,9 +173,27 @@ def hidden_size(config: transformers.PretrainedConfig) -> int:
     return int(_config_value(config.get_text_config(), "hidden_size", "model_dim"))
 
 
+def check_causal_language_model(config: transformers.PretrainedConfig, location: str) -> None:
+    """Stops on a model that does not predict the next token from the left context alone: an
+    encoder-decoder (T5, BART) or an encoder that transformers can also run as a decoder but that
+    was not trained as one (BERT, RoBERTa). Remote-code models count when their auto_map names a
+    causal LM class."""
+    model_type = config.model_type
+    remote_causal = "AutoModelForCausalLM" in (getattr(config, "auto_map", None) or {})
+    encoder = model_type in MODEL_FOR_MASKED_LM_MAPPING_NAMES and not getattr(config, "is_decoder", False)
+    if config.is_encoder_decoder or encoder or not (remote_causal or model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES):
+        architecture = (config.architectures or [model_type])[0]
+        raise NtpsInputError(
+            f"model '{location}' is a {model_type} model ({architecture}), not a causal (decoder-only) language "
+            "model: NTPS reads the hidden states of next-token prediction. Choose a causal LM (Llama, Qwen, Gemma, "
+            "Mistral, Phi, GPT-2, Pythia, OLMo, ...)."
+        )
+
+
 def model_card(location: str, spec: dict[str, Any]) -> dict[str, Any]:
     """What downstream stages need to know about a model, without loading its weights."""
     config = transformers.AutoConfig.from_pretrained(location, trust_remote_code=spec.get("trust_remote_code", False))
+    check_causal_language_model(config, location)
     text_config = config.get_text_config()
     return {
         "location": os.fspath(location),

@@ -156,6 +156,12 @@ def plot_training_curves(lora_training_log: pd.DataFrame) -> plt.Figure:
         if validation_axis.lines:
             validation_axis.legend(fontsize=7)
         else:
-            validation_axis.text(0.5, 0.5, "no validation texts (lora.validation_fraction: 0)", ha="center", transform=validation_axis.transAxes)
+            validation_axis.text(
+                0.5,
+                0.5,
+                "no validation texts (lora.validation_fraction: 0)",
+                ha="center",
+                transform=validation_axis.transAxes,
+            )
     figure.tight_layout()
     return figure

@@ -44,7 +44,14 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             node(
                 summarize_gains,
-                ["lora_metrics", "probe_metrics", "layer_probe_table", "ntps_table", "params:correlation", "params:datasets"],
+                [
+                    "lora_metrics",
+                    "probe_metrics",
+                    "layer_probe_table",
+                    "ntps_table",
+                    "params:correlation",
+                    "params:datasets",
+                ],
                 ["lora_gains", "lora_gain_correlations"],
                 name="summarize_gains",
             ),
