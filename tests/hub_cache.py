@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import pandas as pd
 import tokenizers
 import torch
 import transformers
@@ -85,3 +86,20 @@ def save_family(hub: Path, family: str, tokenizer_base: str | Path, repo_id: str
     model.save_pretrained(snapshot)
     tokenizer.save_pretrained(snapshot)
     return repo_id
+
+
+def save_dataset(
+    hub: Path, repo_id: str, splits: dict[str, pd.DataFrame], config: str | None = None, readme: str = ""
+) -> None:
+    """A dataset in the hub cache as the hub serves it: parquet files per split under data/ (or under
+    the config's folder, listed in the README's configs, when config names one)."""
+    snapshot = hub_snapshot(hub, repo_id, kind="datasets")
+    folder = snapshot / (config or "data")
+    folder.mkdir(exist_ok=True)
+    for split, frame in splits.items():
+        frame.to_parquet(folder / f"{split}-00000-of-00001.parquet")
+    if config:
+        files = "".join(f"  - split: {split}\n    path: {config}/{split}-*\n" for split in splits)
+        readme = f"configs:\n- config_name: {config}\n  data_files:\n{files}" + readme
+    if readme:
+        (snapshot / "README.md").write_text(f"---\n{readme}---\n")

@@ -6,6 +6,7 @@ import logging
 
 import pandas as pd
 import pytest
+from huggingface_hub import constants
 
 from ntps.core.errors import NtpsInputError
 from ntps.run_parameters import load_parameters
@@ -15,6 +16,7 @@ from ntps.sources.text_datasets import (
     select_labeled_texts,
 )
 from tests.conftest import REPOSITORY
+from tests.hub_cache import save_dataset
 
 SAMPLING = {"seed": 0, "test_fraction": 0.3, "max_texts": {"train": 50, "test": 20}}
 
@@ -89,7 +91,10 @@ def test_bad_datasets_are_named():
 
 
 def test_hub_dataset_missing_offline_names_the_id_and_the_fix():
-    with pytest.raises(DatasetNotAvailableError, match="(?s)'no-such-org/no-such-dataset'.*offline.*load_dataset"):
+    with pytest.raises(
+        DatasetNotAvailableError,
+        match="(?s)'no-such-org/no-such-dataset'.*offline.*hf download no-such-org/no-such-dataset --repo-type dataset",
+    ):
         read_raw_dataset(
             {"source": "huggingface", "hf_id": "no-such-org/no-such-dataset", "text_column": "t", "label_column": "y"}
         )
@@ -157,3 +162,35 @@ def test_a_file_in_another_encoding_is_named_with_the_fix_and_read_with_its_enco
         read_raw_dataset(spec)
     raw = read_raw_dataset({**spec, "encoding": "latin-1"})
     assert raw["text"].tolist() == ["café crème", "naïve", "plain"]
+
+
+def test_a_hub_dataset_is_read_offline_from_the_files_the_hub_cache_holds(tmp_path, monkeypatch):
+    """By id, with and without a config name, with string labels and with integer labels that carry
+    their names (the README's class_label), as `hf download <id> --repo-type dataset` leaves them."""
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    reviews = {
+        split: pd.DataFrame({"sentence": [f"{split} review {i}" for i in range(n)], "label": [i % 2 for i in range(n)]})
+        for split, n in (("train", 6), ("test", 4))
+    }
+    names = "dataset_info:\n  features:\n  - name: sentence\n    dtype: string\n  - name: label\n    dtype:\n"
+    names += "      class_label:\n        names:\n          '0': negative\n          '1': positive\n"
+    save_dataset(tmp_path / "hub", "org/reviews", reviews, readme=names)
+    spec = {
+        "source": "huggingface",
+        "hf_id": "org/reviews",
+        "splits": {"train": "train", "test": "test"},
+        "text_column": "sentence",
+        "label_column": "label",
+    }
+    texts = select_labeled_texts(read_raw_dataset(spec), spec, {})
+    assert texts["split"].value_counts().to_dict() == {"train": 6, "test": 4}
+    assert sorted(texts["label"].unique()) == ["negative", "positive"]
+
+    topics = {
+        split: pd.DataFrame({"text": [f"{split} {i}" for i in range(4)], "topic": ["a", "b"] * 2})
+        for split in ("train", "test")
+    }
+    save_dataset(tmp_path / "hub", "org/topics", topics, config="coarse")
+    spec = {**spec, "hf_id": "org/topics", "hf_config": "coarse", "text_column": "text", "label_column": "topic"}
+    texts = select_labeled_texts(read_raw_dataset(spec), spec, {})
+    assert len(texts) == 8 and set(texts["label"]) == {"a", "b"}

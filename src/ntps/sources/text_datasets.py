@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from huggingface_hub import constants
 
 from ntps.core.errors import NtpsInputError
 from ntps.sources.hub import offline_note
@@ -85,20 +86,34 @@ EMBEDDED_READERS: dict[str, Callable[[], pd.DataFrame]] = {
 }
 
 
+def _hub_snapshot(hf_id: str) -> str | None:
+    """The folder of the dataset's files in the Hugging Face hub cache, as `hf download <id> --repo-type
+    dataset` leaves them, or None when the cache does not hold it."""
+    import huggingface_hub
+
+    try:
+        return huggingface_hub.snapshot_download(hf_id, repo_type="dataset", local_files_only=True)
+    except Exception:  # huggingface_hub raises several types for "not in the cache"
+        return None
+
+
 def _read_huggingface(spec: dict[str, Any]) -> pd.DataFrame:
+    """The dataset's splits by hub id: from the hub when it is reachable or the datasets library has
+    them cached, else from the files the hub cache holds (parquet files per split, with or without
+    a config name, as the hub serves them)."""
     import datasets
 
     hf_id = spec["hf_id"]
     frames = []
+    snapshot = _hub_snapshot(hf_id) if constants.is_offline_mode() else None
     for split, hf_split in spec.get("splits", {"train": "train"}).items():
         try:
-            loaded = datasets.load_dataset(hf_id, spec.get("hf_config"), split=hf_split)
+            loaded = datasets.load_dataset(snapshot or hf_id, spec.get("hf_config"), split=hf_split)
         except Exception as error:  # the datasets library raises many types for "not here"
             raise DatasetNotAvailableError(
                 f"Hugging Face dataset '{hf_id}' (split '{hf_split}') could not be loaded"
                 f"{offline_note()}: {str(error).rstrip('.')}. "
-                f"Fetch it once on a machine with network access: "
-                f"python -c \"import datasets; datasets.load_dataset('{hf_id}')\" and copy the "
+                f"Fetch it once where the hub is reachable: `hf download {hf_id} --repo-type dataset`, and copy the "
                 "Hugging Face cache (HF_HOME, default ~/.cache/huggingface) to this machine."
             ) from error
         frame = loaded.to_pandas()
