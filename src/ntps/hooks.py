@@ -18,7 +18,7 @@ from kedro.framework.hooks import hook_impl
 from kedro.pipeline.node import Node
 
 from ntps.pipelines.fan_out import STAGE_TAG_PREFIX
-from ntps.run_parameters import use_session_parameters
+from ntps.run_parameters import run_parameters, use_session_parameters
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +34,14 @@ class RunParametersHook:
     @hook_impl
     def after_context_created(self, context) -> None:
         use_session_parameters(context.config_loader["parameters"])
+
+    @hook_impl
+    def before_pipeline_run(self) -> None:
+        """The run's first lines: which models and datasets it loads, and from where."""
+        from ntps.pipelines.run_selection import run_plan  # it imports transformers: not at the CLI's start-up
+
+        for line in run_plan(run_parameters()):
+            logger.info("this run loads %s", line)
 
 
 def _peak_rss_mb() -> float:

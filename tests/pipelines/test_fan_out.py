@@ -14,7 +14,7 @@ from ntps.core.errors import NtpsInputError
 from ntps.hooks import stage_of
 from ntps.pipelines import ntps, probes
 from ntps.pipelines.ntps.pipeline import STAGES
-from ntps.pipelines.run_selection import selection_from_parameters
+from ntps.pipelines.run_selection import run_plan, selection_from_parameters
 from ntps.run_parameters import load_parameters
 from tests.conftest import REPOSITORY, kedro_run
 from tests.pipelines.conftest import build
@@ -161,4 +161,26 @@ def test_label_views_sharing_a_forward_pass_keep_whole_namespaces(stage_paramete
     shared = [node.name for node in composed.nodes if node.namespace == "tiny_llama.clothing_ratings__clothing_recommended"]
     assert sorted(shared) == [
         f"tiny_llama.clothing_ratings__clothing_recommended.{name}" for name in ("extract_hidden_features", "tokenize_texts")
+    ]
+
+
+def test_the_run_plan_names_every_model_and_dataset_and_where_it_comes_from():
+    parameters = {
+        "run": {"models": ["m", "qwen"], "datasets": ["d", "sst2"]},
+        "models": {"m": LOCAL_MODEL, "qwen": {"source": "huggingface", "hf_id": "Qwen/Qwen2.5-0.5B"}},
+        "datasets": {
+            "d": LOCAL_DATASET,
+            "sst2": {
+                "source": "huggingface",
+                "hf_id": "stanfordnlp/sst2",
+                "text_column": "sentence",
+                "label_column": "label",
+            },
+        },
+    }
+    assert run_plan(parameters) == [
+        "model m: local folder",
+        "model qwen: Hugging Face id Qwen/Qwen2.5-0.5B",
+        "dataset d: local texts.csv",
+        "dataset sst2: Hugging Face id stanfordnlp/sst2",
     ]

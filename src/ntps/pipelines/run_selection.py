@@ -82,3 +82,24 @@ def selection_from_parameters(parameters: dict[str, Any]) -> RunSelection:
 def run_selection() -> RunSelection:
     """The models and datasets of this run."""
     return selection_from_parameters(run_parameters())
+
+
+def _where(entry: Mapping[str, Any]) -> str:
+    """Where an entry is loaded from, in words."""
+    source = entry.get("source")
+    if source == "huggingface":
+        return f"Hugging Face id {entry['hf_id']}" + (f" ({entry['hf_config']})" if entry.get("hf_config") else "")
+    if source == "local":
+        return f"local {entry['path']}"
+    if source == "embedded_gguf":
+        return f"embedded GGUF {entry['gguf_file']} from package {entry['package']}"
+    return f"embedded {entry.get('embedded_name')}"
+
+
+def run_plan(parameters: dict[str, Any]) -> list[str]:
+    """One line per model and dataset a run loads, and from where."""
+    selection = selection_from_parameters(parameters)
+    return [
+        *(f"model {name}: {_where(parameters['models'][name])}" for name in selection.models),
+        *(f"dataset {name}: {_where(parameters['datasets'][name])}" for name in selection.datasets),
+    ]
