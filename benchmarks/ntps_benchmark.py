@@ -171,9 +171,11 @@ def model_on_texts(parameters: dict, model: str, dataset: str, n_texts: int, max
     return ModelOnTexts(model, dataset, card, backbone, tokenizer.pad_token_id, tokenized)
 
 
-# The products the statistics overhead is measured with: the default, and float32 products, the
-# faster path on a CPU whose precision `--measure product-precision` measures.
-OVERHEAD_PRODUCTS = ("float64", "float32")
+# The products the statistics overhead is measured with: the default, and float32 and bfloat16x3
+# products, the faster paths whose precision `--measure product-precision` measures.
+OVERHEAD_PRODUCTS = ("float64", "float32", "bfloat16x3")
+# The overhead the statistics may add to a bare forward pass, in whichever precision it runs.
+OVERHEAD_LIMIT = 1.3
 
 
 def statistics_overhead(setup: ModelOnTexts, batch_size: int, repeats: int) -> dict[str, float]:
@@ -252,6 +254,8 @@ def statistics_overhead(setup: ModelOnTexts, batch_size: int, repeats: int) -> d
         "ratio": with_statistics["float64"] / bare,
         "forward_with_float32_products_s": with_statistics["float32"],
         "float32_products_ratio": with_statistics["float32"] / bare,
+        "forward_with_bfloat16x3_products_s": with_statistics["bfloat16x3"],
+        "bfloat16x3_products_ratio": with_statistics["bfloat16x3"] / bare,
         "forward_flops": forward_flops,
         "statistics_flops": statistics_flops,
         "forward_flop_rate": forward_flops / bare,
@@ -512,7 +516,7 @@ def report_statistics_overhead(arguments: argparse.Namespace, parameters: dict, 
         "%.2f s are casts, prefix sums, gathers and checks; timed apart on the recorded hidden states, the "
         "statistics take %.2f s: 1 + that / the bare forward = %.2fx. With float32 products "
         "(forward_pass.statistics_products: float32, their rounding measured by --measure product-precision): "
-        "forward + statistics %.2f s -> %.2fx",
+        "forward + statistics %.2f s -> %.2fx; with bfloat16x3 products %.2f s -> %.2fx. The limit is %.1fx: %s",
         setup.described(),
         overhead["bare_forward_s"],
         overhead["forward_with_statistics_s"],
@@ -530,8 +534,23 @@ def report_statistics_overhead(arguments: argparse.Namespace, parameters: dict, 
         1 + overhead["statistics_alone_s"] / overhead["bare_forward_s"],
         overhead["forward_with_float32_products_s"],
         overhead["float32_products_ratio"],
+        overhead["forward_with_bfloat16x3_products_s"],
+        overhead["bfloat16x3_products_ratio"],
+        OVERHEAD_LIMIT,
+        within_limit(overhead),
     )
     return overhead
+
+
+def within_limit(overhead: dict[str, float]) -> str:
+    """Which of the products keep the statistics within OVERHEAD_LIMIT of the bare forward pass."""
+    ratios = {
+        "float64": overhead["ratio"],
+        "float32": overhead["float32_products_ratio"],
+        "bfloat16x3": overhead["bfloat16x3_products_ratio"],
+    }
+    within = [name for name, ratio in ratios.items() if ratio <= OVERHEAD_LIMIT]
+    return f"{', '.join(within)} products keep within it" if within else "no products keep within it"
 
 
 def report_sweep_speedup(arguments: argparse.Namespace, parameters: dict, emit: Emit) -> dict:
@@ -870,6 +889,9 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--scores-hidden-sizes", type=int, nargs="+", default=[576, 2048])
     parser.add_argument("--eigen-hidden-sizes", type=int, nargs="+", default=[576, 2048])
     parser.add_argument("--precision-texts", type=int, default=400, help="texts of the product-precision comparison")
+    parser.add_argument(
+        "--forward-dtype", choices=["float32", "bfloat16"], help="the forward pass's precision (default: forward_pass.dtype)"
+    )
     parser.add_argument("--baseline", metavar="COMMIT", help="measure again on this commit's ntps, and print the ratios")
     parser.add_argument(
         "--output", type=Path, default=DEFAULT_OUTPUT, help="the JSON file of results (default: %(default)s)"
@@ -904,6 +926,8 @@ def main(argv: list[str] | None = None) -> None:
         parameters = json.loads(arguments.parameters.read_text(encoding="utf-8"))
     elif set(arguments.measure) & set(PARAMETER_MEASURES):
         parameters = project_parameters()
+    if parameters is not None and arguments.forward_dtype is not None:
+        parameters["forward_pass"]["dtype"] = arguments.forward_dtype
     if parameters is not None:
         arguments.model = arguments.model or parameters["run"]["models"][0]
         arguments.dataset = arguments.dataset or parameters["run"]["datasets"][0]
