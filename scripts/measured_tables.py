@@ -135,14 +135,19 @@ def spread_table() -> str:
     return "\n".join(lines)
 
 
-def benchmark_lines(measure: str) -> Callable[[], str]:
+def benchmark_lines(measure: str, results_file: str = "ntps_benchmark.json") -> Callable[[], str]:
     """A measure's output as benchmarks/ntps_benchmark.py printed it, under the command that ran it."""
 
     def render() -> str:
-        entry = results("ntps_benchmark.json")["measures"][measure]
+        entry = results(results_file)["measures"][measure]
         return "\n".join(["```text", f"$ {entry['command']}", *entry["lines"], "```"])
 
     return render
+
+
+def forward_precision_lines() -> str:
+    """benchmarks/forward_precision.py's comparison of a bfloat16 and a float32 run, as it printed it."""
+    return "\n".join(["```text", *results("forward_precision.json")["lines"], "```"])
 
 
 def regret_table() -> str:
@@ -262,6 +267,8 @@ RENDERERS: dict[str, Callable[[], str]] = {
         for measure in ("statistics", "sweep", "scores", "eigen", "lora", "layer-probes")
     },
     "benchmarks-product-precision": benchmark_lines("product-precision"),
+    "benchmarks-statistics-bfloat16": benchmark_lines("statistics", "ntps_benchmark_bfloat16.json"),
+    "benchmarks-forward-precision": forward_precision_lines,
     "scaling-pair-cost": scale_table,
     "parity-released-vs-paper": parity_table,
     "parity-float32-spread": spread_table,

@@ -17,6 +17,8 @@ NOT_YET_RENDERED: set[str] = {
     "lora-study-tasks",
     "lora-study-correlations",
     "lora-study-ntps-change",
+    "benchmarks-statistics-bfloat16",
+    "benchmarks-forward-precision",
 }
 
 

@@ -60,7 +60,10 @@ def test_every_registry_entry_names_its_text_label_and_splits(parameters):
 
 
 def test_registry_entries_missing_offline_name_their_id_and_how_to_fetch_them(parameters):
-    with pytest.raises(DatasetNotAvailableError, match=r"(?s)'stanfordnlp/sst2'.*HF_HUB_OFFLINE.*datasets.load_dataset"):
+    with pytest.raises(
+        DatasetNotAvailableError,
+        match=r"(?s)'stanfordnlp/sst2'.*HF_HUB_OFFLINE.*hf download stanfordnlp/sst2 --repo-type dataset",
+    ):
         read_raw_dataset(parameters["datasets"]["sst2"])
     with pytest.raises(ModelNotAvailableError, match=r"(?s)'Qwen/Qwen2-0.5B'.*hf download Qwen/Qwen2-0.5B"):
         resolve_model_location(parameters["models"]["qwen2_0_5b"], "unused")
