@@ -142,6 +142,8 @@ def test_a_family_by_hub_id_runs_from_the_cache_through_statistics_ntps_probes_a
     )
     np.testing.assert_allclose(after.summed("cov0", 0), statistics32.summed("cov0", 0), rtol=1e-10, atol=0)
     assert not np.allclose(after.summed("cov0", -1), statistics32.summed("cov0", -1), rtol=1e-4)
+    after_lora = score_tables(after, layer_subspaces(after, ridge=1e-6), 1e-6, [0.25, 0.5], released_code=False)[0]
+    assert after_lora["ntps"].between(0, 1 + 1e-9).all() and len(after_lora) == len(table)
 
 
 CUSTOM_CONFIGURATION = """

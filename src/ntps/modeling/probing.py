@@ -35,6 +35,16 @@ from ntps.modeling.hidden_states import PooledFeatures, resolve_hidden_states
 logger = logging.getLogger(__name__)
 
 
+def logistic_options(logistic: dict[str, Any]) -> dict[str, Any]:
+    """The `probes.logistic` settings as the logistic probes' keyword arguments."""
+    return {
+        "inverse_regularization": logistic["inverse_regularization"],
+        "max_iterations": logistic["max_iterations"],
+        "tolerance": logistic["tolerance"],
+        "seed": logistic["seed"],
+    }
+
+
 def probed_hidden_states(pooled: PooledFeatures, selection: str | list[int]) -> list[int]:
     """The pooled hidden states to probe: "all" of them, or those of a list of indices (-1 the last
     pooled one, the final block's when it was pooled), each of which must have been pooled."""
@@ -80,10 +90,7 @@ def probe_metrics_table(pooled: PooledFeatures, settings: dict[str, Any]) -> pd.
             train_labels,
             test_features,
             test_labels,
-            inverse_regularization=logistic["inverse_regularization"],
-            max_iterations=logistic["max_iterations"],
-            tolerance=logistic["tolerance"],
-            seed=logistic["seed"],
+            **logistic_options(logistic),
         )
         knn = knn_accuracy(
             train_features,
@@ -98,10 +105,7 @@ def probe_metrics_table(pooled: PooledFeatures, settings: dict[str, Any]) -> pd.
             train_features,
             train_labels,
             folds=reference["folds"],
-            inverse_regularization=logistic["inverse_regularization"],
-            max_iterations=logistic["max_iterations"],
-            tolerance=logistic["tolerance"],
-            seed=logistic["seed"],
+            **logistic_options(logistic),
         )
         rows.append(
             {
@@ -218,10 +222,7 @@ def layer_probe_table(
             train_labels,
             test,
             test_labels,
-            inverse_regularization=logistic["inverse_regularization"],
-            max_iterations=logistic["max_iterations"],
-            tolerance=logistic["tolerance"],
-            seed=logistic["seed"],
+            **logistic_options(logistic),
         )
         table.loc[index, ["logistic_test_accuracy", "logistic_converged"]] = [result.test_accuracy, result.converged]
     return table
