@@ -161,6 +161,15 @@ def regret_table() -> str:
     return "\n".join(lines)
 
 
+def ntps_rise_table() -> str:
+    """docs/lora.md's share of the tasks and k where NTPS rose after LoRA, per layer and variant."""
+    rise = pd.read_csv(run_folder("study") / "ntps_rise_by_layer.csv")
+    table = rise.pivot(index="layer", columns="variant", values="share_rose").sort_index()
+    lines = [_row(["layer", *table.columns]), "|---|" + "---|" * len(table.columns)]
+    lines += [_row([layer, *(f"{value:.2f}" for value in values)]) for layer, values in table.iterrows()]
+    return "\n".join(lines)
+
+
 def lora_tasks_table() -> str:
     """docs/lora.md's per-task results of the LoRA study."""
     gains = pd.read_csv(run_folder("study") / "lora_gains.csv")
@@ -261,6 +270,7 @@ RENDERERS: dict[str, Callable[[], str]] = {
     "lora-study-tasks": lora_tasks_table,
     "lora-study-correlations": lora_correlation_table,
     "lora-study-ntps-change": ntps_change_summary,
+    "lora-study-ntps-rise-by-layer": ntps_rise_table,
     "study-selector-regret": regret_table,
     **{
         f"benchmarks-{measure}": benchmark_lines(measure)
@@ -346,6 +356,18 @@ def export(env: str) -> None:
     logger.info("wrote %s", folder.relative_to(REPOSITORY))
 
 
+def rise_by_layer(before: pd.DataFrame, after: pd.DataFrame) -> pd.DataFrame:
+    """Per variant and layer, over the tasks LoRA ran on and the paper's k grid: the share of
+    (task, k) where NTPS rose after LoRA."""
+    keys = ["model", "dataset", "variant", "layer", "k"]
+    paired = after.merge(before, on=keys, suffixes=("_after", "_before"))
+    paired = paired[paired["on_paper_grid_before"]]
+    paired = paired.assign(rose=paired["ntps_after"] > paired["ntps_before"])
+    return paired.groupby(["variant", "layer"], as_index=False).agg(
+        share_rose=("rose", "mean"), configurations=("rose", "size")
+    )
+
+
 def export_lora(env: str) -> None:
     """Writes the LoRA study's tables from the latest outputs of `kedro run --env <env> --pipelines=lora`."""
     from kedro.framework.session import KedroSession
@@ -355,6 +377,15 @@ def export_lora(env: str) -> None:
     with KedroSession.create(project_path=REPOSITORY, env=None if env == "base" else env) as session:
         catalog = session.load_context().catalog
         tables = {name: catalog.load(name) for name in ("lora_gains", "lora_gain_correlations", "ntps_change_after_lora")}
+        before = catalog.load("ntps_table")
+        after = pd.concat(
+            [
+                catalog.load(f"{model}.{dataset}.after_lora.ntps_table")
+                for model, dataset in tables["lora_gains"][["model", "dataset"]].itertuples(index=False)
+            ],
+            ignore_index=True,
+        )
+    tables["ntps_rise_by_layer"] = rise_by_layer(before, after)
     folder = run_folder(env)
     folder.mkdir(parents=True, exist_ok=True)
     for name, table in tables.items():

@@ -16,6 +16,7 @@ NOT_YET_RENDERED: set[str] = {
     "lora-study-tasks",
     "lora-study-correlations",
     "lora-study-ntps-change",
+    "lora-study-ntps-rise-by-layer",
     "benchmarks-statistics-bfloat16",
     "benchmarks-forward-precision",
 }
