@@ -7,8 +7,9 @@ Run the default twice, back to back, then compare:
     .venv/bin/python benchmarks/forward_precision.py
 
 By default the latest version of each table is the bfloat16 run's and the one before it the float32
-run's, and the two latest MLflow runs that recorded stage times are theirs; --float32-version,
---bfloat16-version and --float32-run, --bfloat16-run name others. Each score's change is set beside
+run's, and the latest MLflow run of each forward precision holds their stage times; --float32-version,
+--bfloat16-version (and --float32-probes, --bfloat16-probes) and --float32-run, --bfloat16-run name
+others. Each score's change is set beside
 its shuffled-label null's sd (the float32 table's null_sd) and beside the split-half variation that
 `ntps_benchmark.py --measure product-precision` recorded; the probes' leave-one-out accuracies and
 the layers the selectors choose are compared too. Results go to benchmarks/results/forward_precision.json.
@@ -45,32 +46,35 @@ def load(table: str, version: str) -> pd.DataFrame:
     return pd.read_parquet(path)
 
 
-def stage_seconds(run_ids: list[str | None]) -> list[dict[str, float]]:
-    """Per run, the seconds of each stage of STAGES, from its MLflow metrics."""
+def stage_seconds(dtype: str, run_id: str | None) -> dict[str, float]:
+    """The seconds of each stage of STAGES in an MLflow run: run_id's, else the latest finished run whose
+    forward pass ran in dtype."""
     import mlflow
 
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{REPOSITORY / 'mlflow.db'}")
-    if None in run_ids:
+    if run_id is None:
         experiment = client.get_experiment_by_name("ntps")
         runs = client.search_runs(
             [experiment.experiment_id],
-            filter_string="metrics.`stage_seconds.hidden_statistics` > 0",
+            filter_string=f"params.`forward_pass.dtype` = '{dtype}' and metrics.`stage_seconds.hidden_statistics` > 0",
             order_by=["attributes.start_time DESC"],
-            max_results=2,
+            max_results=1,
         )
-        run_ids = [run.info.run_id for run in reversed(runs)]
-    return [
-        {stage: client.get_run(run_id).data.metrics.get(f"stage_seconds.{stage}", float("nan")) for stage in STAGES}
-        | {"run_id": run_id}
-        for run_id in run_ids
-    ]
+        if not runs:
+            raise SystemExit(f"no finished MLflow run with forward_pass.dtype {dtype} recorded its stage times")
+        run_id = runs[0].info.run_id
+    metrics = client.get_run(run_id).data.metrics
+    return {stage: metrics.get(f"stage_seconds.{stage}", float("nan")) for stage in STAGES} | {"run_id": run_id}
 
 
 def compare(arguments: argparse.Namespace) -> dict:
     ntps_versions = versions("ntps_table.parquet")
     float32_version = arguments.float32_version or ntps_versions[-2]
     bfloat16_version = arguments.bfloat16_version or ntps_versions[-1]
-    before, after = (load("ntps_table.parquet", version) for version in (float32_version, bfloat16_version))
+    before, after = (
+        table[table["variant"].isin(VARIANTS)]
+        for table in (load("ntps_table.parquet", version) for version in (float32_version, bfloat16_version))
+    )
     joined = before.merge(after, on=KEYS, suffixes=("_float32", "_bfloat16"))
     if len(joined) != len(before) or len(joined) != len(after):
         raise SystemExit(f"the two tables cover different rows ({len(before)}, {len(after)}, {len(joined)} in common)")
@@ -104,7 +108,10 @@ def compare(arguments: argparse.Namespace) -> dict:
         "best_layer_same": int((best[0] == best[1].reindex(best[0].index)).sum()),
         "pairs": len(best[0]),
     }
-    result["stages"] = dict(zip(("float32", "bfloat16"), stage_seconds([arguments.float32_run, arguments.bfloat16_run])))
+    result["stages"] = {
+        "float32": stage_seconds("float32", arguments.float32_run),
+        "bfloat16": stage_seconds("bfloat16", arguments.bfloat16_run),
+    }
     return result
 
 

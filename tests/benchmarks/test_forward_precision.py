@@ -59,7 +59,7 @@ def test_the_change_is_measured_in_null_sds_and_beside_the_split_half_variation(
     monkeypatch.setattr(
         forward_precision,
         "stage_seconds",
-        lambda run_ids: [{"hidden_statistics": 300.0, "run_id": "a"}, {"hidden_statistics": 100.0, "run_id": "b"}],
+        lambda dtype, run_id: {"hidden_statistics": {"float32": 300.0, "bfloat16": 100.0}[dtype], "run_id": dtype},
     )
     assert forward_precision.main([]) == 0
     result = json.loads((tmp_path / "results/forward_precision.json").read_text())
