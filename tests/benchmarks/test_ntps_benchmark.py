@@ -127,7 +127,7 @@ def test_the_model_measures_run_the_first_model_and_dataset_of_the_run(ntps_benc
     parameters = load_parameters(REPOSITORY)
     parameters["models"]["tiny_llama"] = {"source": "local", "path": str(tiny_model)}
     parameters["run"] = {"models": ["tiny_llama"], "datasets": ["rotten_tomatoes"]}
-    parameters["lora"] |= {"rank": 4, "alpha": 4, "steps": 2}
+    parameters["lora"] |= {"rank": 4, "alpha": 4, "steps": 2, "batch_size": 4}
     parameters["training"]["batch_size"] = 4
     parameters_file = tmp_path / "parameters.json"
     parameters_file.write_text(json.dumps(parameters), encoding="utf-8")

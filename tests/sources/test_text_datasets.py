@@ -194,3 +194,12 @@ def test_a_hub_dataset_is_read_offline_from_the_files_the_hub_cache_holds(tmp_pa
     spec = {**spec, "hf_id": "org/topics", "hf_config": "coarse", "text_column": "text", "label_column": "topic"}
     texts = select_labeled_texts(read_raw_dataset(spec), spec, {})
     assert len(texts) == 8 and set(texts["label"]) == {"a", "b"}
+
+
+def test_a_dataset_with_one_label_is_refused_naming_it():
+    one_class = pd.DataFrame({"t": ["a", "b", "c"], "y": ["pos", "pos", "pos"]})
+    with pytest.raises(NtpsInputError, match=r"at least 2 labels, found \['pos'\]"):
+        select_labeled_texts(one_class, {"text_column": "t", "label_column": "y"}, {})
+    blank_others = pd.DataFrame({"t": ["a", "b", "c"], "y": ["pos", None, " "]})
+    with pytest.raises(NtpsInputError, match=r"at least 2 labels, found \['pos'\]"):
+        select_labeled_texts(blank_others, {"text_column": "t", "label_column": "y"}, {})
