@@ -388,6 +388,12 @@ def summarize_targets(
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
 
 
+def corpus_names(datasets: dict[str, dict[str, Any]] | None) -> dict[str, str] | None:
+    """dataset -> its corpus, from the datasets registry (a dataset without one is its own); None
+    without a registry."""
+    return None if datasets is None else {name: spec.get("corpus", name) for name, spec in datasets.items()}
+
+
 def correlation_summary(
     ntps_table: pd.DataFrame,
     probe_metrics: pd.DataFrame,
@@ -398,9 +404,13 @@ def correlation_summary(
     with every reference score (peers, trivial baselines, estimators) as the scores without search,
     and leave-one-corpus-out rows where the datasets registry (datasets) puts several of them in
     one corpus."""
-    corpus_of = None if datasets is None else {name: spec.get("corpus", name) for name, spec in datasets.items()}
     return summarize_targets(
-        ntps_table, probe_targets(probe_metrics, settings), TARGET_DIRECTIONS, REFERENCE_SCORES, settings, corpus_of
+        ntps_table,
+        probe_targets(probe_metrics, settings),
+        TARGET_DIRECTIONS,
+        REFERENCE_SCORES,
+        settings,
+        corpus_names(datasets),
     )
 
 

@@ -14,6 +14,7 @@ from ntps.core.ntps import check_k_fractions, scored_variants
 from ntps.reports.correlation_study import (
     REFERENCE_SCORES,
     baseline_verdict,
+    corpus_names,
     ntps_matrix,
     probe_targets,
     summarize_targets,
@@ -95,9 +96,8 @@ def gain_correlation_summary(
     GAIN_BASELINES rank the datasets by each gain (expected sign: negative), with bootstrap
     intervals, permutation p-values, and leave-one-corpus-out rows where the datasets registry puts
     several datasets in one corpus; models with fewer than 3 datasets are skipped."""
-    corpus_of = None if datasets is None else {name: spec.get("corpus", name) for name, spec in datasets.items()}
     directions = dict.fromkeys(GAIN_TARGETS, GAIN_DIRECTION)
-    return summarize_targets(ntps_table, gains, directions, GAIN_BASELINES, settings, corpus_of)
+    return summarize_targets(ntps_table, gains, directions, GAIN_BASELINES, settings, corpus_names(datasets))
 
 
 def _relative_change_percent(before: np.ndarray, after: np.ndarray) -> np.ndarray:

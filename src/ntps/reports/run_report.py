@@ -398,16 +398,17 @@ def run_report(
             "by the gain (3 or more tasks):"
         )
         shown = lora_gains[LORA_COLUMNS]
+        lora_lines = lora_lines or ["fewer than 3 tasks per model: no ranking"]
         html_parts += [
             "<h2 id='lora'>Is fine-tuning worth it?</h2>",
             f"<p>{html.escape(intro)}</p>",
             _html_table(shown),
             "<ul>",
-            *(f"<li>{html.escape(line)}</li>" for line in lora_lines or ["fewer than 3 tasks per model: no ranking"]),
+            *(f"<li>{html.escape(line)}</li>" for line in lora_lines),
             "</ul>",
         ]
         markdown += ["## Is fine-tuning worth it?", "", intro, "", *markdown_table(shown), ""]
-        markdown += [f"- {line}" for line in lora_lines or ["fewer than 3 tasks per model: no ranking"]] + [""]
+        markdown += [f"- {line}" for line in lora_lines] + [""]
     if cross_task:
         html_parts += [
             "<h2 id='across-tasks'>Across tasks</h2><ul>",

@@ -83,12 +83,13 @@ def _hub_snapshots(hf_id: str) -> list[str]:
     """The revisions the Hugging Face cache holds for a repository id, as model or dataset: what an
     offline run reads, and what a new download changes."""
     from huggingface_hub import constants
+    from huggingface_hub.file_download import repo_folder_name
 
     states = []
-    for kind in ("models", "datasets"):
-        refs = Path(constants.HF_HUB_CACHE) / f"{kind}--{hf_id.replace('/', '--')}" / "refs"
+    for kind in ("model", "dataset"):
+        refs = Path(constants.HF_HUB_CACHE) / repo_folder_name(repo_id=hf_id, repo_type=kind) / "refs"
         if refs.is_dir():
-            states += [f"{kind}:{ref.name}={ref.read_text().strip()}" for ref in sorted(refs.rglob("*")) if ref.is_file()]
+            states += [f"{kind}s:{ref.name}={ref.read_text().strip()}" for ref in sorted(refs.rglob("*")) if ref.is_file()]
     return states
 
 
