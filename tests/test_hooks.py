@@ -74,7 +74,8 @@ def test_an_interrupted_run_is_recorded_as_killed_and_the_handlers_are_restored(
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     interrupted = hooks.InterruptedRunHook()
     before = signal.getsignal(signal.SIGINT)
-    run = mlflow.start_run()
+    # An experiment of this store: one set by an earlier test in this worker does not exist here.
+    run = mlflow.start_run(experiment_id=mlflow.create_experiment("interrupted"))
     try:
         interrupted.before_pipeline_run()
         with pytest.raises(KeyboardInterrupt):
