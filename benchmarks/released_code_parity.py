@@ -3,7 +3,8 @@
 For each model x dataset of the run and a few layers and fractions f it prints, as markdown:
 - `paper`: this project's Algorithm 1 (float64, ridge, top eigenvectors first) at k = round(f d);
 - `released_code`: the released procedure (float32, whitening, eigh's ascending order) at
-  int(f rank_U) columns of U and int(f rank_V) of V, as stored in the NTPS table;
+  int(f rank_U) columns of U and int(f rank_V) of V, computed from the statistics as the scores
+  stage computes it with `ntps_scores.released_code: true` (the run need not have scored it);
 - `released, top first`: the same procedure with the columns taken largest eigenvalue first.
 
 Then how far `released_code` moves under float32 rounding alone: the same steps rerun on the same
@@ -136,8 +137,6 @@ def read_pair(catalog, model: str, dataset: str) -> tuple[LayerStatistics, pd.Da
                 "from different runs; rerun the pair (`kedro run --pipelines=ntps`) or pass --datasets without it"
             )
     table = catalog.load(f"{pair}.ntps_table", version=table_version)
-    if not (table["variant"] == "released_code").any():
-        raise SystemExit(f"{pair}: its NTPS table has no released_code scores; rerun with ntps_scores.released_code=true")
     return statistics, table, PairRun(model, dataset, latest, table_version, statistics.n_texts)
 
 
@@ -157,11 +156,12 @@ def released_vs_paper_rows(
     for layer in [layer for layer in layers if layer < statistics.n_layers]:
         at_layer = table[table["layer"] == layer]
         paper = at_layer[at_layer["variant"] == "paper"].set_index("k")["ntps"]
-        stored = at_layer[at_layer["variant"] == "released_code"].set_index("k_fraction")["ntps"].sort_index()
-        top_first = released_alignment_scores(**statistics.averaged(layer), top_first=True).scores
+        moments = statistics.averaged(layer)
+        released = released_alignment_scores(**moments).scores
+        top_first = released_alignment_scores(**moments, top_first=True).scores
         values = {
             "paper": [paper[max(1, round(f * d))] for f in fractions],
-            "released_code": [stored.iloc[released_positions[f]] for f in fractions],
+            "released_code": [released[released_positions[f]] for f in fractions],
             "released_top_first": [top_first[released_positions[f]] for f in fractions],
         }
         for score, ntps in values.items():
