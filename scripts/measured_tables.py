@@ -203,6 +203,42 @@ def lora_tasks_table() -> str:
     return "\n".join(lines)
 
 
+def _rate(rate: float) -> str:
+    """A learning rate as 5e-4."""
+    mantissa, exponent = f"{rate:.0e}".split("e")
+    return f"{mantissa}e{int(exponent)}"
+
+
+def lora_learning_rate_table() -> str:
+    """docs/lora.md's learning-rate sweep: per task and peak learning rate, the last epoch's mean
+    validation accuracy and whether it levelled off, from benchmarks/lora_learning_rate.py's results."""
+    sweep = results("lora_learning_rate.json")
+    runs = pd.DataFrame(sweep["runs"])
+    rates = sorted(runs["learning_rate"].unique())
+    chosen = sweep["chosen"]
+    lines = [_row(["task", "training / validation texts", *(f"lr {_rate(rate)}" for rate in rates), "highest"])]
+    lines.append("|---|---|" + "---|" * (len(rates) + 1))
+    for task, rows in runs.groupby("dataset", sort=True):
+        by_rate = rows.set_index("learning_rate")
+        cells = []
+        for rate in rates:
+            if rate not in by_rate.index:
+                cells.append("")
+                continue
+            run = by_rate.loc[rate]
+            levelled = "" if run["plateau_reached"] else " (rising)"
+            cells.append(f"{run['last_epoch_accuracy']:.3f} ± {run['standard_error']:.3f}{levelled}")
+        texts = f"{rows['training_texts'].iloc[0]} / {rows['validation_texts'].iloc[0]}"
+        lines.append(_row([task, texts, *cells, _rate(chosen["per_task"][task])]))
+    ranks = ", ".join(f"{_rate(float(rate))} {rank:.1f}" for rate, rank in chosen["mean_rank"].items())
+    lines += [
+        "",
+        f"Mean rank over the {len(chosen['complete_tasks'])} tasks that ran every learning rate (1 = highest "
+        f"accuracy): {ranks}. {len(runs)} fine-tunes took {runs['seconds'].sum() / 60:.0f} minutes.",
+    ]
+    return "\n".join(lines)
+
+
 def lora_correlation_table() -> str:
     """docs/lora.md's rank correlations of each score with LoRA's gains over the study's tasks."""
     summary = pd.read_csv(run_folder("study") / "lora_gain_correlations.csv")
@@ -268,6 +304,7 @@ RENDERERS: dict[str, Callable[[], str]] = {
     "scores-logistic-check-default": logistic_check_table("base"),
     "study-logistic-check": logistic_check_table("study"),
     "lora-study-tasks": lora_tasks_table,
+    "lora-learning-rate": lora_learning_rate_table,
     "lora-study-correlations": lora_correlation_table,
     "lora-study-ntps-change": ntps_change_summary,
     "lora-study-ntps-rise-by-layer": ntps_rise_table,
