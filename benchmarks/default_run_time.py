@@ -9,7 +9,8 @@ machine's state of the moment; compare only runs of one invocation.
 
     .venv/bin/python benchmarks/default_run_time.py --runs <commit>:float32 HEAD:float32 HEAD:bfloat16
 
-A run is COMMIT:DTYPE, DTYPE the forward pass's precision (`forward_pass.dtype`). Results go to
+A run is COMMIT:DTYPE, DTYPE the forward pass's precision (`forward_pass.dtype`: float32, bfloat16 or
+auto), or `default` for the commit's own default, run with no --params. Results go to
 benchmarks/results/default_run_time.json, from which docs/benchmarks.md renders its block.
 """
 
@@ -29,7 +30,7 @@ from pathlib import Path
 from ntps_benchmark import baseline_worktree, commit_hash, configure_logging, git, machine
 
 DEFAULT_OUTPUT = Path("benchmarks") / "results" / "default_run_time.json"
-DTYPES = ("float32", "bfloat16")
+DTYPES = ("default", "float32", "bfloat16", "auto")
 
 logger = logging.getLogger("ntps.benchmark.default_run_time")
 
@@ -59,7 +60,7 @@ def timed_default_run(full_hash: str, dtype: str) -> dict:
             "HF_HUB_OFFLINE": "1",
         }
         command = [sys.executable, "-m", "kedro", "run", "--pipelines=ntps"]
-        if dtype != "float32":
+        if dtype != "default":
             command.append(f"--params=forward_pass.dtype={dtype}")
         started = time.perf_counter()
         done = subprocess.run(command, cwd=worktree, env=environment, capture_output=True, text=True)

@@ -150,6 +150,12 @@ def forward_precision_lines() -> str:
     return "\n".join(["```text", *results("forward_precision.json")["lines"], "```"])
 
 
+def default_run_time_lines() -> str:
+    """benchmarks/default_run_time.py's default runs from fresh worktrees, as it printed them."""
+    record = results("default_run_time.json")
+    return "\n".join(["```text", f"$ {record['command']}", *record["lines"], "```"])
+
+
 def regret_table() -> str:
     """docs/study.md's comparison of layer selectors over the study's tasks."""
     regret = pd.read_csv(run_folder("study") / "selector_regret.csv")
@@ -316,6 +322,7 @@ RENDERERS: dict[str, Callable[[], str]] = {
     "benchmarks-product-precision": benchmark_lines("product-precision"),
     "benchmarks-statistics-bfloat16": benchmark_lines("statistics", "ntps_benchmark_bfloat16.json"),
     "benchmarks-forward-precision": forward_precision_lines,
+    "benchmarks-default-run-time": default_run_time_lines,
     "scaling-pair-cost": scale_table,
     "parity-released-vs-paper": parity_table,
     "parity-float32-spread": spread_table,

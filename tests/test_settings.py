@@ -15,5 +15,5 @@ def test_runtime_params_keep_sibling_keys_when_an_environment_has_parameters(pro
         **project_settings.CONFIG_LOADER_ARGS,
     )
     parameters = loader["parameters"]
-    assert parameters["forward_pass"]["batch_size"] == 8 and parameters["forward_pass"]["dtype"] == "float32"
+    assert parameters["forward_pass"]["batch_size"] == 8 and parameters["forward_pass"]["dtype"] == "auto"
     assert parameters["run"]["datasets"] == ["rotten_tomatoes"] and "sst2" in parameters["datasets"]

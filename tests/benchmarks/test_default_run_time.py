@@ -25,6 +25,7 @@ def run_time(monkeypatch):
 
 def test_a_run_is_a_commit_and_a_forward_precision(run_time):
     assert run_time.parsed_run("abc123:float32") == ("abc123", "float32")
+    assert run_time.parsed_run("abc123:default") == ("abc123", "default")
     assert run_time.parsed_run("HEAD~1:bfloat16") == ("HEAD~1", "bfloat16")
     for wrong in ("abc123", "abc123:float16", ":float32"):
         with pytest.raises(argparse.ArgumentTypeError, match="COMMIT:DTYPE"):
@@ -55,11 +56,11 @@ def test_each_run_gets_a_fresh_worktree_of_its_commit_and_its_own_stage_times(ru
 
     monkeypatch.setattr(run_time.subprocess, "run", fake_kedro_run)
     output = tmp_path / "times.json"
-    run_time.main(["--runs", f"{head}:float32", "HEAD:bfloat16", "--output", str(output)])
+    run_time.main(["--runs", f"{head}:default", "HEAD:bfloat16", "--output", str(output)])
     assert [command[-1] for _, command in seen] == ["--pipelines=ntps", "--params=forward_pass.dtype=bfloat16"]
     assert all(not worktree.exists() for worktree, _ in seen)  # removed after each run
     record = json.loads(output.read_text(encoding="utf-8"))
-    assert [(run["commit"], run["dtype"]) for run in record["runs"]] == [(head, "float32"), (head, "bfloat16")]
+    assert [(run["commit"], run["dtype"]) for run in record["runs"]] == [(head, "default"), (head, "bfloat16")]
     assert [run["stage_seconds"]["hidden_statistics"] for run in record["runs"]] == [200.0, 100.0]
     assert all(run["seconds"] > 0 for run in record["runs"])
     assert len(record["lines"]) == 3 and record["lines"][-1].startswith(f"{head[:12]} bfloat16 / the first run: ")

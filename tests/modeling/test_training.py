@@ -54,9 +54,9 @@ def test_a_resumed_run_ends_with_the_adapter_of_an_uninterrupted_one(tmp_path, a
 def test_autocast_is_bfloat16_where_the_device_computes_in_it_and_none_elsewhere():
     cpu = torch.device("cpu")
     assert autocast_dtype("none", cpu) is None and autocast_dtype("bfloat16", cpu) is torch.bfloat16
-    with mock.patch("ntps.modeling.training.cpu_has_bfloat16_units", return_value=True):
+    with mock.patch("ntps.sources.language_models.cpu_has_bfloat16_units", return_value=True):
         assert autocast_dtype("auto", cpu) is torch.bfloat16
-    with mock.patch("ntps.modeling.training.cpu_has_bfloat16_units", return_value=False):
+    with mock.patch("ntps.sources.language_models.cpu_has_bfloat16_units", return_value=False):
         assert autocast_dtype("auto", cpu) is None
     for supported, expected in ((True, torch.bfloat16), (False, None)):
         with mock.patch("torch.cuda.is_bf16_supported", return_value=supported):

@@ -26,6 +26,7 @@ from ntps.core.learning_curves import plateau
 from ntps.modeling.checkpoints import TrainingHistory, resume_checkpoint, run_checkpoint_path, save_checkpoint
 from ntps.modeling.classifiers import MeanPooledClassifier
 from ntps.modeling.hidden_states import padded_batches
+from ntps.sources.language_models import computes_in_bfloat16
 
 logger = logging.getLogger(__name__)
 
@@ -62,17 +63,6 @@ def optimizer_with_schedule(
     return optimizer, transformers.get_cosine_schedule_with_warmup(optimizer, warmup, steps)
 
 
-def cpu_has_bfloat16_units() -> bool:
-    """Whether this CPU multiplies bfloat16 natively (AVX512-BF16 or AMX), read from /proc/cpuinfo
-    (False where there is none: other systems keep float32)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
-            flags = next((line for line in cpuinfo if line.startswith("flags")), "").split()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
 def autocast_dtype(setting: str, device: torch.device) -> torch.dtype | None:
     """The dtype the forward and backward passes autocast to: bfloat16 for "bfloat16", none for "none",
     and for "auto" bfloat16 where the device computes in it (a CUDA GPU that supports it, a CPU with
@@ -83,9 +73,7 @@ def autocast_dtype(setting: str, device: torch.device) -> torch.dtype | None:
         return None
     if setting == "bfloat16":
         return torch.bfloat16
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
-    return torch.bfloat16 if device.type == "cpu" and cpu_has_bfloat16_units() else None
+    return torch.bfloat16 if computes_in_bfloat16(device) else None
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None) -> AbstractContextManager:

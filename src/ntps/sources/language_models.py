@@ -27,6 +27,37 @@ from ntps.sources.text_datasets import package_data_path
 logger = logging.getLogger(__name__)
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+# forward_pass.dtype: one of DTYPES, or AUTO_DTYPE for bfloat16 where the device computes in it.
+AUTO_DTYPE = "auto"
+
+
+def cpu_has_bfloat16_units() -> bool:
+    """Whether this CPU multiplies bfloat16 natively (AVX512-BF16 or AMX), read from /proc/cpuinfo
+    (False where there is none: other systems keep float32)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            flags = next((line for line in cpuinfo if line.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def computes_in_bfloat16(device: torch.device) -> bool:
+    """Whether the device has bfloat16 units: a CUDA GPU that supports bfloat16, a CPU with AVX512-BF16
+    or AMX; elsewhere bfloat16 is emulated, slower than float32."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and cpu_has_bfloat16_units()
+
+
+def forward_dtype(dtype: str, device: torch.device) -> str:
+    """The forward pass's dtype: dtype itself, or for "auto" bfloat16 where the device computes in it
+    and float32 elsewhere."""
+    if dtype == AUTO_DTYPE:
+        return "bfloat16" if computes_in_bfloat16(device) else "float32"
+    if dtype not in DTYPES:
+        raise NtpsInputError(f"forward dtype must be {AUTO_DTYPE!r} or one of {sorted(DTYPES)}, got {dtype!r}")
+    return dtype
 
 
 class ModelNotAvailableError(RuntimeError):
@@ -132,9 +163,9 @@ def load_backbone(
         adapter: a folder holding a peft adapter for this backbone (a saved LoraAdapter), merged
             into the weights; None for the pretrained model.
     """
-    if dtype not in DTYPES:
-        raise NtpsInputError(f"forward dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
     target = resolve_device(device)
+    chosen = " (dtype auto: bfloat16 where the device computes in it)" if dtype == AUTO_DTYPE else ""
+    dtype = forward_dtype(dtype, target)
     trust_remote_code = bool(spec.get("trust_remote_code", False))
     key = (os.fspath(location), adapter, dtype, str(target), trust_remote_code)
     described = location if adapter is None else f"{location} with the adapter {adapter}"
@@ -144,7 +175,7 @@ def load_backbone(
     _LoadedBackbone.key, _LoadedBackbone.model = None, None
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
-    logger.info("loading model %s (%s on %s)", described, dtype, target)
+    logger.info("loading model %s (%s on %s%s)", described, dtype, target, chosen)
     try:
         model = transformers.AutoModel.from_pretrained(location, dtype=DTYPES[dtype], trust_remote_code=trust_remote_code)
     except OSError as error:
