@@ -113,7 +113,7 @@ def test_a_family_by_hub_id_runs_from_the_cache_through_statistics_ntps_probes_a
         wanted = getattr(expected, name)
         np.testing.assert_allclose(getattr(statistics, name), wanted, rtol=0, atol=1e-10 * max(np.abs(wanted).max(), 1))
 
-    # NTPS and the layer probes on the float32 backbone the pipeline loads.
+    # NTPS and the layer probes on a float32 backbone as the pipeline loads it.
     backbone = load_backbone(location, spec, "float32", "cpu")
     statistics32, pooled32 = extract_hidden_states(
         backbone, tokenized, 2, batch_size=5, pad_token_id=tokenizer.pad_token_id, statistics_split="train",
