@@ -35,7 +35,7 @@ from ntps_benchmark import configure_logging, machine, project_parameters, regis
 DEFAULT_OUTPUT = Path("benchmarks") / "results" / "lora_learning_rate.json"
 DEFAULT_FIGURE = Path("docs") / "figures" / "lora_learning_rate.png"
 DEFAULT_DATASETS = ("rotten_tomatoes", "newsgroups20", "clothing_ratings")
-DEFAULT_LEARNING_RATES = (1.0e-4, 3.0e-4, 1.0e-3, 3.0e-3)
+DEFAULT_LEARNING_RATES = (1.0e-4, 3.0e-4, 1.0e-3, 3.0e-3, 1.0e-2)
 
 logger = logging.getLogger("ntps.benchmark.lora_learning_rate")
 

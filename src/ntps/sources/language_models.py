@@ -170,7 +170,7 @@ def load_backbone(
     key = (os.fspath(location), adapter, dtype, str(target), trust_remote_code)
     described = location if adapter is None else f"{location} with the adapter {adapter}"
     if _LoadedBackbone.key == key:
-        logger.info("reusing the loaded model %s (%s on %s)", described, dtype, target)
+        logger.info("reusing the loaded model %s (%s on %s%s)", described, dtype, target, chosen)
         return _LoadedBackbone.model
     _LoadedBackbone.key, _LoadedBackbone.model = None, None
     if torch.cuda.is_available():
