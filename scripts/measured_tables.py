@@ -150,10 +150,17 @@ def forward_precision_lines() -> str:
     return "\n".join(["```text", *results("forward_precision.json")["lines"], "```"])
 
 
-def default_run_time_lines() -> str:
-    """benchmarks/default_run_time.py's default runs from fresh worktrees, as it printed them."""
-    record = results("default_run_time.json")
-    return "\n".join(["```text", f"$ {record['command']}", *record["lines"], "```"])
+def default_run_time_table() -> str:
+    """benchmarks/default_run_time.py's default runs from fresh worktrees, numbered in the order they ran
+    (the commits are in the results file, not in the documentation), each with its stage times."""
+    runs = results("default_run_time.json")["runs"]
+    stages = sorted({stage for run in runs for stage in run["stage_seconds"]})
+    lines = [_row(["run", "forward pass", "minutes", "over run 1", *stages]), "|" + "---|" * (len(stages) + 4)]
+    for number, run in enumerate(runs, start=1):
+        seconds = [f"{run['stage_seconds'].get(stage, float('nan')):.0f}" for stage in stages]
+        ratio = f"{run['seconds'] / runs[0]['seconds']:.2f}"
+        lines.append(_row([number, run["dtype"], f"{run['seconds'] / 60:.1f}", ratio, *seconds]))
+    return "\n".join(lines)
 
 
 def regret_table() -> str:
@@ -322,7 +329,7 @@ RENDERERS: dict[str, Callable[[], str]] = {
     "benchmarks-product-precision": benchmark_lines("product-precision"),
     "benchmarks-statistics-bfloat16": benchmark_lines("statistics", "ntps_benchmark_bfloat16.json"),
     "benchmarks-forward-precision": forward_precision_lines,
-    "benchmarks-default-run-time": default_run_time_lines,
+    "benchmarks-default-run-time": default_run_time_table,
     "scaling-pair-cost": scale_table,
     "parity-released-vs-paper": parity_table,
     "parity-float32-spread": spread_table,
