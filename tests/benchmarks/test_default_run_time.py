@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import json
 import subprocess
-import sys
 
 import pytest
 
@@ -14,13 +13,8 @@ from tests.conftest import REPOSITORY
 
 
 @pytest.fixture
-def run_time(monkeypatch):
-    monkeypatch.syspath_prepend(str(REPOSITORY / "benchmarks"))
-    import default_run_time
-
-    yield default_run_time
-    for module in ("default_run_time", "ntps_benchmark", "synthetic_layers"):
-        sys.modules.pop(module, None)
+def run_time(benchmark_script):
+    return benchmark_script("default_run_time")
 
 
 def test_a_run_is_a_commit_and_a_forward_precision(run_time):

@@ -4,24 +4,18 @@ beside the null's sd and the split-half variation, from two saved versions of th
 from __future__ import annotations
 
 import json
-import sys
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import REPOSITORY
-
 
 @pytest.fixture
-def forward_precision(monkeypatch, tmp_path):
-    monkeypatch.syspath_prepend(str(REPOSITORY / "benchmarks"))
-    import forward_precision
-
+def forward_precision(benchmark_script, monkeypatch, tmp_path):
+    forward_precision = benchmark_script("forward_precision")
     monkeypatch.setattr(forward_precision, "REPORTING", tmp_path / "reporting")
     monkeypatch.setattr(forward_precision, "RESULTS", tmp_path / "results")
-    yield forward_precision
-    sys.modules.pop("forward_precision", None)
+    return forward_precision
 
 
 def save(root, table: str, version: str, frame: pd.DataFrame) -> None:

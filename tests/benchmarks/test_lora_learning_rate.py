@@ -4,7 +4,6 @@ it finishes, and a rerun that only trains what is missing."""
 from __future__ import annotations
 
 import json
-import sys
 
 import numpy as np
 import pytest
@@ -14,13 +13,8 @@ from tests.conftest import REPOSITORY
 
 
 @pytest.fixture
-def sweep_script(monkeypatch):
-    monkeypatch.syspath_prepend(str(REPOSITORY / "benchmarks"))
-    import lora_learning_rate
-
-    yield lora_learning_rate
-    for module in ("lora_learning_rate", "ntps_benchmark", "synthetic_layers"):
-        sys.modules.pop(module, None)
+def sweep_script(benchmark_script):
+    return benchmark_script("lora_learning_rate")
 
 
 def planted_run(dataset: str, rate: float, accuracy: float) -> dict:

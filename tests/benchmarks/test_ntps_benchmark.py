@@ -6,7 +6,6 @@ import contextlib
 import json
 import logging
 import subprocess
-import sys
 
 import pytest
 
@@ -14,16 +13,13 @@ from tests.conftest import REPOSITORY
 
 
 @pytest.fixture
-def ntps_benchmark(monkeypatch, caplog):
-    monkeypatch.syspath_prepend(str(REPOSITORY / "benchmarks"))
-    import ntps_benchmark
-
+def ntps_benchmark(benchmark_script, monkeypatch, caplog):
+    ntps_benchmark = benchmark_script("ntps_benchmark")
     # The script's lines go to a logger that does not propagate; caplog sees them through its handler.
     logger = logging.getLogger("ntps.benchmark")
     logger.addHandler(caplog.handler)
     yield ntps_benchmark
     logger.handlers.clear()
-    sys.modules.pop("ntps_benchmark", None)
 
 
 def worktrees() -> str:

@@ -4,13 +4,10 @@ NTPS tables, and its refusal to pair statistics and a table of different runs.""
 from __future__ import annotations
 
 import json
-import sys
 
 import numpy as np
 import pytest
 from kedro.io import DataCatalog
-
-from tests.conftest import REPOSITORY
 
 RIDGE = 1e-6
 FRACTIONS = [0.05, 0.5, 0.95]
@@ -20,13 +17,8 @@ pytestmark = pytest.mark.filterwarnings("ignore:All-NaN slice encountered:Runtim
 
 
 @pytest.fixture
-def parity(monkeypatch):
-    monkeypatch.syspath_prepend(str(REPOSITORY / "benchmarks"))
-    import released_code_parity
-
-    yield released_code_parity
-    for module in ("released_code_parity", "scale_benchmark", "synthetic_layers"):
-        sys.modules.pop(module, None)
+def parity(benchmark_script):
+    return benchmark_script("released_code_parity")
 
 
 @pytest.fixture

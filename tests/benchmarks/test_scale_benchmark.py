@@ -15,12 +15,8 @@ from tests.conftest import REPOSITORY
 
 
 @pytest.fixture
-def scale_benchmark(monkeypatch):
-    monkeypatch.syspath_prepend(str(REPOSITORY / "benchmarks"))
-    import scale_benchmark
-
-    yield scale_benchmark
-    sys.modules.pop("scale_benchmark", None)
+def scale_benchmark(benchmark_script):
+    return benchmark_script("scale_benchmark")
 
 
 def test_a_tiny_shape_is_measured_per_layer_and_extrapolated_to_its_depth(scale_benchmark):
