@@ -267,7 +267,10 @@ def layer_figure(pair_probes: pd.DataFrame, pair_ntps: pd.DataFrame, title: str)
         ylabel="mean over the paper's k grid",
         title="NTPS and its shuffled-label null (band)",
     )
-    right.legend(fontsize=7)
+    if pair_ntps.empty:
+        right.text(0.5, 0.5, "no NTPS scores for this pair", ha="center", va="center", transform=right.transAxes)
+    else:
+        right.legend(fontsize=7)
     figure.tight_layout()
     return figure
 
