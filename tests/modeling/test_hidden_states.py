@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import logging
 
 import numpy as np
 import pandas as pd
@@ -114,24 +113,6 @@ def test_bfloat16x3_products_give_float32_accurate_statistics_and_a_bad_choice_s
     with pytest.raises(NtpsInputError, match="one of"):
         run(statistics_products="tf32")
     assert not calls
-
-
-def test_auto_products_are_float64_on_float32_states_and_float32_on_bfloat16_states(caplog):
-    rng = np.random.default_rng(5)
-    tokenized = random_tokenized(rng, rng.integers(2, 10, size=9), np.arange(9) % 3, ["train"] * 9)
-    for model, same_as, unlike in (
-        (tiny_llama(), "float64", "float32"),
-        (tiny_llama().to(torch.bfloat16), "float32", "float64"),
-    ):
-        run = functools.partial(extract_hidden_states, model, tokenized, n_classes=3, batch_size=4, pad_token_id=0)
-        with caplog.at_level(logging.INFO, logger="ntps.modeling.hidden_states"):
-            chosen, _ = run(statistics_products="auto")
-        assert f"statistics' products in {same_as}" in caplog.text
-        caplog.clear()
-        expected, other = run(statistics_products=same_as)[0], run(statistics_products=unlike)[0]
-        for name in ("cov0_upper", "cov1"):
-            np.testing.assert_array_equal(getattr(chosen, name), getattr(expected, name))
-            assert not np.array_equal(getattr(chosen, name), getattr(other, name))
 
 
 def test_pooled_hidden_states_are_checked():

@@ -204,25 +204,10 @@ def _gram_blocks(d: int) -> list[tuple[int, int]]:
 PRODUCTS = ("float64", "float32", "bfloat16x3")
 
 
-# What forward_pass.statistics_products may say: one of PRODUCTS, or "auto" (chosen_products).
-PRODUCT_CHOICES = ("auto", *PRODUCTS)
-
-
-def check_products(products: str, allowed: tuple[str, ...] = PRODUCTS) -> None:
-    """Refuse a way of computing the products that is not one of `allowed`, naming them."""
-    if products not in allowed:
-        raise NtpsInputError(f"the statistics' products are one of {allowed}, not {products!r}")
-
-
-def chosen_products(products: str, states_dtype: torch.dtype) -> str:
-    """The products `products` stands for, given the dtype of the hidden states they multiply:
-    "auto" is float32 for bfloat16 states, whose own rounding (8 bits of mantissa) dwarfs float32
-    products' (24 bits), and float64 for any other, so a float32 forward pass keeps statistics
-    exact to float64; any other choice is itself."""
-    check_products(products, PRODUCT_CHOICES)
-    if products != "auto":
-        return products
-    return "float32" if states_dtype == torch.bfloat16 else "float64"
+def check_products(products: str) -> None:
+    """Refuse a way of computing the products that is not one of PRODUCTS, naming them."""
+    if products not in PRODUCTS:
+        raise NtpsInputError(f"the statistics' products are one of {PRODUCTS}, not {products!r}")
 
 
 def add_transition_products(

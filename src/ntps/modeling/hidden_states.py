@@ -12,7 +12,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ntps.core.errors import NtpsInputError
-from ntps.core.statistics import PRODUCT_CHOICES, LayerStatistics, StatisticsAccumulator, check_products, chosen_products
+from ntps.core.statistics import LayerStatistics, StatisticsAccumulator, check_products
 
 logger = logging.getLogger(__name__)
 
@@ -185,11 +185,11 @@ def extract_hidden_states(
     views of these texts with n_classes[v] classes each: the statistics then hold the views'
     meanXY side by side (LayerStatistics.label_views splits them) and the pooled features the
     (n_texts, V) labels. statistics_products: how the statistics' products are computed
-    (core.statistics.PRODUCT_CHOICES; "auto" by the hidden states' dtype, chosen_products).
+    (core.statistics.PRODUCTS).
     """
     if tokenized.empty:
         raise NtpsInputError("no texts to run: the tokenized table is empty")
-    check_products(statistics_products, PRODUCT_CHOICES)  # before the forward pass, not after its first batch
+    check_products(statistics_products)  # before the forward pass, not after its first batch
     labels = tokenized["label_id"].to_numpy() if label_ids is None else np.asarray(label_ids)
     if len(labels) != len(tokenized):
         raise NtpsInputError(f"{len(labels)} label rows for {len(tokenized)} texts")
@@ -210,14 +210,9 @@ def extract_hidden_states(
             ).hidden_states
             if accumulator is None:
                 hidden_size = hidden_states[0].shape[-1]
-                products = chosen_products(statistics_products, hidden_states[0].dtype)
-                logger.info(
-                    "statistics' products in %s on %s hidden states (statistics_products: %s), summed in float64",
-                    products,
-                    str(hidden_states[0].dtype).removeprefix("torch."),
-                    statistics_products,
+                accumulator = StatisticsAccumulator(
+                    len(hidden_states), hidden_size, n_classes, device, products=statistics_products
                 )
-                accumulator = StatisticsAccumulator(len(hidden_states), hidden_size, n_classes, device, products=products)
                 pooled = resolve_hidden_states(pooled_hidden_states, len(hidden_states))
                 features = np.zeros((len(tokenized), len(pooled), hidden_size), dtype=np.float32)
             rows = torch.as_tensor(in_statistics[positions], device=device)
