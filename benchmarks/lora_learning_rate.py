@@ -12,7 +12,9 @@ Each (task, learning rate) is written to the results file as soon as it finishes
 the same settings skips those already there, so a killed sweep goes on where it stopped. The rule
 that picks a learning rate: the highest mean validation accuracy over the last epoch's evaluations
 (the quantity the plateau criterion compares, core/learning_curves.py), per task; over the tasks,
-the learning rate with the best mean rank. Results go to benchmarks/results/lora_learning_rate.json,
+the learning rate with the best mean rank, and by the one-standard-error rule the smallest learning
+rate within one standard error of every task's highest (the farthest from the rates that diverge,
+at no accuracy the validation texts can tell). Results go to benchmarks/results/lora_learning_rate.json,
 from which docs/lora.md renders its table, and the validation curves to
 docs/figures/lora_learning_rate.png (`--plot-only` redraws them from the results file).
 """
@@ -106,7 +108,9 @@ def learning_curve(parameters: dict, card: dict, pad_token_id: int, train, valid
 
 def chosen_learning_rates(runs: list[dict]) -> dict:
     """Per task, the learning rate of the highest last-epoch validation accuracy; over the tasks
-    that ran every learning rate, each learning rate's mean rank (1 = best) and the best of them."""
+    that ran every learning rate, each learning rate's mean rank (1 = best), the best of them, and
+    the one-standard-error choice: the smallest learning rate whose accuracy is within the highest's
+    standard error of the highest on each of those tasks (None when no rate is)."""
     tasks = sorted({run["dataset"] for run in runs})
     rates = sorted({run["learning_rate"] for run in runs})
     accuracy = {(run["dataset"], run["learning_rate"]): run["last_epoch_accuracy"] for run in runs}
@@ -121,11 +125,19 @@ def chosen_learning_rates(runs: list[dict]) -> dict:
         for rank, rate in enumerate(ordered, start=1):
             ranks[rate].append(rank)
     mean_rank = {rate: float(np.mean(values)) for rate, values in ranks.items() if values}
+    error = {(run["dataset"], run["learning_rate"]): run["standard_error"] for run in runs}
+    near_best = [
+        rate
+        for rate in rates
+        if complete
+        and all(accuracy[task, rate] >= accuracy[task, per_task[task]] - error[task, per_task[task]] for task in complete)
+    ]
     return {
         "per_task": per_task,
         "complete_tasks": complete,
         "mean_rank": {f"{rate:g}": value for rate, value in mean_rank.items()},
         "best": min(mean_rank, key=mean_rank.get) if mean_rank else None,
+        "one_standard_error": near_best[0] if near_best else None,
     }
 
 

@@ -249,6 +249,11 @@ def lora_learning_rate_table() -> str:
         f"Mean rank over the {len(chosen['complete_tasks'])} tasks that ran every learning rate (1 = highest "
         f"accuracy): {ranks}. {len(runs)} fine-tunes took {runs['seconds'].sum() / 60:.0f} minutes.",
     ]
+    if chosen.get("one_standard_error") is not None:
+        lines[-1] += (
+            f" The smallest rate within one standard error of the highest on each of them: "
+            f"{_rate(chosen['one_standard_error'])}."
+        )
     return "\n".join(lines)
 
 

@@ -17,8 +17,8 @@ def sweep_script(benchmark_script):
     return benchmark_script("lora_learning_rate")
 
 
-def planted_run(dataset: str, rate: float, accuracy: float) -> dict:
-    return {"dataset": dataset, "learning_rate": rate, "last_epoch_accuracy": accuracy}
+def planted_run(dataset: str, rate: float, accuracy: float, standard_error: float = 0.02) -> dict:
+    return {"dataset": dataset, "learning_rate": rate, "last_epoch_accuracy": accuracy, "standard_error": standard_error}
 
 
 def test_each_task_takes_its_most_accurate_rate_and_the_ranks_pick_the_best_overall(sweep_script):
@@ -36,6 +36,27 @@ def test_each_task_takes_its_most_accurate_rate_and_the_ranks_pick_the_best_over
     assert chosen["complete_tasks"] == ["a", "b"]
     assert chosen["mean_rank"] == {"0.0001": 3.0, "0.001": 1.5, "0.01": 1.5}
     assert chosen["best"] == 1e-3  # a tie goes to the first, the smaller rate
+    # Within one standard error (0.02) of the highest: on a 1e-3 only, on b 1e-2 only: no rate on both.
+    assert chosen["one_standard_error"] is None
+
+
+def test_the_one_standard_error_rule_takes_the_smallest_rate_near_the_highest_on_every_task(sweep_script):
+    # As in the sweep: accuracy rises with the rate and collapses at 1e-2; 3e-3 is highest by less than
+    # one standard error over 1e-3 on both tasks, so the smaller, safer 1e-3 is chosen.
+    runs = [
+        planted_run("a", 3e-4, 0.70, 0.034),
+        planted_run("a", 1e-3, 0.72, 0.034),
+        planted_run("a", 3e-3, 0.75, 0.033),
+        planted_run("a", 1e-2, 0.58, 0.037),
+        planted_run("b", 3e-4, 0.47, 0.038),
+        planted_run("b", 1e-3, 0.65, 0.036),
+        planted_run("b", 3e-3, 0.66, 0.036),
+        planted_run("b", 1e-2, 0.06, 0.018),
+    ]
+    chosen = sweep_script.chosen_learning_rates(runs)
+    assert chosen["best"] == 3e-3 and chosen["one_standard_error"] == 1e-3
+    runs[1] = planted_run("a", 1e-3, 0.70, 0.034)  # now 0.05 below a's highest: more than its 0.033
+    assert sweep_script.chosen_learning_rates(runs)["one_standard_error"] == 3e-3
 
 
 @pytest.mark.end_to_end

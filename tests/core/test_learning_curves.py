@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from ntps.core.errors import NtpsInputError
-from ntps.core.learning_curves import plateau
+from ntps.core.learning_curves import beats_chance, plateau
 
 
 def test_a_curve_that_has_levelled_off_reaches_its_plateau_where_it_flattens():
@@ -40,3 +40,13 @@ def test_a_curve_shorter_than_two_epochs_cannot_say_and_bad_input_is_refused():
         plateau(np.arange(3), np.array([0.5, 0.6]), 1, 100)
     with pytest.raises(NtpsInputError, match="at least one evaluation per epoch"):
         plateau(np.arange(2), np.array([0.5, 0.6]), 0, 100)
+
+
+def test_an_accuracy_beats_chance_only_by_more_than_two_standard_errors_of_one_at_chance():
+    # At chance 0.5 on 100 texts one standard error is 0.05: 0.60 is exactly two, 0.61 beyond.
+    assert not beats_chance(0.60, 0.5, 100) and beats_chance(0.61, 0.5, 100)
+    assert beats_chance(0.61, 0.5, 100, standard_errors=1) and not beats_chance(0.5, 0.5, 10_000)
+    # A fine-tune collapsed onto the majority class scores its share, however many texts.
+    assert not beats_chance(0.584, 0.584, 173) and not beats_chance(float("nan"), 0.5, 100)
+    with pytest.raises(NtpsInputError, match="at least one text"):
+        beats_chance(0.7, 0.5, 0)

@@ -107,6 +107,9 @@ def test_the_lora_section_says_what_fine_tuning_added_and_whether_it_levelled_of
                 "lora_test_accuracy": 0.88,
                 "accuracy_gain": 0.08,
                 "gain_over_best_layer": 0.03,
+                "validation_accuracy": 0.86,
+                "chance_accuracy": 0.55,
+                "learned": True,
                 "plateau_reached": True,
                 "steps_to_plateau": 120,
                 "steps": 180,
@@ -125,5 +128,10 @@ def test_the_lora_section_says_what_fine_tuning_added_and_whether_it_levelled_of
     stalled_row["plateau_reached"], stalled_row["gain_over_best_layer"] = False, -0.01
     stalled = lora_verdict(stalled_row)
     assert "not worth it here" in stalled and "had not levelled off after 180 steps" in stalled
+    collapsed_row = gains.iloc[0].copy()
+    collapsed_row["learned"], collapsed_row["validation_accuracy"], collapsed_row["lora_test_accuracy"] = False, 0.55, 0.56
+    collapsed = lora_verdict(collapsed_row)
+    assert collapsed.startswith("LoRA did not learn: its validation accuracy, 0.55, is within two standard errors")
+    assert "(0.55)" in collapsed and "worth it" not in collapsed
     without = run_report(probes, ntps_table)[1]
     assert "Is fine-tuning worth it?" not in without

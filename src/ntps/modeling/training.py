@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from transformers.optimization import Adafactor
 
 from ntps.core.errors import NtpsInputError
-from ntps.core.learning_curves import plateau
+from ntps.core.learning_curves import beats_chance, plateau
 from ntps.modeling.checkpoints import TrainingHistory, resume_checkpoint, run_checkpoint_path, save_checkpoint
 from ntps.modeling.classifiers import MeanPooledClassifier
 from ntps.modeling.hidden_states import padded_batches
@@ -228,7 +228,9 @@ def train_and_score(
     Returns:
         (one row: model, dataset, steps, batch_size, optimizer, autocast (the dtype name or "none"),
         final_training_loss, <kind>_train_accuracy, <kind>_test_accuracy (NaN without test texts),
-        validation_texts, validation_accuracy (the last measured), plateau_reached,
+        validation_texts, validation_accuracy (the last measured), chance_accuracy (the majority class's
+        share of the training texts), learned (the validation accuracy, or the training accuracy without
+        validation texts, beats chance: learning_curves.beats_chance), plateau_reached,
         last_epoch_gain, plateau_standard_error, steps_to_plateau (learning_curves.plateau),
         training_seconds;
         the training log: model, dataset, step, loss, validation_accuracy (NaN between evaluations)).
@@ -257,6 +259,10 @@ def train_and_score(
         int(settings.get("evaluations_per_epoch", 1)),
         max(len(validation), 1),
     )
+    train_accuracy = accuracy(classifier, train, batch_size, pad_token_id, dtype)
+    validation_accuracy = history.validation_accuracies[-1] if history.validation_accuracies else float("nan")
+    chance = float(train["label_id"].value_counts(normalize=True).max())
+    judged, judged_accuracy = (validation, validation_accuracy) if len(validation) else (train, train_accuracy)
     metrics = {
         "model": model,
         "dataset": dataset,
@@ -265,10 +271,12 @@ def train_and_score(
         "optimizer": settings.get("optimizer", "adafactor"),
         "autocast": str(dtype).removeprefix("torch.") if dtype else "none",
         "final_training_loss": history.losses[-1],
-        f"{kind}_train_accuracy": accuracy(classifier, train, batch_size, pad_token_id, dtype),
+        f"{kind}_train_accuracy": train_accuracy,
         f"{kind}_test_accuracy": accuracy(classifier, test, batch_size, pad_token_id, dtype) if len(test) else float("nan"),
         "validation_texts": len(validation),
-        "validation_accuracy": history.validation_accuracies[-1] if history.validation_accuracies else float("nan"),
+        "validation_accuracy": validation_accuracy,
+        "chance_accuracy": chance,
+        "learned": beats_chance(judged_accuracy, chance, len(judged)),
         "plateau_reached": curve.reached,
         "last_epoch_gain": curve.last_epoch_gain,
         "plateau_standard_error": curve.standard_error,
@@ -281,6 +289,13 @@ def train_and_score(
             "%s on %s / %s: the validation accuracy has not levelled off (last epoch %+.3f against a standard error "
             "of %.3f): more steps or epochs may help",
             kind, model, dataset, curve.last_epoch_gain, curve.standard_error,
+        )  # fmt: skip
+    if not metrics["learned"]:
+        logger.warning(
+            "%s on %s / %s did not learn: its %s accuracy, %.3f, is within two standard errors of always answering "
+            "the majority class (%.3f); it may have diverged (a lower learning rate may help), and its accuracy says "
+            "nothing about what this fine-tuning can do",
+            kind, model, dataset, "validation" if len(validation) else "training", judged_accuracy, chance,
         )  # fmt: skip
     checkpoint.unlink(missing_ok=True)
     log = pd.DataFrame(

@@ -162,6 +162,13 @@ def lora_verdict(gain: pd.Series) -> str:
         if gain["plateau_reached"]
         else f"its validation accuracy had not levelled off after {int(gain['steps'])} steps, so more training may help"
     )
+    if not gain["learned"]:
+        return (
+            f"LoRA did not learn: its validation accuracy, {gain['validation_accuracy']:.2f}, is within two standard "
+            f"errors of always answering the majority class ({gain['chance_accuracy']:.2f}), so its held-out "
+            f"{gain['lora_test_accuracy']:.2f} says nothing about what LoRA can do here; a lower `lora.learning_rate` "
+            "may help."
+        )
     worth = "worth it" if gain["gain_over_best_layer"] > 0 else "not worth it here"
     return (
         f"LoRA reaches {gain['lora_test_accuracy']:.2f} held out, {gain['gain_over_best_layer']:+.2f} over the logistic "
@@ -320,6 +327,7 @@ LORA_COLUMNS = [
     "lora_test_accuracy",
     "accuracy_gain",
     "gain_over_best_layer",
+    "learned",
     "plateau_reached",
     "steps_to_plateau",
     "steps",

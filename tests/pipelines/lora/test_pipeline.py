@@ -58,6 +58,9 @@ def test_lora_and_from_scratch_pipelines_end_to_end(project, model_cache, four_l
     metrics = pd.read_parquet(next((reports / "lora_metrics.parquet").glob("*/*")))
     assert (metrics["validation_texts"] > 0).all() and metrics["validation_accuracy"].between(0, 1).all()
     assert set(metrics["autocast"]) <= {"bfloat16", "none"} and (metrics["optimizer"] == "adamw").all()
+    margin = 2 * np.sqrt(metrics["chance_accuracy"] * (1 - metrics["chance_accuracy"]) / metrics["validation_texts"])
+    assert (metrics["learned"] == (metrics["validation_accuracy"] - metrics["chance_accuracy"] > margin)).all()
+    assert gains["learned"].dtype == bool and gains["chance_accuracy"].between(0.1, 1).all()
     log = pd.read_parquet(next((reports / "lora_training_log.parquet").glob("*/*")))
     assert log.groupby("dataset")["validation_accuracy"].count().ge(2).all(), "a learning curve per pair"
     # The lora pipeline writes the run report again, now with its answer on fine-tuning.
