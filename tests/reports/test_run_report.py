@@ -105,6 +105,7 @@ def test_the_lora_section_says_what_fine_tuning_added_and_whether_it_levelled_of
                 "best_layer": 2,
                 "best_layer_probe_accuracy": 0.85,
                 "lora_test_accuracy": 0.88,
+                "lora_train_accuracy": 0.95,
                 "accuracy_gain": 0.08,
                 "gain_over_best_layer": 0.03,
                 "validation_accuracy": 0.86,
@@ -129,9 +130,11 @@ def test_the_lora_section_says_what_fine_tuning_added_and_whether_it_levelled_of
     stalled = lora_verdict(stalled_row)
     assert "not worth it here" in stalled and "had not levelled off after 180 steps" in stalled
     collapsed_row = gains.iloc[0].copy()
-    collapsed_row["learned"], collapsed_row["validation_accuracy"], collapsed_row["lora_test_accuracy"] = False, 0.55, 0.56
+    collapsed_row["learned"], collapsed_row["validation_accuracy"], collapsed_row["lora_train_accuracy"] = False, 0.57, 0.55
     collapsed = lora_verdict(collapsed_row)
-    assert collapsed.startswith("LoRA did not learn: its validation accuracy, 0.55, is within two standard errors")
-    assert "(0.55)" in collapsed and "worth it" not in collapsed
+    assert collapsed.startswith("LoRA is not clearly above chance: its validation accuracy, 0.57, is within two standard")
+    assert "(0.55)" in collapsed and "diverged or collapsed" in collapsed and "worth it" not in collapsed
+    collapsed_row["lora_train_accuracy"] = 0.80  # fits its training texts, but not beyond chance on new ones
+    assert "does not carry to new texts" in lora_verdict(collapsed_row)
     without = run_report(probes, ntps_table)[1]
     assert "Is fine-tuning worth it?" not in without

@@ -292,9 +292,9 @@ def train_and_score(
         )  # fmt: skip
     if not metrics["learned"]:
         logger.warning(
-            "%s on %s / %s did not learn: its %s accuracy, %.3f, is within two standard errors of always answering "
-            "the majority class (%.3f); it may have diverged (a lower learning rate may help), and its accuracy says "
-            "nothing about what this fine-tuning can do",
+            "%s on %s / %s is not clearly above chance: its %s accuracy, %.3f, is within two standard errors of always "
+            "answering the majority class (%.3f); it diverged (a lower learning rate may help) or what it learned does "
+            "not carry to new texts",
             kind, model, dataset, "validation" if len(validation) else "training", judged_accuracy, chance,
         )  # fmt: skip
     checkpoint.unlink(missing_ok=True)

@@ -235,7 +235,7 @@ def lora_markdown_report(gains: pd.DataFrame, gain_summary: pd.DataFrame, ntps_c
         "",
         "Held-out accuracy of the logistic probe at the final block (the paper's baseline) and at the best layer",
         "(chosen on the training texts by the run report), of LoRA, and LoRA's gain over each. Plateau: whether the",
-        'validation accuracy levelled off (docs/lora.md), and at which step; "did not learn": the validation accuracy',
+        'validation accuracy levelled off (docs/lora.md), and at which step; "not above chance": the validation accuracy',
         "is within two standard errors of the majority class's share, so that gain says nothing about LoRA.",
         "",
         "| model | dataset | probe, final block | best layer | probe there | LoRA | gain over final block | "
@@ -244,7 +244,7 @@ def lora_markdown_report(gains: pd.DataFrame, gain_summary: pd.DataFrame, ntps_c
     ]
     for row in gains.itertuples():
         plateau = f"yes, step {row.steps_to_plateau}" if row.plateau_reached else "no"
-        plateau = plateau if row.learned else f"{plateau}; did not learn"
+        plateau = plateau if row.learned else f"{plateau}; not above chance"
         lines.append(
             f"| {row.model} | {row.dataset} | {row.probe_test_accuracy:.3f} | {row.best_layer} | "
             f"{row.best_layer_probe_accuracy:.3f} | {row.lora_test_accuracy:.3f} | {row.accuracy_gain:+.3f} | "

@@ -163,11 +163,19 @@ def lora_verdict(gain: pd.Series) -> str:
         else f"its validation accuracy had not levelled off after {int(gain['steps'])} steps, so more training may help"
     )
     if not gain["learned"]:
+        chance = gain["chance_accuracy"]
+        margin = gain["validation_accuracy"] - chance
+        why = (
+            "it did not fit its training texts either, so it diverged or collapsed onto one class: a lower "
+            "`lora.learning_rate` may help"
+            if gain["lora_train_accuracy"] - chance <= margin
+            else "it fits its training texts better, but that does not carry to new texts"
+        )
         return (
-            f"LoRA did not learn: its validation accuracy, {gain['validation_accuracy']:.2f}, is within two standard "
-            f"errors of always answering the majority class ({gain['chance_accuracy']:.2f}), so its held-out "
-            f"{gain['lora_test_accuracy']:.2f} says nothing about what LoRA can do here; a lower `lora.learning_rate` "
-            "may help."
+            f"LoRA is not clearly above chance: its validation accuracy, {gain['validation_accuracy']:.2f}, is within two "
+            f"standard errors of always answering the majority class ({chance:.2f}), and its training accuracy is "
+            f"{gain['lora_train_accuracy']:.2f}: {why}; its held-out {gain['lora_test_accuracy']:.2f} is "
+            f"{gain['gain_over_best_layer']:+.2f} over the logistic probe at layer {int(gain['best_layer'])}."
         )
     worth = "worth it" if gain["gain_over_best_layer"] > 0 else "not worth it here"
     return (
