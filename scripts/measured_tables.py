@@ -191,6 +191,7 @@ def lora_tasks_table() -> str:
     lines = [_row(columns), "|" + "---|" * len(columns)]
     for row in gains.itertuples():
         plateau = f"{row.steps_to_plateau} of {row.steps}" if row.plateau_reached else f"no ({row.steps} steps)"
+        plateau = plateau if row.learned else f"{plateau}, not above chance"
         lines.append(
             _row(
                 [
@@ -210,8 +211,9 @@ def lora_tasks_table() -> str:
         "",
         f"LoRA beat the probe at the best layer on {int((gains['gain_over_best_layer'] > 0).sum())} of {len(gains)} "
         f"tasks and the final block's on {int((gains['accuracy_gain'] > 0).sum())}; its validation accuracy levelled "
-        f"off on {int(gains['plateau_reached'].sum())}. Training took {gains['training_seconds'].sum() / 60:.0f} "
-        "minutes in all.",
+        f"off on {int(gains['plateau_reached'].sum())} and beat the majority class by two standard errors on "
+        f"{int(gains['learned'].sum())}. Training took "
+        f"{gains['training_seconds'].sum() / 60:.0f} minutes in all.",
     ]
     return "\n".join(lines)
 
