@@ -23,6 +23,7 @@ from transformers.optimization import Adafactor
 
 from ntps.core.errors import NtpsInputError
 from ntps.core.learning_curves import beats_chance, plateau
+from ntps.core.probes import majority_rate
 from ntps.modeling.checkpoints import TrainingHistory, resume_checkpoint, run_checkpoint_path, save_checkpoint
 from ntps.modeling.classifiers import MeanPooledClassifier
 from ntps.modeling.hidden_states import padded_batches
@@ -261,7 +262,7 @@ def train_and_score(
     )
     train_accuracy = accuracy(classifier, train, batch_size, pad_token_id, dtype)
     validation_accuracy = history.validation_accuracies[-1] if history.validation_accuracies else float("nan")
-    chance = float(train["label_id"].value_counts(normalize=True).max())
+    chance = majority_rate(train["label_id"].to_numpy())
     judged, judged_accuracy = (validation, validation_accuracy) if len(validation) else (train, train_accuracy)
     metrics = {
         "model": model,
