@@ -66,14 +66,20 @@ def learning_curve(parameters: dict, card: dict, pad_token_id: int, train, valid
     import transformers
 
     from ntps.core.learning_curves import plateau
+    from ntps.core.linalg import resolve_device
     from ntps.modeling.classifiers import lora_classifier
-    from ntps.modeling.training import train_classifier, training_steps
+    from ntps.modeling.training import train_classifier, training_attention, training_steps
     from ntps.sources.language_models import DTYPES
 
-    settings = {**parameters["training"], **parameters["lora"], "learning_rate": learning_rate}
+    # Whole curves over the configured epochs, so that every rate is compared at the same length.
+    settings = {**parameters["training"], **parameters["lora"], "learning_rate": learning_rate, "stop_at_plateau": False}
+    device = resolve_device(settings["device"])
     backbone = transformers.AutoModel.from_pretrained(
-        card["location"], dtype=DTYPES[settings["dtype"]], trust_remote_code=card["spec"].get("trust_remote_code", False)
-    )
+        card["location"],
+        dtype=DTYPES[settings["dtype"]],
+        attn_implementation=training_attention(device),
+        trust_remote_code=card["spec"].get("trust_remote_code", False),
+    ).to(device)
     n_classes = int(max(train["label_id"].max(), validation["label_id"].max())) + 1
     classifier = lora_classifier(backbone, n_classes, settings, seed=settings["seed"])
     started = time.perf_counter()

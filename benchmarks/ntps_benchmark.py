@@ -460,13 +460,14 @@ PAPER_LORA_STEPS = 5000
 
 
 def ntps_vs_lora(setup: ModelOnTexts, parameters: dict, batch_size: int) -> dict[str, float]:
+    import torch
     import transformers
 
     from ntps.core.ntps import score_tables
     from ntps.core.subspaces import layer_subspaces
     from ntps.modeling.classifiers import lora_classifier
     from ntps.modeling.hidden_states import extract_hidden_states
-    from ntps.modeling.training import accuracy, train_classifier
+    from ntps.modeling.training import accuracy, train_classifier, training_attention, training_steps
     from ntps.sources.language_models import DTYPES
 
     tokenized, n_classes = setup.tokenized, setup.n_classes
@@ -480,14 +481,17 @@ def ntps_vs_lora(setup: ModelOnTexts, parameters: dict, batch_size: int) -> dict
     score_tables(statistics, subspaces, ridge, scores["paper_k_fractions"], released_code=scores["released_code"])
     ntps_seconds = time.perf_counter() - start
     settings = {**parameters["training"], **parameters["lora"]}
+    attention = training_attention(torch.device("cpu"))
+    other_attention = "sdpa" if attention == "eager" else "eager"
 
-    def lora_seconds(steps: int, checkpoint: str) -> tuple[float, float, float]:
+    def lora_seconds(steps: int, checkpoint: str, attention: str) -> tuple[float, float, float]:
         """(loading the backbone as fine_tune_lora does, a copy of its own since peft injects adapters into the
         modules it wraps; the stage after it: adapters, training, scoring; the training steps alone)."""
         start = time.perf_counter()
         backbone = transformers.AutoModel.from_pretrained(
             setup.card["location"],
             dtype=DTYPES[settings["dtype"]],
+            attn_implementation=attention,
             trust_remote_code=setup.card["spec"].get("trust_remote_code", False),
         )
         stage_start = time.perf_counter()
@@ -499,11 +503,12 @@ def ntps_vs_lora(setup: ModelOnTexts, parameters: dict, batch_size: int) -> dict
         accuracy(classifier, tokenized, stage["batch_size"], setup.pad_token_id)
         return stage_start - start, time.perf_counter() - stage_start, training
 
-    configured_steps = int(settings["steps"])
+    configured_steps = training_steps(settings, len(tokenized))
     epoch_steps = -(-len(tokenized) // int(settings["batch_size"]))
     with tempfile.TemporaryDirectory() as folder:
-        first_load, configured, _ = lora_seconds(configured_steps, os.path.join(folder, "configured.pt"))
-        second_load, epoch, epoch_training = lora_seconds(epoch_steps, os.path.join(folder, "epoch.pt"))
+        first_load, configured, _ = lora_seconds(configured_steps, os.path.join(folder, "configured.pt"), attention)
+        second_load, epoch, epoch_training = lora_seconds(epoch_steps, os.path.join(folder, "epoch.pt"), attention)
+        _, _, other_training = lora_seconds(epoch_steps, os.path.join(folder, "other.pt"), other_attention)
     per_step = epoch_training / epoch_steps
     return {
         "texts": len(tokenized),
@@ -514,7 +519,10 @@ def ntps_vs_lora(setup: ModelOnTexts, parameters: dict, batch_size: int) -> dict
         "lora_configured_s": configured,
         "epoch_steps": epoch_steps,
         "lora_epoch_s": epoch,
+        "attention": attention,
         "lora_per_step_s": per_step,
+        "other_attention": other_attention,
+        "lora_per_step_other_attention_s": other_training / epoch_steps,
         "paper_steps": PAPER_LORA_STEPS,
         "lora_paper_projected_s": epoch - epoch_training + per_step * PAPER_LORA_STEPS,
     }
@@ -687,7 +695,8 @@ def report_ntps_vs_lora(arguments: argparse.Namespace, parameters: dict, emit: E
     emit(
         "NTPS vs LoRA, %s: NTPS stages %.1f s; LoRA %d steps (configured) %.1f s -> NTPS/LoRA %.2f; LoRA one epoch "
         "(%d steps) %.1f s -> %.2f; LoRA %d steps (the paper's, projected from %.2f s/step) %.0f s -> %.3f; loading "
-        "the model, %.1f s, counted on neither side",
+        "the model, %.1f s, counted on neither side; a LoRA step with %s attention (the training stages' on a CPU) %.2f s, "
+        "with %s %.2f s (%.2fx)",
         setup.described(),
         costs["ntps_s"],
         costs["configured_steps"],
@@ -701,6 +710,11 @@ def report_ntps_vs_lora(arguments: argparse.Namespace, parameters: dict, emit: E
         costs["lora_paper_projected_s"],
         costs["ntps_s"] / costs["lora_paper_projected_s"],
         costs["model_load_s"],
+        costs["attention"],
+        costs["lora_per_step_s"],
+        costs["other_attention"],
+        costs["lora_per_step_other_attention_s"],
+        costs["lora_per_step_other_attention_s"] / costs["lora_per_step_s"],
     )
     return costs
 

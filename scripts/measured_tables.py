@@ -190,7 +190,10 @@ def lora_tasks_table() -> str:
     columns += ["gain over best layer", "levelled off at step", "minutes"]
     lines = [_row(columns), "|" + "---|" * len(columns)]
     for row in gains.itertuples():
-        plateau = f"{row.steps_to_plateau} of {row.steps}" if row.plateau_reached else f"no ({row.steps} steps)"
+        stopped = f", stopped at {row.steps}" if row.steps < row.planned_steps else ""
+        plateau = (
+            f"{row.steps_to_plateau}{stopped} of {row.planned_steps}" if row.plateau_reached else f"no ({row.steps} steps)"
+        )
         plateau = plateau if row.learned else f"{plateau}, not above chance"
         lines.append(
             _row(

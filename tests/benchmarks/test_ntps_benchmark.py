@@ -123,7 +123,7 @@ def test_the_model_measures_run_the_first_model_and_dataset_of_the_run(ntps_benc
     parameters = load_parameters(REPOSITORY)
     parameters["models"]["tiny_llama"] = {"source": "local", "path": str(tiny_model)}
     parameters["run"] = {"models": ["tiny_llama"], "datasets": ["rotten_tomatoes"]}
-    parameters["lora"] |= {"rank": 4, "alpha": 4, "steps": 2, "batch_size": 4}
+    parameters["lora"] |= {"rank": 4, "alpha": 4, "steps": 2, "epochs": None, "batch_size": 4}
     parameters["training"]["batch_size"] = 4
     parameters_file = tmp_path / "parameters.json"
     parameters_file.write_text(json.dumps(parameters), encoding="utf-8")
@@ -140,6 +140,7 @@ def test_the_model_measures_run_the_first_model_and_dataset_of_the_run(ntps_benc
     assert 0 < recorded["product-precision"]["values"]["float32_cov1_relative_error"] < 1e-5
     lora = recorded["lora"]["values"]
     assert (lora["configured_steps"], lora["epoch_steps"]) == (2, 2) and lora["ntps_s"] > 0
+    assert (lora["attention"], lora["other_attention"]) == ("eager", "sdpa") and lora["lora_per_step_other_attention_s"] > 0
 
 
 def test_a_baseline_that_is_no_commit_fails_before_anything_is_measured(ntps_benchmark, tmp_path):

@@ -11,11 +11,13 @@ import pytest
 import torch
 
 from ntps.core.errors import NtpsInputError
+from ntps.core.learning_curves import plateau
 from ntps.modeling.classifiers import lora_classifier, trainable_state
 from ntps.modeling.training import (
     autocast_dtype,
     optimizer_with_schedule,
     train_classifier,
+    training_attention,
     training_steps,
     validation_split,
 )
@@ -110,3 +112,65 @@ def test_the_validation_split_is_a_seeded_stratified_share_of_the_training_texts
     assert validation_split(texts, 0.0, seed=0)[1].empty
     with pytest.raises(NtpsInputError, match="validation_fraction"):
         validation_split(texts, 1.0, seed=0)
+
+
+class PlantedCurve:
+    """Stands in for training.accuracy: the planted validation accuracies, one per evaluation, in order."""
+
+    def __init__(self, accuracies: list[float]):
+        self.accuracies, self.calls = accuracies, 0
+
+    def __call__(self, *args, **kwargs) -> float:
+        self.calls += 1
+        return self.accuracies[self.calls - 1]
+
+
+def test_training_stops_at_the_first_evaluation_where_the_curve_levels_off_and_a_resumed_run_stops_there_too(tmp_path):
+    # 16 texts in batches of 4: an epoch of 4 steps, 2 evaluations per epoch, 8 validation texts.
+    settings = {**SETTINGS, "steps": 24, "evaluations_per_epoch": 2, "stop_at_plateau": True}
+    texts, validation = tokenized_texts(16, seed=3), tokenized_texts(8, seed=4)
+    rising = [0.1, 0.3, 0.5, 0.7, 0.8, 0.8, 0.8, 0.8, 0.8, 0.8, 0.8, 0.8]
+    # The criterion on each prefix of the planted curve, computed here: it first holds at the 7th evaluation.
+    held = [plateau(2 * np.arange(1, m + 1), np.asarray(rising[:m]), 2, len(validation)).reached for m in range(1, 13)]
+    assert held.index(True) == 6
+
+    classifier = lora_classifier(tiny_llama(), n_classes=3, settings=settings, seed=0)
+    with mock.patch("ntps.modeling.training.accuracy", PlantedCurve(rising)):
+        straight = train_classifier(classifier, texts, settings, 0, tmp_path / "straight.pt", validation=validation)
+    assert straight.validation_steps == [2, 4, 6, 8, 10, 12, 14] and len(straight.losses) == 14
+
+    killed_curve = PlantedCurve(rising)  # one process's evaluations, then the restarted one's
+    killed = lora_classifier(tiny_llama(), n_classes=3, settings=settings, seed=0)
+    restarted = lora_classifier(tiny_llama(), n_classes=3, settings=settings, seed=0)
+    with mock.patch("ntps.modeling.training.accuracy", killed_curve):
+        train_classifier(killed, texts, settings, 0, tmp_path / "resumed.pt", stop_after=5, validation=validation)
+        resumed = train_classifier(restarted, texts, settings, 0, tmp_path / "resumed.pt", validation=validation)
+    assert resumed == straight
+    expected, restored = trainable_state(classifier), trainable_state(restarted)
+    for name in expected:
+        torch.testing.assert_close(restored[name], expected[name], rtol=0, atol=0)
+
+    again = lora_classifier(tiny_llama(), n_classes=3, settings=settings, seed=0)
+    with mock.patch("ntps.modeling.training.accuracy", PlantedCurve([])) as untouched:
+        assert train_classifier(again, texts, settings, 0, tmp_path / "resumed.pt", validation=validation) == straight
+    assert untouched.calls == 0, "a run that had stopped at its plateau neither trains nor evaluates again"
+
+    still_rising, more_validation = [0.05 * (i + 1) for i in range(12)], tokenized_texts(32, seed=4)  # gains > 1 error
+    with mock.patch("ntps.modeling.training.accuracy", PlantedCurve(still_rising)):
+        full = train_classifier(classifier, texts, settings, 0, tmp_path / "rising.pt", validation=more_validation)
+    assert len(full.losses) == 24, "a curve that keeps rising trains every configured step"
+
+
+def test_training_uses_eager_attention_on_a_cpu_which_trains_as_sdpa_does(tmp_path):
+    assert training_attention(torch.device("cpu")) == "eager"
+    assert training_attention(torch.device("cuda")) == "sdpa"
+    texts = tokenized_texts(16, seed=3)
+    losses = {}
+    for attention in ("eager", "sdpa"):
+        backbone = tiny_llama()
+        backbone.set_attn_implementation(attention)
+        assert backbone.config._attn_implementation == attention
+        classifier = lora_classifier(backbone, n_classes=3, settings=SETTINGS, seed=0)
+        history = train_classifier(classifier, texts, SETTINGS, 0, tmp_path / f"{attention}.pt")
+        losses[attention] = np.asarray(history.losses)
+    np.testing.assert_allclose(losses["eager"], losses["sdpa"], rtol=1e-5)

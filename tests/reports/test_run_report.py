@@ -114,6 +114,7 @@ def test_the_lora_section_says_what_fine_tuning_added_and_whether_it_levelled_of
                 "plateau_reached": True,
                 "steps_to_plateau": 120,
                 "steps": 180,
+                "planned_steps": 180,
             }
         ]
     )
@@ -125,6 +126,9 @@ def test_the_lora_section_says_what_fine_tuning_added_and_whether_it_levelled_of
     assert sentence in markdown and html.escape(sentence) in report_html
     assert "## Is fine-tuning worth it?" in markdown and "m: LogME ranked the gains." in markdown
     assert "id='lora'" in report_html
+    stopped_row = gains.iloc[0].copy()
+    stopped_row["steps"], stopped_row["planned_steps"] = 150, 183
+    assert "levelled off by step 120; training stopped at step 150 of the 183 planned." in lora_verdict(stopped_row)
     stalled_row = gains.iloc[0].copy()
     stalled_row["plateau_reached"], stalled_row["gain_over_best_layer"] = False, -0.01
     stalled = lora_verdict(stalled_row)

@@ -79,11 +79,15 @@ def scratch_classifier(
     dtype: torch.dtype = torch.float32,
     device: torch.device | str = "cpu",
     trust_remote_code: bool = False,
+    attention: str = "sdpa",
 ) -> MeanPooledClassifier:
     """The same architecture as a pretrained backbone, randomly initialized, every parameter and a
-    fresh head trainable (the paper's full training from scratch)."""
+    fresh head trainable (the paper's full training from scratch), with transformers' attention
+    implementation `attention`."""
     torch.manual_seed(seed)
-    backbone = transformers.AutoModel.from_config(config, dtype=dtype, trust_remote_code=trust_remote_code)
+    backbone = transformers.AutoModel.from_config(
+        config, dtype=dtype, attn_implementation=attention, trust_remote_code=trust_remote_code
+    )
     return MeanPooledClassifier(backbone.to(device), hidden_size(config), n_classes)
 
 

@@ -1,7 +1,7 @@
 """The training loop shared by LoRA and training from scratch: Adafactor (the paper's) or AdamW with a
 cosine schedule after a linear warm-up, bfloat16 autocast where the device computes in it, seeded
-batches, a validation split carved from the training texts with its learning curve, periodic
-checkpoints a killed run resumes from, and accuracy on each split."""
+batches, a validation split carved from the training texts with its learning curve (and, where asked,
+a stop once it levels off), periodic checkpoints a killed run resumes from, and accuracy on each split."""
 
 from __future__ import annotations
 
@@ -77,6 +77,14 @@ def autocast_dtype(setting: str, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if computes_in_bfloat16(device) else None
 
 
+def training_attention(device: torch.device) -> str:
+    """The attention implementation a trained backbone is loaded with: "eager" (matrix products and a
+    softmax) on a CPU, where PyTorch's fused attention is slow to differentiate at this project's text
+    lengths (`benchmarks/ntps_benchmark.py --measure lora` times a LoRA step with each), and "sdpa"
+    elsewhere. The two compute the same function up to rounding."""
+    return "eager" if device.type == "cpu" else "sdpa"
+
+
 def autocast(device: torch.device, dtype: torch.dtype | None) -> AbstractContextManager:
     return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
 
@@ -122,7 +130,8 @@ def train_classifier(
     autocast as autocast_dtype(settings["autocast"]) says, measuring the accuracy on `validation`
     every evaluation_interval steps, checkpointing the trainable parameters, optimizer, schedule,
     random state and history every checkpoint_every steps and resuming from checkpoint_path when it
-    exists.
+    exists. With settings["stop_at_plateau"] it stops at the first evaluation where the learning curve
+    has levelled off (learning_curves.plateau), before the configured steps.
 
     Args:
         train: tokenized training texts (input_ids, n_tokens, label_id).
@@ -140,6 +149,12 @@ def train_classifier(
     device = next(classifier.parameters()).device
     dtype = autocast_dtype(settings.get("autocast", "none"), device)
     interval = evaluation_interval(settings, len(train)) if validation is not None and len(validation) else 0
+    stop_at_plateau = bool(settings.get("stop_at_plateau", False)) and interval > 0
+
+    def levelled_off(history: TrainingHistory) -> bool:
+        curve = (np.asarray(history.validation_steps), np.asarray(history.validation_accuracies))
+        return plateau(*curve, int(settings["evaluations_per_epoch"]), len(validation)).reached
+
     optimizer, schedule = optimizer_with_schedule(classifier, settings, steps)
     checkpoint_path = Path(checkpoint_path)
     step, history = 0, TrainingHistory()
@@ -150,6 +165,8 @@ def train_classifier(
         logger.info("resuming %s from step %d of %d (%s)", description, step, steps, checkpoint_path)
     classifier.train()
     last = steps if stop_after is None else min(steps, step + stop_after)
+    if stop_at_plateau and levelled_off(history):  # a resumed run that had stopped there
+        last = step
     for step in tqdm(range(step, last), initial=step, total=steps, desc=description, unit="step"):
         input_ids, attention_mask, label_ids = _training_batches(train, settings["batch_size"], pad_token_id, seed, step)
         with autocast(device, dtype):
@@ -165,14 +182,19 @@ def train_classifier(
         optimizer.step()
         schedule.step()
         history.losses.append(loss_value)
+        stopping = False
         if interval and ((step + 1) % interval == 0 or step + 1 == steps):
             history.validation_steps.append(step + 1)
             history.validation_accuracies.append(
                 accuracy(classifier, validation, settings["batch_size"], pad_token_id, dtype)
             )
             classifier.train()
-        if (step + 1) % settings["checkpoint_every"] == 0 or step + 1 == last:
+            stopping = stop_at_plateau and step + 1 < steps and levelled_off(history)
+        if (step + 1) % settings["checkpoint_every"] == 0 or step + 1 == last or stopping:
             save_checkpoint(checkpoint_path, classifier, optimizer, schedule, step + 1, history)
+        if stopping:
+            logger.info("%s: the validation accuracy levelled off; stopping at step %d of %d", description, step + 1, steps)
+            break
     classifier.eval()
     return history
 
@@ -227,7 +249,8 @@ def train_and_score(
         kind: names the run ("lora", "scratch"): its checkpoint, progress bar and metric columns.
 
     Returns:
-        (one row: model, dataset, steps, batch_size, optimizer, autocast (the dtype name or "none"),
+        (one row: model, dataset, steps (trained), planned_steps (configured; more than steps where the run
+        stopped at its plateau), batch_size, optimizer, autocast (the dtype name or "none"),
         final_training_loss, <kind>_train_accuracy, <kind>_test_accuracy (NaN without test texts),
         validation_texts, validation_accuracy (the last measured), chance_accuracy (the majority class's
         share of the training texts), learned (the validation accuracy, or the training accuracy without
@@ -247,8 +270,9 @@ def train_and_score(
     device = next(classifier.parameters()).device
     dtype = autocast_dtype(settings.get("autocast", "none"), device)
     logger.info(
-        "%s training on %s / %s: %d texts, %d for validation, autocast %s on %s",
-        kind, model, dataset, len(train), len(validation), dtype or "none", device,
+        "%s training on %s / %s: %d texts, %d for validation, autocast %s, %s attention on %s",
+        kind, model, dataset, len(train), len(validation), dtype or "none",
+        getattr(classifier.backbone.config, "_attn_implementation", "the model's"), device,
     )  # fmt: skip
     history = train_classifier(
         classifier, train, settings, pad_token_id, checkpoint, description=f"{kind} training", validation=validation
@@ -267,7 +291,8 @@ def train_and_score(
     metrics = {
         "model": model,
         "dataset": dataset,
-        "steps": training_steps(settings, len(train)),
+        "steps": len(history.losses),
+        "planned_steps": training_steps(settings, len(train)),
         "batch_size": int(batch_size),
         "optimizer": settings.get("optimizer", "adafactor"),
         "autocast": str(dtype).removeprefix("torch.") if dtype else "none",

@@ -26,7 +26,8 @@ BEST_LAYER_GAIN = "gain_over_best_layer"
 GAIN_TARGETS = {GAIN: "Gain over the probe at the final block", BEST_LAYER_GAIN: "Gain over the probe at the best layer"}
 # How each fine-tune went (ntps.modeling.training.train_and_score), carried into the gains table.
 TRAINING_COLUMNS = (
-    "steps", "training_seconds", "validation_accuracy", "chance_accuracy", "learned", "plateau_reached", "steps_to_plateau",
+    "steps", "planned_steps", "training_seconds", "validation_accuracy", "chance_accuracy", "learned", "plateau_reached",
+    "steps_to_plateau",
 )  # fmt: skip
 # A representation already aligned with the task should leave LoRA less to gain.
 GAIN_DIRECTION = -1
@@ -58,7 +59,7 @@ def accuracy_gains(lora_metrics: pd.DataFrame, probe_metrics: pd.DataFrame, laye
     Returns:
         model, dataset, probe_test_accuracy (final block), best_layer, best_layer_probe_accuracy,
         lora_test_accuracy, accuracy_gain (over the final block), gain_over_best_layer,
-        lora_train_accuracy, steps, training_seconds, validation_accuracy, chance_accuracy, learned,
+        lora_train_accuracy, steps, planned_steps, training_seconds, validation_accuracy, chance_accuracy, learned,
         plateau_reached, steps_to_plateau, and the probe report's reference scores (logme, h_score, n_classes, ...).
     """
     probes = _final_block_probes(probe_metrics)
@@ -236,7 +237,8 @@ def lora_markdown_report(gains: pd.DataFrame, gain_summary: pd.DataFrame, ntps_c
         "Held-out accuracy of the logistic probe at the final block (the paper's baseline) and at the best layer",
         "(chosen on the training texts by the run report), of LoRA, and LoRA's gain over each. Plateau: whether the",
         'validation accuracy levelled off (docs/lora.md), and at which step; "not above chance": the validation accuracy',
-        "is within two standard errors of the majority class's share, so that gain says nothing about LoRA.",
+        "is within two standard errors of the majority class's share, so that gain says nothing about LoRA. Steps: those",
+        "trained, of those planned (with `stop_at_plateau`, training stops once the validation accuracy levels off).",
         "",
         "| model | dataset | probe, final block | best layer | probe there | LoRA | gain over final block | "
         "gain over best layer | steps | plateau | minutes |",
@@ -248,7 +250,8 @@ def lora_markdown_report(gains: pd.DataFrame, gain_summary: pd.DataFrame, ntps_c
         lines.append(
             f"| {row.model} | {row.dataset} | {row.probe_test_accuracy:.3f} | {row.best_layer} | "
             f"{row.best_layer_probe_accuracy:.3f} | {row.lora_test_accuracy:.3f} | {row.accuracy_gain:+.3f} | "
-            f"{row.gain_over_best_layer:+.3f} | {row.steps} | {plateau} | {row.training_seconds / 60:.1f} |"
+            f"{row.gain_over_best_layer:+.3f} | {row.steps} of {row.planned_steps} | {plateau} | "
+            f"{row.training_seconds / 60:.1f} |"
         )
     lines += ["", "## Does NTPS predict the gain? (the paper's Figure 3)", ""]
     if gain_summary.empty:

@@ -157,8 +157,10 @@ def _accuracy(value: float, low: float, high: float) -> str:
 
 def lora_verdict(gain: pd.Series) -> str:
     """One sentence on what LoRA added for one pair (a row of lora_study.accuracy_gains)."""
+    steps, planned = int(gain["steps"]), int(gain["planned_steps"])
+    stopped = f"; training stopped at step {steps} of the {planned} planned" if steps < planned else f" of {steps}"
     curve = (
-        f"its validation accuracy levelled off by step {int(gain['steps_to_plateau'])} of {int(gain['steps'])}"
+        f"its validation accuracy levelled off by step {int(gain['steps_to_plateau'])}{stopped}"
         if gain["plateau_reached"]
         else f"its validation accuracy had not levelled off after {int(gain['steps'])} steps, so more training may help"
     )
@@ -339,6 +341,7 @@ LORA_COLUMNS = [
     "plateau_reached",
     "steps_to_plateau",
     "steps",
+    "planned_steps",
 ]
 
 

@@ -10,7 +10,7 @@ import transformers
 
 from ntps.core.linalg import resolve_device
 from ntps.modeling.classifiers import scratch_classifier
-from ntps.modeling.training import train_and_score
+from ntps.modeling.training import train_and_score, training_attention
 from ntps.reports.lora_study import linear_vs_full_markdown, linear_vs_full_table
 from ntps.sources.language_models import DTYPES, load_tokenizer
 
@@ -36,13 +36,9 @@ def train_from_scratch(
     tokenizer = load_tokenizer(language_model_card["location"], spec)
     config = transformers.AutoConfig.from_pretrained(language_model_card["location"], trust_remote_code=trust_remote_code)
     n_classes = int(tokenized_texts["label_id"].max()) + 1
+    device = resolve_device(settings["device"])
     classifier = scratch_classifier(
-        config,
-        n_classes,
-        settings["seed"],
-        DTYPES[settings["dtype"]],
-        resolve_device(settings["device"]),
-        trust_remote_code,
+        config, n_classes, settings["seed"], DTYPES[settings["dtype"]], device, trust_remote_code, training_attention(device)
     )
     return train_and_score(
         classifier, tokenized_texts, language_model_card, settings, tokenizer.pad_token_id, "scratch", model, dataset

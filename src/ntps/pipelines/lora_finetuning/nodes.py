@@ -10,7 +10,7 @@ import transformers
 from ntps.core.linalg import resolve_device
 from ntps.modeling.adapter_format import LoraAdapter
 from ntps.modeling.classifiers import lora_adapter, lora_classifier
-from ntps.modeling.training import train_and_score
+from ntps.modeling.training import train_and_score, training_attention
 from ntps.sources.language_models import DTYPES, load_tokenizer
 
 
@@ -34,11 +34,13 @@ def fine_tune_lora(
     tokenizer = load_tokenizer(language_model_card["location"], spec)
     # A fresh copy: peft injects adapters into the modules it wraps, so the backbone cached for
     # forward passes must not be the one adapted here.
+    device = resolve_device(settings["device"])
     backbone = transformers.AutoModel.from_pretrained(
         language_model_card["location"],
         dtype=DTYPES[settings["dtype"]],
+        attn_implementation=training_attention(device),
         trust_remote_code=spec.get("trust_remote_code", False),
-    ).to(resolve_device(settings["device"]))
+    ).to(device)
     n_classes = int(tokenized_texts["label_id"].max()) + 1
     classifier = lora_classifier(backbone, n_classes, settings, seed=settings["seed"])
     metrics, training_log = train_and_score(
