@@ -217,8 +217,18 @@ def lora_tasks_table() -> str:
         f"off on {int(gains['plateau_reached'].sum())} and beat the majority class by two standard errors on "
         f"{int(gains['learned'].sum())}. Training took "
         f"{gains['training_seconds'].sum() / 60:.0f} minutes in all.",
+        "",
+        lora_run_time_line(),
     ]
     return "\n".join(lines)
+
+
+def lora_run_time_line() -> str:
+    """The LoRA study's wall time and its stages', from the MLflow record export --lora copied."""
+    stages = pd.read_csv(run_folder("study") / "lora_run_time.csv").set_index("stage")["seconds"] / 60
+    whole = stages.pop("whole run")
+    listed = ", ".join(f"{stage} {minutes:.1f}" for stage, minutes in stages.sort_values(ascending=False).items())
+    return f"The `lora` run took {whole:.0f} minutes from start to end; its stages, in minutes: {listed}."
 
 
 def _rate(rate: float) -> str:
@@ -429,6 +439,27 @@ def rise_by_layer(before: pd.DataFrame, after: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+def lora_run_time(tracking_uri: str) -> pd.DataFrame:
+    """The latest finished MLflow run of the `lora` pipeline: the seconds of each stage (the ResourceUsageHook's
+    stage_seconds metrics) and, as stage "whole run", the run's wall time from start to end."""
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri)
+    runs = mlflow.search_runs(
+        experiment_names=["ntps"],
+        filter_string="tags.`mlflow.runName` = 'lora' and attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    if runs.empty:
+        raise SystemExit(f"no finished MLflow run of the lora pipeline in {tracking_uri}: run it first")
+    run = runs.iloc[0]
+    prefix = "metrics.stage_seconds."
+    stages = {column.removeprefix(prefix): run[column] for column in runs.columns if column.startswith(prefix)}
+    stages["whole run"] = (run["end_time"] - run["start_time"]).total_seconds()
+    return pd.DataFrame({"stage": list(stages), "seconds": list(stages.values())}).dropna()
+
+
 def export_lora(env: str) -> None:
     """Writes the LoRA study's tables from the latest outputs of `kedro run --env <env> --pipelines=lora`."""
     from kedro.framework.session import KedroSession
@@ -447,6 +478,7 @@ def export_lora(env: str) -> None:
             ignore_index=True,
         )
     tables["ntps_rise_by_layer"] = rise_by_layer(before, after)
+    tables["lora_run_time"] = lora_run_time(f"sqlite:///{REPOSITORY / 'mlflow.db'}")
     folder = run_folder(env)
     folder.mkdir(parents=True, exist_ok=True)
     for name, table in tables.items():

@@ -53,3 +53,31 @@ def test_a_table_is_rendered_from_its_results_and_a_stale_page_is_found(measured
         "<!-- /measured -->\nafter\n"
     )
     assert measured_tables.rendered_page(page)[0] == page
+
+
+def test_the_lora_run_time_is_that_of_the_latest_finished_lora_run(measured_tables, tmp_path):
+    import mlflow
+
+    uri, previous_uri = f"sqlite:///{tmp_path / 'mlflow.db'}", mlflow.get_tracking_uri()
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    experiment = client.create_experiment("ntps")
+
+    def record(name: str, status: str, start_ms: int, end_ms: int, stage_seconds: dict[str, float]) -> None:
+        run = client.create_run(experiment, start_time=start_ms, run_name=name)
+        for stage, seconds in stage_seconds.items():
+            client.log_metric(run.info.run_id, f"stage_seconds.{stage}", seconds)
+        client.set_terminated(run.info.run_id, status=status, end_time=end_ms)
+
+    record("lora", "FINISHED", 100_000, 600_000, {"lora_finetuning": 400.0, "hidden_statistics": 100.0})
+    record("ntps", "FINISHED", 700_000, 800_000, {"hidden_statistics": 50.0})
+    record("lora", "FINISHED", 1_000_000, 4_000_000, {"lora_finetuning": 2400.0, "lora_reports": 30.0})
+    record("lora", "FAILED", 5_000_000, 5_100_000, {"lora_finetuning": 60.0})
+    try:
+        table = measured_tables.lora_run_time(uri)
+    finally:
+        mlflow.set_tracking_uri(previous_uri)
+    assert table.set_index("stage")["seconds"].to_dict() == {
+        "lora_finetuning": 2400.0,
+        "lora_reports": 30.0,
+        "whole run": 3000.0,
+    }
