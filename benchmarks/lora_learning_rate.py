@@ -65,7 +65,6 @@ def learning_curve(parameters: dict, card: dict, pad_token_id: int, train, valid
     """Trains LoRA at this peak learning rate and returns its validation curve and plateau."""
     import transformers
 
-    from ntps.core.learning_curves import plateau
     from ntps.core.linalg import resolve_device
     from ntps.modeling.classifiers import lora_classifier
     from ntps.modeling.training import train_classifier, training_attention, training_steps
@@ -95,9 +94,7 @@ def learning_curve(parameters: dict, card: dict, pad_token_id: int, train, valid
         )
     seconds = time.perf_counter() - started
     per_epoch = int(settings["evaluations_per_epoch"])
-    curve = plateau(
-        np.asarray(history.validation_steps), np.asarray(history.validation_accuracies), per_epoch, len(validation)
-    )
+    curve = history.plateau(per_epoch, len(validation))
     return {
         "learning_rate": learning_rate,
         "steps": training_steps(settings, len(train)),

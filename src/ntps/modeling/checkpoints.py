@@ -9,9 +9,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 
+from ntps.core.learning_curves import Plateau, plateau
 from ntps.modeling.classifiers import trainable_state
 
 
@@ -23,6 +25,12 @@ class TrainingHistory:
     losses: list[float] = field(default_factory=list)
     validation_steps: list[int] = field(default_factory=list)
     validation_accuracies: list[float] = field(default_factory=list)
+
+    def plateau(self, evaluations_per_epoch: int, n_validation: int) -> Plateau:
+        """The plateau criterion (learning_curves.plateau) on the learning curve so far, measured on
+        n_validation texts."""
+        steps, accuracies = np.asarray(self.validation_steps), np.asarray(self.validation_accuracies)
+        return plateau(steps, accuracies, evaluations_per_epoch, n_validation)
 
 
 def run_checkpoint_path(

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from transformers.optimization import Adafactor
 
 from ntps.core.errors import NtpsInputError
-from ntps.core.learning_curves import beats_chance, plateau
+from ntps.core.learning_curves import beats_chance
 from ntps.core.probes import majority_rate
 from ntps.modeling.checkpoints import TrainingHistory, resume_checkpoint, run_checkpoint_path, save_checkpoint
 from ntps.modeling.classifiers import MeanPooledClassifier
@@ -152,8 +152,7 @@ def train_classifier(
     stop_at_plateau = bool(settings.get("stop_at_plateau", False)) and interval > 0
 
     def levelled_off(history: TrainingHistory) -> bool:
-        curve = (np.asarray(history.validation_steps), np.asarray(history.validation_accuracies))
-        return plateau(*curve, int(settings["evaluations_per_epoch"]), len(validation)).reached
+        return history.plateau(int(settings["evaluations_per_epoch"]), len(validation)).reached
 
     optimizer, schedule = optimizer_with_schedule(classifier, settings, steps)
     checkpoint_path = Path(checkpoint_path)
@@ -278,12 +277,7 @@ def train_and_score(
         classifier, train, settings, pad_token_id, checkpoint, description=f"{kind} training", validation=validation
     )
     batch_size = settings["batch_size"]
-    curve = plateau(
-        np.asarray(history.validation_steps),
-        np.asarray(history.validation_accuracies),
-        int(settings.get("evaluations_per_epoch", 1)),
-        max(len(validation), 1),
-    )
+    curve = history.plateau(int(settings.get("evaluations_per_epoch", 1)), max(len(validation), 1))
     train_accuracy = accuracy(classifier, train, batch_size, pad_token_id, dtype)
     validation_accuracy = history.validation_accuracies[-1] if history.validation_accuracies else float("nan")
     chance = majority_rate(train["label_id"].to_numpy())
