@@ -21,9 +21,12 @@ from ntps.sources.language_models import load_backbone, load_tokenizer
 logger = logging.getLogger(__name__)
 
 
-def _shared_texts(tokenized_views: tuple[pd.DataFrame, ...]) -> tuple[pd.DataFrame, np.ndarray, list[int]]:
-    """The texts that the label views share, their (n_texts, V) label ids and each view's number
-    of classes (label ids follow each view's sorted label names, so its largest id + 1)."""
+def _shared_texts(
+    tokenized_views: tuple[pd.DataFrame, ...], only_split: str | None = None
+) -> tuple[pd.DataFrame, np.ndarray, list[int]]:
+    """The texts that the label views share (those of split `only_split` when given), their
+    (n_texts, V) label ids and each view's number of classes (label ids follow each view's sorted
+    label names, so its largest id + 1, counted over all its texts)."""
     texts = tokenized_views[0]
     for view in tokenized_views[1:]:
         same = len(view) == len(texts) and all(
@@ -35,7 +38,11 @@ def _shared_texts(tokenized_views: tuple[pd.DataFrame, ...]) -> tuple[pd.DataFra
                 "label_column or label_pattern, which must not drop texts (give a view its own keep_labels instead)"
             )
     label_ids = np.stack([view["label_id"].to_numpy() for view in tokenized_views], axis=1)
-    return texts, label_ids, [int(view["label_id"].max()) + 1 for view in tokenized_views]
+    n_classes = [int(view["label_id"].max()) + 1 for view in tokenized_views]
+    if only_split is not None:
+        kept = (texts["split"] == only_split).to_numpy()
+        texts, label_ids = texts[kept].reset_index(drop=True), label_ids[kept]
+    return texts, label_ids, n_classes
 
 
 def _forward(
@@ -89,27 +96,42 @@ def _per_view(statistics: LayerStatistics, pooled: PooledFeatures, n_classes: li
     return views
 
 
+def _texts_to_run(
+    tokenized_views: tuple[pd.DataFrame, ...], forward_pass: dict[str, Any], statistics_split_only: bool
+) -> tuple[pd.DataFrame, np.ndarray, list[int]]:
+    """_shared_texts, of forward_pass["split"] only when statistics_split_only."""
+    return _shared_texts(tokenized_views, forward_pass["split"] if statistics_split_only else None)
+
+
 def extract_hidden_features(
-    language_model_card: dict[str, Any], forward_pass: dict[str, Any], *tokenized_views: pd.DataFrame
+    language_model_card: dict[str, Any],
+    forward_pass: dict[str, Any],
+    *tokenized_views: pd.DataFrame,
+    statistics_split_only: bool = False,
 ) -> list[dict[str, np.ndarray]]:
     """Sums of meanXX, meanXY, cov0, cov1 per layer over the texts of forward_pass["split"], and
     the mean-pooled forward_pass["pooled_hidden_states"] of every text, from one forward pass over
-    the texts that the label views share.
+    the texts that the label views share; with statistics_split_only, the pass runs the texts of
+    forward_pass["split"] alone and pools only those.
 
     Returns:
         statistics, pooled features of the first view, then of the second, ...
     """
-    texts, label_ids, n_classes = _shared_texts(tokenized_views)
+    texts, label_ids, n_classes = _texts_to_run(tokenized_views, forward_pass, statistics_split_only)
     statistics, pooled = _forward(texts, language_model_card, forward_pass, n_classes, label_ids)
     return _per_view(statistics, pooled, n_classes, forward_pass["split"])
 
 
 def extract_shard_features(
-    language_model_card: dict[str, Any], forward_pass: dict[str, Any], *tokenized_views: pd.DataFrame, shard: int
+    language_model_card: dict[str, Any],
+    forward_pass: dict[str, Any],
+    *tokenized_views: pd.DataFrame,
+    shard: int,
+    statistics_split_only: bool = False,
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """The same sums and features over one shard of whole batches (its sums may be empty), every
     label view's meanXY side by side."""
-    texts, label_ids, n_classes = _shared_texts(tokenized_views)
+    texts, label_ids, n_classes = _texts_to_run(tokenized_views, forward_pass, statistics_split_only)
     positions = shard_positions(texts, forward_pass["batch_size"], forward_pass["shards"], shard)
     if not len(positions):
         n_batches = -(-len(texts) // forward_pass["batch_size"])
@@ -122,7 +144,10 @@ def extract_shard_features(
 
 
 def combine_shards(
-    forward_pass: dict[str, Any], *views_and_shards: pd.DataFrame | dict[str, np.ndarray], n_views: int
+    forward_pass: dict[str, Any],
+    *views_and_shards: pd.DataFrame | dict[str, np.ndarray],
+    n_views: int,
+    statistics_split_only: bool = False,
 ) -> list[dict[str, np.ndarray]]:
     """Adds the shards' statistics (they are sums) and puts their pooled features back in row order.
 
@@ -133,7 +158,7 @@ def combine_shards(
     Returns:
         as extract_hidden_features.
     """
-    texts, label_ids, n_classes = _shared_texts(views_and_shards[:n_views])
+    texts, label_ids, n_classes = _texts_to_run(views_and_shards[:n_views], forward_pass, statistics_split_only)
     shards = views_and_shards[n_views:]
     statistics = functools.reduce(operator.add, (LayerStatistics.from_arrays(arrays) for arrays in shards[0::2]))
     pooled_shards = [PooledFeatures.from_arrays(arrays) for arrays in shards[1::2]]

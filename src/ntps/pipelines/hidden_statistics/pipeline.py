@@ -21,9 +21,11 @@ from .nodes import combine_shards, extract_hidden_features, extract_shard_featur
 OUTPUTS = ("layer_statistics", "pooled_features")
 
 
-def template(model: str, *datasets: str) -> Pipeline:
+def template(model: str, *datasets: str, statistics_split_only: bool = False) -> Pipeline:
     """The pass over the texts of `datasets`: plain names for one dataset ("tokenized_texts" ->
-    "layer_statistics", "pooled_features"), view-prefixed names ("<view>.tokenized_texts") for several."""
+    "layer_statistics", "pooled_features"), view-prefixed names ("<view>.tokenized_texts") for several.
+    statistics_split_only: run and pool only the texts the statistics sum (forward_pass.split), for
+    readers of the statistics alone (the stages after LoRA)."""
 
     def named(name: str, dataset: str) -> str:
         return name if len(datasets) == 1 else f"{dataset}.{name}"
@@ -31,17 +33,24 @@ def template(model: str, *datasets: str) -> Pipeline:
     pass_inputs = ["language_model_card", "params:forward_pass", *(named("tokenized_texts", view) for view in datasets)]
     outputs = [named(name, view) for view in datasets for name in OUTPUTS]
     n_shards = int(run_parameters()["forward_pass"].get("shards", 1))
+    only = {"statistics_split_only": statistics_split_only}
     if n_shards == 1:
-        return Pipeline([node(extract_hidden_features, pass_inputs, outputs, name="extract_hidden_features")])
+        extract = bind(extract_hidden_features, **only)
+        return Pipeline([node(extract, pass_inputs, outputs, name="extract_hidden_features")])
     shard_outputs = [[f"{name}_shard_{shard}" for name in OUTPUTS] for shard in range(n_shards)]
     return Pipeline(
         [
-            node(bind(extract_shard_features, shard=shard), pass_inputs, names, name=f"extract_shard_features_{shard}")
+            node(
+                bind(extract_shard_features, shard=shard, **only),
+                pass_inputs,
+                names,
+                name=f"extract_shard_features_{shard}",
+            )
             for shard, names in enumerate(shard_outputs)
         ]
         + [
             node(
-                bind(combine_shards, n_views=len(datasets)),
+                bind(combine_shards, n_views=len(datasets), **only),
                 [*pass_inputs[1:], *(name for names in shard_outputs for name in names)],
                 outputs,
                 name="combine_shards",

@@ -2,7 +2,8 @@
 (paper, Appendix A.6), in namespace "<model>.<dataset>.after_lora".
 
 They read the pair's tokenized texts and the adapted model's card; everything else they make
-stays in the namespace, e.g. "<model>.<dataset>.after_lora.ntps_table".
+stays in the namespace, e.g. "<model>.<dataset>.after_lora.ntps_table". Only the scores are read
+after LoRA, and they read the statistics' split alone, so the forward pass runs those texts only.
 """
 
 from kedro.pipeline import Pipeline
@@ -20,7 +21,13 @@ ADAPTED_INPUTS = {
 
 
 def template(model: str, dataset: str) -> Pipeline:
-    return Pipeline([stage.template(model, dataset) for stage in (hidden_statistics, eigen_subspaces, ntps_scores)])
+    return Pipeline(
+        [
+            hidden_statistics.template(model, dataset, statistics_split_only=True),
+            eigen_subspaces.template(model, dataset),
+            ntps_scores.template(model, dataset),
+        ]
+    )
 
 
 def create_pipeline(**kwargs) -> Pipeline:
