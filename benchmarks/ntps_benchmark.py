@@ -457,6 +457,7 @@ def layer_probe_cost(parameters: dict, n_layers: int, timed_full_layers: int) ->
 
 
 PAPER_LORA_STEPS = 5000
+PAPER_LORA_DROPOUT = 0.05
 
 
 def ntps_vs_lora(setup: ModelOnTexts, parameters: dict, batch_size: int) -> dict[str, float]:
@@ -484,9 +485,12 @@ def ntps_vs_lora(setup: ModelOnTexts, parameters: dict, batch_size: int) -> dict
     attention = training_attention(torch.device("cpu"))
     other_attention = "sdpa" if attention == "eager" else "eager"
 
-    def lora_seconds(steps: int, checkpoint: str, attention: str) -> tuple[float, float, float]:
+    def lora_seconds(
+        steps: int, checkpoint: str, attention: str, dropout: float = settings["dropout"]
+    ) -> tuple[float, float, float]:
         """(loading the backbone as fine_tune_lora does, a copy of its own since peft injects adapters into the
-        modules it wraps; the stage after it: adapters, training, scoring; the training steps alone)."""
+        modules it wraps; the stage after it: adapters with this dropout, training, scoring; the training steps
+        alone)."""
         start = time.perf_counter()
         backbone = transformers.AutoModel.from_pretrained(
             setup.card["location"],
@@ -495,7 +499,7 @@ def ntps_vs_lora(setup: ModelOnTexts, parameters: dict, batch_size: int) -> dict
             trust_remote_code=setup.card["spec"].get("trust_remote_code", False),
         )
         stage_start = time.perf_counter()
-        stage = {**settings, "steps": steps, "epochs": None, "checkpoint_every": steps}
+        stage = {**settings, "steps": steps, "epochs": None, "checkpoint_every": steps, "dropout": dropout}
         classifier = lora_classifier(backbone, n_classes, stage, seed=stage["seed"])
         training_start = time.perf_counter()
         train_classifier(classifier, tokenized, stage, setup.pad_token_id, checkpoint)
@@ -509,6 +513,9 @@ def ntps_vs_lora(setup: ModelOnTexts, parameters: dict, batch_size: int) -> dict
         first_load, configured, _ = lora_seconds(configured_steps, os.path.join(folder, "configured.pt"), attention)
         second_load, epoch, epoch_training = lora_seconds(epoch_steps, os.path.join(folder, "epoch.pt"), attention)
         _, _, other_training = lora_seconds(epoch_steps, os.path.join(folder, "other.pt"), other_attention)
+        _, _, paper_dropout_training = lora_seconds(
+            epoch_steps, os.path.join(folder, "dropout.pt"), attention, PAPER_LORA_DROPOUT
+        )
     per_step = epoch_training / epoch_steps
     return {
         "texts": len(tokenized),
@@ -523,6 +530,9 @@ def ntps_vs_lora(setup: ModelOnTexts, parameters: dict, batch_size: int) -> dict
         "lora_per_step_s": per_step,
         "other_attention": other_attention,
         "lora_per_step_other_attention_s": other_training / epoch_steps,
+        "dropout": settings["dropout"],
+        "paper_dropout": PAPER_LORA_DROPOUT,
+        "lora_per_step_paper_dropout_s": paper_dropout_training / epoch_steps,
         "paper_steps": PAPER_LORA_STEPS,
         "lora_paper_projected_s": epoch - epoch_training + per_step * PAPER_LORA_STEPS,
     }
@@ -696,7 +706,7 @@ def report_ntps_vs_lora(arguments: argparse.Namespace, parameters: dict, emit: E
         "NTPS vs LoRA, %s: NTPS stages %.1f s; LoRA %d steps (configured) %.1f s -> NTPS/LoRA %.2f; LoRA one epoch "
         "(%d steps) %.1f s -> %.2f; LoRA %d steps (the paper's, projected from %.2f s/step) %.0f s -> %.3f; loading "
         "the model, %.1f s, counted on neither side; a LoRA step with %s attention (the training stages' on a CPU) %.2f s, "
-        "with %s %.2f s (%.2fx)",
+        "with %s %.2f s (%.2fx); with LoRA dropout %g (the configured) %.2f s, with %g (the paper's) %.2f s (%.2fx)",
         setup.described(),
         costs["ntps_s"],
         costs["configured_steps"],
@@ -715,6 +725,11 @@ def report_ntps_vs_lora(arguments: argparse.Namespace, parameters: dict, emit: E
         costs["other_attention"],
         costs["lora_per_step_other_attention_s"],
         costs["lora_per_step_other_attention_s"] / costs["lora_per_step_s"],
+        costs["dropout"],
+        costs["lora_per_step_s"],
+        costs["paper_dropout"],
+        costs["lora_per_step_paper_dropout_s"],
+        costs["lora_per_step_paper_dropout_s"] / costs["lora_per_step_s"],
     )
     return costs
 

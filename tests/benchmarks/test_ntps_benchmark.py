@@ -141,6 +141,7 @@ def test_the_model_measures_run_the_first_model_and_dataset_of_the_run(ntps_benc
     lora = recorded["lora"]["values"]
     assert (lora["configured_steps"], lora["epoch_steps"]) == (2, 2) and lora["ntps_s"] > 0
     assert (lora["attention"], lora["other_attention"]) == ("eager", "sdpa") and lora["lora_per_step_other_attention_s"] > 0
+    assert (lora["dropout"], lora["paper_dropout"]) == (0.0, 0.05) and lora["lora_per_step_paper_dropout_s"] > 0
 
 
 def test_a_baseline_that_is_no_commit_fails_before_anything_is_measured(ntps_benchmark, tmp_path):
