@@ -262,7 +262,8 @@ def lora_learning_rate_table() -> str:
     lines += [
         "",
         f"Mean rank over the {len(chosen['complete_tasks'])} tasks that ran every learning rate (1 = highest "
-        f"accuracy): {ranks}. {len(runs)} fine-tunes took {runs['seconds'].sum() / 60:.0f} minutes.",
+        f"accuracy): {ranks}. {len(runs)} fine-tunes took {runs['seconds'].sum() / 60:.0f} minutes, with LoRA "
+        f"dropout {sweep['configuration']['lora']['dropout']:g}.",
     ]
     if chosen.get("one_standard_error") is not None:
         lines[-1] += (
