@@ -22,6 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from ntps.reports.correlation_study import summary_table
+from ntps.reports.lora_study import ntps_rose
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 RESULTS = REPOSITORY / "benchmarks" / "results"
@@ -285,7 +286,7 @@ def ntps_change_summary() -> str:
     columns = ["variant", "rose at the configuration", "median change (%)", "mean share of the grid that rose"]
     lines = [_row(columns), "|" + "---|" * len(columns)]
     for variant, rows in change.groupby("variant", sort=True):
-        rose = int((rows["ntps_after"] > rows["ntps_before"]).sum())
+        rose = int(ntps_rose(rows["ntps_before"], rows["ntps_after"]).sum())
         lines.append(
             _row(
                 [
@@ -434,7 +435,7 @@ def rise_by_layer(before: pd.DataFrame, after: pd.DataFrame) -> pd.DataFrame:
     keys = ["model", "dataset", "variant", "layer", "k"]
     paired = after.merge(before, on=keys, suffixes=("_after", "_before"))
     paired = paired[paired["on_paper_grid_before"]]
-    paired = paired.assign(rose=paired["ntps_after"] > paired["ntps_before"])
+    paired = paired.assign(rose=ntps_rose(paired["ntps_before"], paired["ntps_after"]))
     return paired.groupby(["variant", "layer"], as_index=False).agg(
         share_rose=("rose", "mean"), configurations=("rose", "size")
     )

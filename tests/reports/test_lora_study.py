@@ -8,7 +8,13 @@ import pytest
 import scipy.stats
 
 from ntps.core.errors import NtpsInputError
-from ntps.reports.lora_study import accuracy_gains, gain_correlation_summary, ntps_change_table
+from ntps.reports.lora_study import (
+    NTPS_CHANGE_RESOLUTION,
+    accuracy_gains,
+    gain_correlation_summary,
+    ntps_change_table,
+    ntps_rose,
+)
 
 
 def test_reports_compute_the_gain_and_the_relative_ntps_change_and_refuse_unknown_pairs():
@@ -81,6 +87,24 @@ def test_reports_compute_the_gain_and_the_relative_ntps_change_and_refuse_unknow
     assert (change["grid_share_increased"] == 1).all()
     with pytest.raises(NtpsInputError, match="layer 2 does not exist"):
         ntps_change_table(before, after, settings, {"layer": 2, "k_fraction": 0.5})
+
+
+def test_a_change_of_ntps_within_rounding_is_not_a_rise():
+    """The embeddings' NTPS after LoRA differs from before only by the order of float64 sums: those
+    configurations do not count as rises, the genuinely higher ones do."""
+    rows = [
+        {"model": "m", "dataset": "a", "layer": layer, "k": k, "k_fraction": k / 4, "on_paper_grid": True}
+        | {"variant": "paper", "ntps": 0.1 * k}
+        for layer in (0, 1)
+        for k in (1, 2, 3, 4)
+    ]
+    before = pd.DataFrame(rows)
+    after = before.assign(ntps=np.where(before["layer"] == 0, before["ntps"] + 1e-12, before["ntps"] + 0.01))
+    settings = {"k_search": "all", "exclude_final_hidden_state": False}
+    at_embeddings = ntps_change_table(before, after, settings, {"layer": 0, "k_fraction": 0.5})
+    assert at_embeddings["grid_share_increased"].item() == 0.5
+    assert not ntps_rose(at_embeddings["ntps_before"], at_embeddings["ntps_after"]).any()
+    assert ntps_rose(0.2, 0.2 + 2 * NTPS_CHANGE_RESOLUTION) and not ntps_rose(0.2, 0.2 + NTPS_CHANGE_RESOLUTION / 2)
 
 
 def test_ntps_that_ranks_datasets_by_gain_gets_r_minus_one_and_the_probe_baseline_its_own_r():
