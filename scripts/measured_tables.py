@@ -457,7 +457,7 @@ def lora_run_time(tracking_uri: str) -> pd.DataFrame:
         raise SystemExit(f"no finished MLflow run of the lora pipeline in {tracking_uri}: run it first")
     run = runs.iloc[0]
     prefix = "metrics.stage_seconds."
-    stages = {column.removeprefix(prefix): run[column] for column in runs.columns if column.startswith(prefix)}
+    stages = {column.removeprefix(prefix): run[column] for column in sorted(runs.columns) if column.startswith(prefix)}
     stages["whole run"] = (run["end_time"] - run["start_time"]).total_seconds()
     return pd.DataFrame({"stage": list(stages), "seconds": list(stages.values())}).dropna()
 
