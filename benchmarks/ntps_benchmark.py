@@ -456,8 +456,11 @@ def layer_probe_cost(parameters: dict, n_layers: int, timed_full_layers: int) ->
     }
 
 
-PAPER_LORA_STEPS = 5000
-PAPER_LORA_DROPOUT = 0.05
+def paper_lora_settings() -> dict:
+    """The paper's LoRA settings, as the `paper_grid` environment configures them (its steps and dropout)."""
+    from ntps.run_parameters import load_parameters
+
+    return load_parameters(REPOSITORY, env="paper_grid")["lora"]
 
 
 def ntps_vs_lora(setup: ModelOnTexts, parameters: dict, batch_size: int) -> dict[str, float]:
@@ -482,6 +485,7 @@ def ntps_vs_lora(setup: ModelOnTexts, parameters: dict, batch_size: int) -> dict
     score_tables(statistics, subspaces, ridge, scores["paper_k_fractions"], released_code=scores["released_code"])
     ntps_seconds = time.perf_counter() - start
     settings = {**parameters["training"], **parameters["lora"]}
+    paper = paper_lora_settings()
     attention = training_attention(torch.device("cpu"))
     other_attention = "sdpa" if attention == "eager" else "eager"
 
@@ -514,7 +518,7 @@ def ntps_vs_lora(setup: ModelOnTexts, parameters: dict, batch_size: int) -> dict
         second_load, epoch, epoch_training = lora_seconds(epoch_steps, os.path.join(folder, "epoch.pt"), attention)
         _, _, other_training = lora_seconds(epoch_steps, os.path.join(folder, "other.pt"), other_attention)
         _, _, paper_dropout_training = lora_seconds(
-            epoch_steps, os.path.join(folder, "dropout.pt"), attention, PAPER_LORA_DROPOUT
+            epoch_steps, os.path.join(folder, "dropout.pt"), attention, paper["dropout"]
         )
     per_step = epoch_training / epoch_steps
     return {
@@ -531,10 +535,10 @@ def ntps_vs_lora(setup: ModelOnTexts, parameters: dict, batch_size: int) -> dict
         "other_attention": other_attention,
         "lora_per_step_other_attention_s": other_training / epoch_steps,
         "dropout": settings["dropout"],
-        "paper_dropout": PAPER_LORA_DROPOUT,
+        "paper_dropout": paper["dropout"],
         "lora_per_step_paper_dropout_s": paper_dropout_training / epoch_steps,
-        "paper_steps": PAPER_LORA_STEPS,
-        "lora_paper_projected_s": epoch - epoch_training + per_step * PAPER_LORA_STEPS,
+        "paper_steps": paper["steps"],
+        "lora_paper_projected_s": epoch - epoch_training + per_step * paper["steps"],
     }
 
 
