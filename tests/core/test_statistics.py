@@ -9,6 +9,7 @@ import torch
 from ntps.core.errors import NtpsInputError
 from ntps.core.statistics import (
     STORED_NAMES,
+    PRODUCTS,
     LayerStatistics,
     StatisticsAccumulator,
     add_transition_products,
@@ -206,6 +207,24 @@ def test_transition_product_flops_count_the_entries_the_products_compute(d):
     computed = int((cov0 == n).sum() + (cov1 == n).sum())
     assert transition_product_flops(n, d) == 2 * n * computed
     assert bool((torch.triu(cov0) == torch.triu(torch.full((d, d), float(n), dtype=torch.float64))).all())
+
+
+@pytest.mark.parametrize("products", PRODUCTS)
+def test_transition_products_equal_the_literal_sums_on_every_path(products):
+    # Each kind of products against sum_i P_i P_i^T (its upper triangle, all that is stored) and
+    # sum_i P_i H_i^T written out, added onto sums that already hold something.
+    generator = np.random.default_rng(3)
+    n, d = 7, 11
+    prefixes, next_states = generator.normal(size=(n, d)), generator.normal(size=(n, d))
+    start0, start1 = generator.normal(size=(d, d)), generator.normal(size=(d, d))
+    cov0, cov1 = torch.tensor(start0), torch.tensor(start1)
+    add_transition_products(cov0, cov1, torch.tensor(prefixes), torch.tensor(next_states), products)
+    literal0 = start0 + sum(np.outer(prefixes[i], prefixes[i]) for i in range(n))
+    literal1 = start1 + sum(np.outer(prefixes[i], next_states[i]) for i in range(n))
+    tolerance = 1e-12 if products == "float64" else 1e-5
+    upper = np.triu_indices(d)
+    np.testing.assert_allclose(cov0.numpy()[upper], literal0[upper], rtol=tolerance, atol=tolerance)
+    np.testing.assert_allclose(cov1.numpy(), literal1, rtol=tolerance, atol=tolerance)
 
 
 def test_empty_statistics_refuse_averaging():

@@ -219,9 +219,9 @@ def add_transition_products(
 ) -> None:
     """cov0 += P^T P on and above the diagonal only, cov1 += P^T H, in place, for P (n, d) the
     prefix sums S_i and H (n, d) the next states h_{i+1} of n next-token pairs, the products
-    computed as `products` (PRODUCTS) says. cov0's entries below the diagonal are left as they
-    were: the symmetric sums are stored as upper triangles (pack_symmetric), so products below the
-    diagonal would be thrown away."""
+    computed as `products` (PRODUCTS) says. cov0's entries below the diagonal mean nothing
+    afterwards: the symmetric sums are stored as upper triangles (pack_symmetric), so only the
+    products on and above the diagonal are computed (and some just below it, in column blocks)."""
     check_products(products)
     # cov0 += gram_left^T gram_right, cov1 += cross_left^T cross_right.
     if products == "bfloat16x3":
