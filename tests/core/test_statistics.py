@@ -8,8 +8,8 @@ import torch
 
 from ntps.core.errors import NtpsInputError
 from ntps.core.statistics import (
-    STORED_NAMES,
     PRODUCTS,
+    STORED_NAMES,
     LayerStatistics,
     StatisticsAccumulator,
     add_transition_products,

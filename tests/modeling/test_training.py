@@ -17,6 +17,7 @@ from ntps.modeling.training import (
     autocast_dtype,
     optimizer_with_schedule,
     train_classifier,
+    training_accuracy_texts,
     training_attention,
     training_steps,
     validation_split,
@@ -112,6 +113,21 @@ def test_the_validation_split_is_a_seeded_stratified_share_of_the_training_texts
     assert validation_split(texts, 0.0, seed=0)[1].empty
     with pytest.raises(NtpsInputError, match="validation_fraction"):
         validation_split(texts, 1.0, seed=0)
+
+
+def test_the_training_accuracy_is_measured_on_a_seeded_stratified_sample_or_on_every_training_text():
+    texts = pd.DataFrame({"label_id": np.repeat([0, 1, 2], [60, 30, 10]), "text_id": np.arange(100)})
+    sample = training_accuracy_texts(texts, 20, seed=0)
+    assert len(sample) == 20 and sample["label_id"].value_counts().to_dict() == {0: 12, 1: 6, 2: 2}
+    assert training_accuracy_texts(texts, 20, seed=0).equals(sample)
+    assert not training_accuracy_texts(texts, 20, seed=1).equals(sample)
+    assert set(sample["text_id"]) <= set(texts["text_id"])
+    for everything in (None, 100, 500):
+        assert training_accuracy_texts(texts, everything, seed=0) is texts
+    assert len(training_accuracy_texts(texts, 2, seed=0)) == 2  # too few to hold every label: not stratified
+    for wrong in (0, -3, 2.5, "all", True):
+        with pytest.raises(NtpsInputError, match="train_accuracy_texts"):
+            training_accuracy_texts(texts, wrong, seed=0)
 
 
 class PlantedCurve:

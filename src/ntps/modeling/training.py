@@ -223,10 +223,27 @@ def validation_split(train: pd.DataFrame, fraction: float, seed: int) -> tuple[p
         raise NtpsInputError(f"training.validation_fraction must be in [0, 1), got {fraction}")
     if fraction == 0:
         return train, train.iloc[:0]
-    counts = train["label_id"].value_counts()
-    stratify = train["label_id"] if counts.min() >= 2 else None
-    kept, validation = train_test_split(train, test_size=fraction, random_state=seed, stratify=stratify)
-    return kept.sort_index(), validation.sort_index()
+    return _seeded_split(train, fraction, seed)
+
+
+def training_accuracy_texts(train: pd.DataFrame, size: int | None, seed: int) -> pd.DataFrame:
+    """The training texts the training accuracy after training is measured on: all of them (size
+    None, or at least as many), or a seeded sample of `size`, stratified by label as validation_split."""
+    if size is None:
+        return train
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise NtpsInputError(f"training.train_accuracy_texts must be a positive integer or null, got {size!r}")
+    return train if size >= len(train) else _seeded_split(train, size, seed)[1]
+
+
+def _seeded_split(texts: pd.DataFrame, taken: float | int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(the texts left, the texts taken): `taken` of them (a share or a count), seeded, stratified
+    by label where every label has two texts or more and the taken ones can hold every label."""
+    counts = texts["label_id"].value_counts()
+    n_taken = taken if isinstance(taken, int) else int(np.ceil(taken * len(texts)))
+    stratify = texts["label_id"] if counts.min() >= 2 and min(n_taken, len(texts) - n_taken) >= len(counts) else None
+    kept, chosen = train_test_split(texts, test_size=taken, random_state=seed, stratify=stratify)
+    return kept.sort_index(), chosen.sort_index()
 
 
 def train_and_score(
@@ -250,7 +267,8 @@ def train_and_score(
     Returns:
         (one row: model, dataset, steps (trained), planned_steps (configured; more than steps where the run
         stopped at its plateau), batch_size, optimizer, autocast (the dtype name or "none"),
-        final_training_loss, <kind>_train_accuracy, <kind>_test_accuracy (NaN without test texts),
+        final_training_loss, <kind>_train_accuracy (on train_accuracy_texts of the training texts:
+        training_accuracy_texts), <kind>_test_accuracy (NaN without test texts),
         validation_texts, validation_accuracy (the last measured), chance_accuracy (the majority class's
         share of the training texts), learned (the validation accuracy, or the training accuracy without
         validation texts, beats chance: learning_curves.beats_chance), plateau_reached,
@@ -278,10 +296,11 @@ def train_and_score(
     )
     batch_size = settings["batch_size"]
     curve = history.plateau(int(settings.get("evaluations_per_epoch", 1)), max(len(validation), 1))
-    train_accuracy = accuracy(classifier, train, batch_size, pad_token_id, dtype)
+    scored_train = training_accuracy_texts(train, settings.get("train_accuracy_texts"), settings["seed"])
+    train_accuracy = accuracy(classifier, scored_train, batch_size, pad_token_id, dtype)
     validation_accuracy = history.validation_accuracies[-1] if history.validation_accuracies else float("nan")
     chance = majority_rate(train["label_id"].to_numpy())
-    judged, judged_accuracy = (validation, validation_accuracy) if len(validation) else (train, train_accuracy)
+    judged, judged_accuracy = (validation, validation_accuracy) if len(validation) else (scored_train, train_accuracy)
     metrics = {
         "model": model,
         "dataset": dataset,
@@ -292,6 +311,7 @@ def train_and_score(
         "autocast": str(dtype).removeprefix("torch.") if dtype else "none",
         "final_training_loss": history.losses[-1],
         f"{kind}_train_accuracy": train_accuracy,
+        "train_accuracy_texts": len(scored_train),
         f"{kind}_test_accuracy": accuracy(classifier, test, batch_size, pad_token_id, dtype) if len(test) else float("nan"),
         "validation_texts": len(validation),
         "validation_accuracy": validation_accuracy,

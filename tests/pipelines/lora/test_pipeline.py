@@ -26,7 +26,7 @@ def test_lora_and_from_scratch_pipelines_end_to_end(project, model_cache, four_l
     # small runs leave it off (SMALL_RUN_PARAMS), so the change table holds the other variants.
     assert kedro_run(project, model_cache).returncode == 0
     steps = {"batch_size": 4, "checkpoint_every": 2, "steps": 4, "epochs": "null"}
-    lora_settings = {**steps, "validation_fraction": 0.25, "evaluations_per_epoch": 2}
+    lora_settings = {**steps, "validation_fraction": 0.25, "evaluations_per_epoch": 2, "train_accuracy_texts": 5}
     lora = kedro_run(project, model_cache, {f"lora.{key}": value for key, value in lora_settings.items()}, pipeline="lora")
     assert lora.returncode == 0, lora.stderr[-4000:]
 
@@ -57,6 +57,7 @@ def test_lora_and_from_scratch_pipelines_end_to_end(project, model_cache, four_l
     )
     metrics = pd.read_parquet(next((reports / "lora_metrics.parquet").glob("*/*")))
     assert (metrics["validation_texts"] > 0).all() and metrics["validation_accuracy"].between(0, 1).all()
+    assert (metrics["train_accuracy_texts"] == 5).all() and metrics["lora_train_accuracy"].isin(np.arange(6) / 5).all()
     assert set(metrics["autocast"]) <= {"bfloat16", "none"} and (metrics["optimizer"] == "adamw").all()
     margin = 2 * np.sqrt(metrics["chance_accuracy"] * (1 - metrics["chance_accuracy"]) / metrics["validation_texts"])
     assert (metrics["learned"] == (metrics["validation_accuracy"] - metrics["chance_accuracy"] > margin)).all()
